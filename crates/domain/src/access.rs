@@ -1,0 +1,270 @@
+//! Who may do what, to whose data. One table of role -> actions, and one tenant rule; the app
+//! layer calls [`authorise`] before every read or change, so the rule lives in exactly one place.
+use crate::ids::{PatientId, PharmacyId, PracticeId, UserId};
+use crate::DomainError;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Patient,
+    PharmacyManager,
+    Pharmacist,
+    Dispenser,
+    CounterAssistant,
+    Prescriber,
+    PracticeManager,
+    Receptionist,
+    Operator,
+    Custodian,
+}
+
+impl Role {
+    pub const ALL: [Role; 10] = [
+        Role::Patient,
+        Role::PharmacyManager,
+        Role::Pharmacist,
+        Role::Dispenser,
+        Role::CounterAssistant,
+        Role::Prescriber,
+        Role::PracticeManager,
+        Role::Receptionist,
+        Role::Operator,
+        Role::Custodian,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Patient => "patient",
+            Role::PharmacyManager => "pharmacy_manager",
+            Role::Pharmacist => "pharmacist",
+            Role::Dispenser => "dispenser",
+            Role::CounterAssistant => "counter_assistant",
+            Role::Prescriber => "prescriber",
+            Role::PracticeManager => "practice_manager",
+            Role::Receptionist => "receptionist",
+            Role::Operator => "operator",
+            Role::Custodian => "custodian",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| DomainError::invalid("role", format!("'{}' is not a role", crate::text::clip(s, 30))))
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Patient => "Patient",
+            Role::PharmacyManager => "Pharmacy manager",
+            Role::Pharmacist => "Pharmacist",
+            Role::Dispenser => "Dispenser",
+            Role::CounterAssistant => "Counter assistant",
+            Role::Prescriber => "Prescriber",
+            Role::PracticeManager => "Practice manager",
+            Role::Receptionist => "Receptionist",
+            Role::Operator => "Platform operator",
+            Role::Custodian => "Live-data custodian",
+        }
+    }
+
+    pub fn kind(self) -> OrgKind {
+        match self {
+            Role::Patient => OrgKind::Patient,
+            Role::PharmacyManager | Role::Pharmacist | Role::Dispenser | Role::CounterAssistant => OrgKind::Pharmacy,
+            Role::Prescriber | Role::PracticeManager | Role::Receptionist => OrgKind::Practice,
+            Role::Operator | Role::Custodian => OrgKind::Platform,
+        }
+    }
+
+    pub fn is_staff(self) -> bool {
+        self != Role::Patient
+    }
+}
+
+/// Which side of the service a role belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrgKind {
+    Patient,
+    Pharmacy,
+    Practice,
+    Platform,
+}
+
+/// What an actor belongs to: the tenant their data access is confined to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    Patient { patient: PatientId, pharmacy: PharmacyId, practice: PracticeId },
+    Pharmacy(PharmacyId),
+    Practice(PracticeId),
+    Platform,
+}
+
+/// The signed-in person making a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actor {
+    pub user_id: UserId,
+    pub role: Role,
+    pub membership: Membership,
+}
+
+/// Everything a request can ask to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// See a patient's repeat list, orders and details.
+    ViewPatient,
+    /// Place an order for a patient (the patient, or pharmacy staff on their behalf).
+    PlaceOrder,
+    /// Cancel an order the pharmacy has not started.
+    CancelOrder,
+    /// See the pharmacy's order queue and patient list.
+    ViewPharmacyQueue,
+    /// Register a patient at the pharmacy and edit their details.
+    RegisterPatient,
+    /// Add, change or stop items on a repeat list.
+    EditRepeatList,
+    /// Accept an order, send it to the practice, record dispensing progress.
+    ProcessOrder,
+    /// Record the decision of a prescriber whose practice is not on RepeatRx.
+    RecordPrescriberDecision,
+    /// See the practice's authorisation requests.
+    ViewPracticeRequests,
+    /// Approve, change or reject an item; issue a repeat authorisation.
+    AuthoriseMedication,
+    /// Create pharmacies, practices and their first manager.
+    ManageOrganisations,
+    /// Search the medication catalogue.
+    SearchCatalogue,
+}
+
+/// The permission table: which roles may take which action at all (the tenant is checked apart).
+pub fn role_permits(role: Role, action: Action) -> bool {
+    use Action::*;
+    use Role::*;
+    match action {
+        ViewPatient => matches!(
+            role,
+            Patient
+                | PharmacyManager
+                | Pharmacist
+                | Dispenser
+                | CounterAssistant
+                | Prescriber
+                | PracticeManager
+                | Receptionist
+        ),
+        PlaceOrder => matches!(role, Patient | PharmacyManager | Pharmacist | Dispenser | CounterAssistant),
+        CancelOrder => matches!(role, Patient | PharmacyManager | Pharmacist | Dispenser | CounterAssistant),
+        ViewPharmacyQueue | RegisterPatient => {
+            matches!(role, PharmacyManager | Pharmacist | Dispenser | CounterAssistant)
+        }
+        EditRepeatList => matches!(role, PharmacyManager | Pharmacist | Dispenser | Prescriber),
+        ProcessOrder => matches!(role, PharmacyManager | Pharmacist | Dispenser),
+        RecordPrescriberDecision => matches!(role, PharmacyManager | Pharmacist),
+        ViewPracticeRequests => matches!(role, Prescriber | PracticeManager | Receptionist),
+        AuthoriseMedication => matches!(role, Prescriber),
+        ManageOrganisations => matches!(role, Operator),
+        SearchCatalogue => role != Patient,
+    }
+}
+
+/// Whose data an action touches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Platform,
+    Pharmacy(PharmacyId),
+    Practice(PracticeId),
+    Patient { patient: PatientId, pharmacy: PharmacyId, practice: PracticeId },
+}
+
+fn tenant_matches(membership: Membership, scope: Scope) -> bool {
+    match (membership, scope) {
+        (Membership::Patient { patient, .. }, Scope::Patient { patient: p, .. }) => patient == p,
+        (Membership::Pharmacy(mine), Scope::Pharmacy(theirs)) => mine == theirs,
+        (Membership::Pharmacy(mine), Scope::Patient { pharmacy, .. }) => mine == pharmacy,
+        (Membership::Practice(mine), Scope::Practice(theirs)) => mine == theirs,
+        (Membership::Practice(mine), Scope::Patient { practice, .. }) => mine == practice,
+        // Operators run the platform; they never reach patient, pharmacy or practice data.
+        (Membership::Platform, Scope::Platform) => true,
+        _ => false,
+    }
+}
+
+/// The one authorisation check: role allows the action and the data is in the actor's tenant.
+pub fn authorise(actor: &Actor, action: Action, scope: Scope) -> Result<(), DomainError> {
+    if role_permits(actor.role, action) && tenant_matches(actor.membership, scope) {
+        Ok(())
+    } else {
+        Err(DomainError::Forbidden)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patient_scope(pharmacy: PharmacyId, practice: PracticeId) -> (PatientId, Scope) {
+        let patient = PatientId::new();
+        (patient, Scope::Patient { patient, pharmacy, practice })
+    }
+
+    #[test]
+    fn pharmacy_staff_reach_only_their_own_pharmacys_patients() {
+        let (mine, other, practice) = (PharmacyId::new(), PharmacyId::new(), PracticeId::new());
+        let actor = Actor { user_id: UserId::new(), role: Role::Pharmacist, membership: Membership::Pharmacy(mine) };
+        let (_, own_patient) = patient_scope(mine, practice);
+        let (_, foreign_patient) = patient_scope(other, practice);
+        assert!(authorise(&actor, Action::ViewPatient, own_patient).is_ok());
+        assert_eq!(authorise(&actor, Action::ViewPatient, foreign_patient), Err(DomainError::Forbidden));
+        assert!(authorise(&actor, Action::AuthoriseMedication, own_patient).is_err());
+    }
+
+    #[test]
+    fn a_patient_reaches_only_their_own_record() {
+        let (pharmacy, practice) = (PharmacyId::new(), PracticeId::new());
+        let (me, my_scope) = patient_scope(pharmacy, practice);
+        let (_, neighbour) = patient_scope(pharmacy, practice);
+        let actor = Actor {
+            user_id: UserId::new(),
+            role: Role::Patient,
+            membership: Membership::Patient { patient: me, pharmacy, practice },
+        };
+        assert!(authorise(&actor, Action::PlaceOrder, my_scope).is_ok());
+        assert!(authorise(&actor, Action::PlaceOrder, neighbour).is_err());
+        assert!(authorise(&actor, Action::ViewPharmacyQueue, Scope::Pharmacy(pharmacy)).is_err());
+    }
+
+    #[test]
+    fn operators_never_reach_patient_data() {
+        let actor = Actor { user_id: UserId::new(), role: Role::Operator, membership: Membership::Platform };
+        let (_, scope) = patient_scope(PharmacyId::new(), PracticeId::new());
+        for action in [Action::ViewPatient, Action::PlaceOrder, Action::ProcessOrder] {
+            assert!(authorise(&actor, action, scope).is_err());
+        }
+        assert!(authorise(&actor, Action::ManageOrganisations, Scope::Platform).is_ok());
+    }
+
+    #[test]
+    fn only_prescribers_authorise_and_receptionists_cannot() {
+        let practice = PracticeId::new();
+        let (_, scope) = patient_scope(PharmacyId::new(), practice);
+        for role in Role::ALL {
+            let actor = Actor { user_id: UserId::new(), role, membership: Membership::Practice(practice) };
+            assert_eq!(
+                authorise(&actor, Action::AuthoriseMedication, scope).is_ok(),
+                role == Role::Prescriber,
+                "{role:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn roles_round_trip() {
+        for role in Role::ALL {
+            assert_eq!(Role::parse(role.as_str()), Ok(role));
+        }
+        assert!(Role::parse("admin").is_err());
+    }
+}
