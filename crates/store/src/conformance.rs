@@ -1,0 +1,1010 @@
+//! The shared test suite every [`Store`] backend must pass. Each check builds its own data with
+//! fresh random ids and email addresses, so the checks can share one database, run in any order,
+//! be run again on the same database, or be called one at a time.
+//!
+//! Contract points pinned here beyond the trait's doc comments:
+//! - timestamps round-trip at microsecond precision;
+//! - a new order is stored at version 1 and every successful `save_order` adds 1;
+//! - `pharmacy_stage_counts` lists every stage in [`OrderStage::ALL`] order, zeros included;
+//! - `record_reminder` is idempotent: a second call for the same due date changes nothing and
+//!   does not queue its email;
+//! - an `OrderFilter` with `patients: Some(vec![])` matches no order.
+//!
+//! This is test-kit code: it panics (through `assert!`) on the first broken expectation.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use crate::records::*;
+use crate::{Store, StoreError};
+use jiff::civil::Date;
+use jiff::{SignedDuration, Timestamp, ToSpan};
+use repeatrx_domain::access::Role;
+use repeatrx_domain::catalogue::Catalogue;
+use repeatrx_domain::ids::*;
+use repeatrx_domain::order::{By, Decision, ItemEvent, NewOrder, Order, OrderStage, RejectionCode, Transition};
+use repeatrx_domain::patient::{DateOfBirth, Fulfilment, NhsNumber, Patient};
+use repeatrx_domain::repeat::{RepeatItem, RepeatTerms, RepeatTermsInput};
+use repeatrx_domain::text::{Email, PersonName};
+use std::collections::HashSet;
+
+/// Runs every check, one after the other.
+pub async fn run_all(store: &dyn Store) {
+    health(store).await;
+    meta_round_trip(store).await;
+    pharmacy_and_manager_are_inserted_together(store).await;
+    practice_with_and_without_manager(store).await;
+    users_are_found_by_email_case_insensitively(store).await;
+    sessions_lifecycle(store).await;
+    patient_and_account_are_inserted_together(store).await;
+    patient_update(store).await;
+    search_patients_by_name_prefix(store).await;
+    search_patients_by_dob_nhs_and_combination(store).await;
+    search_patients_is_confined_to_the_pharmacy(store).await;
+    repeat_items_round_trip(store).await;
+    order_round_trip(store).await;
+    save_order_with_a_stale_version_changes_nothing(store).await;
+    save_order_bumps_version_and_appends_transitions(store).await;
+    orders_of_patient_newest_first(store).await;
+    pharmacy_orders_filters_and_pages(store).await;
+    pharmacy_stage_counts(store).await;
+    practice_orders(store).await;
+    outbox_claim_and_lease(store).await;
+    outbox_sent_and_failed(store).await;
+    recent_emails_newest_first(store).await;
+    claim_job_is_exclusive(store).await;
+    reminders_needing_and_recorded(store).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------------
+
+/// Now, at the microsecond precision that stores keep.
+pub fn now() -> Timestamp {
+    micros(Timestamp::now())
+}
+
+fn micros(ts: Timestamp) -> Timestamp {
+    Timestamp::from_microsecond(ts.as_microsecond()).unwrap()
+}
+
+fn secs(n: i64) -> SignedDuration {
+    SignedDuration::from_secs(n)
+}
+
+fn date(s: &str) -> Date {
+    s.parse().unwrap()
+}
+
+/// A short random tag that keeps names and addresses unique between checks and runs.
+fn tag() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+}
+
+fn random_u32() -> u32 {
+    (uuid::Uuid::new_v4().as_u128() & 0xffff_ffff) as u32
+}
+
+fn test_email(prefix: &str) -> Email {
+    Email::parse(&format!("{prefix}.{}@example.org", tag())).unwrap()
+}
+
+fn nhs_number() -> NhsNumber {
+    loop {
+        if let Some(n) = NhsNumber::from_prefix(random_u32()) {
+            return n;
+        }
+    }
+}
+
+fn new_pharmacy() -> Pharmacy {
+    Pharmacy {
+        id: PharmacyId::new(),
+        name: format!("Pharmacy {}", tag()),
+        ods_code: "FA123".into(),
+        address: "1 High Street, Town".into(),
+        email: Some(test_email("pharmacy")),
+        created_at: now(),
+    }
+}
+
+fn new_practice() -> Practice {
+    Practice {
+        id: PracticeId::new(),
+        name: format!("Surgery {}", tag()),
+        ods_code: "B81001".into(),
+        address: "2 Low Road, Town".into(),
+        email: None,
+        on_repeatrx: true,
+        created_at: now(),
+    }
+}
+
+fn account(
+    role: Role,
+    pharmacy: Option<PharmacyId>,
+    practice: Option<PracticeId>,
+    patient: Option<PatientId>,
+) -> UserAccount {
+    UserAccount {
+        id: UserId::new(),
+        email: test_email(role.as_str()),
+        display_name: format!("{} {}", role.label(), tag()),
+        role,
+        pharmacy_id: pharmacy,
+        practice_id: practice,
+        patient_id: patient,
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        active: true,
+        created_at: now(),
+    }
+}
+
+fn new_patient(pharmacy: &Pharmacy, practice: &Practice, given: &str, family: &str, dob: &str) -> Patient {
+    Patient {
+        id: PatientId::new(),
+        pharmacy_id: pharmacy.id,
+        practice_id: practice.id,
+        given_name: PersonName::parse("given_name", given).unwrap(),
+        family_name: PersonName::parse("family_name", family).unwrap(),
+        date_of_birth: DateOfBirth::new(date(dob), date("2026-01-01")).unwrap(),
+        nhs_number: nhs_number(),
+        email: Some(test_email("patient")),
+        phone: Some("07700 900123".into()),
+        address: Some("3 Mill Lane\nTown".into()),
+    }
+}
+
+fn terms(drug: &str) -> RepeatTerms {
+    RepeatTerms::new(
+        &RepeatTermsInput {
+            medicine_code: None,
+            drug_name: drug.into(),
+            strength: "20mg".into(),
+            form: "tablets".into(),
+            quantity: 28,
+            directions: "One at night".into(),
+            cycle_days: 28,
+            issues: 6,
+            review_date: "2026-12-01".into(),
+        },
+        date("2026-01-01"),
+    )
+    .unwrap()
+}
+
+/// A pharmacy with its manager, stored.
+pub struct PharmacySetup {
+    pub pharmacy: Pharmacy,
+    pub manager: UserAccount,
+}
+
+async fn setup_pharmacy(store: &dyn Store) -> PharmacySetup {
+    let pharmacy = new_pharmacy();
+    let manager = account(Role::PharmacyManager, Some(pharmacy.id), None, None);
+    store.insert_pharmacy(&pharmacy, &manager).await.unwrap();
+    PharmacySetup { pharmacy, manager }
+}
+
+/// A practice with a prescriber as its first user, stored.
+pub struct PracticeSetup {
+    pub practice: Practice,
+    pub prescriber: UserAccount,
+}
+
+async fn setup_practice(store: &dyn Store) -> PracticeSetup {
+    let practice = new_practice();
+    let prescriber = account(Role::Prescriber, None, Some(practice.id), None);
+    store.insert_practice(&practice, Some(&prescriber)).await.unwrap();
+    PracticeSetup { practice, prescriber }
+}
+
+/// A patient with a sign-in account and repeat items, stored.
+pub struct PatientSetup {
+    pub patient: Patient,
+    pub user: UserAccount,
+    pub items: Vec<RepeatItem>,
+}
+
+async fn setup_patient(store: &dyn Store, ph: &PharmacySetup, pr: &PracticeSetup, items: usize) -> PatientSetup {
+    let patient = new_patient(&ph.pharmacy, &pr.practice, "Ann", &format!("Jones{}", tag()), "1970-05-01");
+    let user = account(Role::Patient, None, None, Some(patient.id));
+    store.insert_patient(&patient, Some(&user)).await.unwrap();
+    let mut list = Vec::new();
+    for n in 0..items {
+        let item = RepeatItem::new(patient.id, terms(&format!("Drug{n}")));
+        store.insert_repeat_item(&item).await.unwrap();
+        list.push(item);
+    }
+    PatientSetup { patient, user, items: list }
+}
+
+/// Everything an order needs: pharmacy, practice, patient with two repeat items.
+pub struct World {
+    pub ph: PharmacySetup,
+    pub pr: PracticeSetup,
+    pub pa: PatientSetup,
+}
+
+async fn world(store: &dyn Store) -> World {
+    let ph = setup_pharmacy(store).await;
+    let pr = setup_practice(store).await;
+    let pa = setup_patient(store, &ph, &pr, 2).await;
+    World { ph, pr, pa }
+}
+
+fn by(user: &UserAccount, at: Timestamp) -> By {
+    By { user: user.id, role: user.role, at }
+}
+
+fn submit(pa: &PatientSetup, items: &[RepeatItem], at: Timestamp) -> (Order, Transition) {
+    let new = NewOrder {
+        patient_id: pa.patient.id,
+        pharmacy_id: pa.patient.pharmacy_id,
+        practice_id: pa.patient.practice_id,
+        fulfilment: Fulfilment::Collection,
+        note: None,
+        on_behalf: false,
+        items: items.iter().map(|i| (i.id, i.terms.description())).collect(),
+    };
+    Order::submit(new, by(&pa.user, at)).unwrap()
+}
+
+/// Submits and stores an order of all the patient's items at `at`.
+async fn place(store: &dyn Store, pa: &PatientSetup, at: Timestamp) -> Order {
+    let (order, t) = submit(pa, &pa.items, at);
+    store.insert_order(&order, &[t], &[]).await.unwrap();
+    order
+}
+
+/// Accepts a stored order (one save).
+async fn accept(store: &dyn Store, order: &mut Order, actor: &UserAccount) {
+    let version = store.order(order.id).await.unwrap().unwrap().version;
+    let t = order.accept(by(actor, order.created_at + secs(1))).unwrap();
+    store.save_order(order, version, &t, &[], &[]).await.unwrap();
+}
+
+/// Cancels a stored order (one save).
+async fn cancel(store: &dyn Store, order: &mut Order, actor: &UserAccount) {
+    let version = store.order(order.id).await.unwrap().unwrap().version;
+    let t = order.cancel(by(actor, order.created_at + secs(1)), Some("changed my mind".into())).unwrap();
+    store.save_order(order, version, &t, &[], &[]).await.unwrap();
+}
+
+/// Finds an email by id among every stored email.
+async fn email_by_id(store: &dyn Store, id: EmailId) -> Option<OutgoingEmail> {
+    store.recent_emails(1_000_000).await.unwrap().into_iter().find(|e| e.id == id)
+}
+
+fn ids<T, I: Eq + std::hash::Hash + Copy>(items: &[T], id: impl Fn(&T) -> I) -> Vec<I> {
+    items.iter().map(id).collect()
+}
+
+fn is_conflict<T: std::fmt::Debug>(r: Result<T, StoreError>) -> bool {
+    matches!(r, Err(StoreError::Conflict(_)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks
+// ---------------------------------------------------------------------------------------------
+
+pub async fn health(store: &dyn Store) {
+    store.health().await.unwrap();
+}
+
+pub async fn meta_round_trip(store: &dyn Store) {
+    let key = format!("conformance.{}", tag());
+    assert_eq!(store.get_meta(&key).await.unwrap(), None);
+    store.set_meta(&key, "one").await.unwrap();
+    assert_eq!(store.get_meta(&key).await.unwrap().as_deref(), Some("one"));
+    store.set_meta(&key, "two ✓").await.unwrap();
+    assert_eq!(store.get_meta(&key).await.unwrap().as_deref(), Some("two ✓"));
+}
+
+pub async fn pharmacy_and_manager_are_inserted_together(store: &dyn Store) {
+    let ph = setup_pharmacy(store).await;
+    assert_eq!(store.pharmacy(ph.pharmacy.id).await.unwrap(), Some(ph.pharmacy.clone()));
+    assert_eq!(store.user(ph.manager.id).await.unwrap(), Some(ph.manager.clone()));
+    assert!(store.list_pharmacies().await.unwrap().contains(&ph.pharmacy));
+
+    // A second pharmacy whose manager's email is taken (written in capitals): nothing is stored.
+    let second = Pharmacy { email: None, ..new_pharmacy() };
+    let mut manager = account(Role::PharmacyManager, Some(second.id), None, None);
+    manager.email = Email::parse(&ph.manager.email.as_str().to_uppercase()).unwrap();
+    let result = store.insert_pharmacy(&second, &manager).await;
+    assert!(is_conflict(result), "a taken manager email must be a conflict");
+    assert_eq!(store.pharmacy(second.id).await.unwrap(), None, "the pharmacy must not be half-inserted");
+    assert_eq!(store.user(manager.id).await.unwrap(), None);
+    assert!(!store.list_pharmacies().await.unwrap().iter().any(|p| p.id == second.id));
+
+    // The same pharmacy id twice is a conflict too.
+    let again = account(Role::PharmacyManager, Some(ph.pharmacy.id), None, None);
+    assert!(is_conflict(store.insert_pharmacy(&ph.pharmacy, &again).await));
+    assert_eq!(store.user(again.id).await.unwrap(), None);
+}
+
+pub async fn practice_with_and_without_manager(store: &dyn Store) {
+    let pr = setup_practice(store).await;
+    assert_eq!(store.practice(pr.practice.id).await.unwrap(), Some(pr.practice.clone()));
+    assert_eq!(store.user(pr.prescriber.id).await.unwrap(), Some(pr.prescriber.clone()));
+
+    let lone = Practice { on_repeatrx: false, email: Some(test_email("practice")), ..new_practice() };
+    store.insert_practice(&lone, None).await.unwrap();
+    assert_eq!(store.practice(lone.id).await.unwrap(), Some(lone.clone()));
+    let all = store.list_practices().await.unwrap();
+    assert!(all.contains(&pr.practice) && all.contains(&lone));
+
+    let clash = new_practice();
+    let mut manager = account(Role::PracticeManager, None, Some(clash.id), None);
+    manager.email = pr.prescriber.email.clone();
+    assert!(is_conflict(store.insert_practice(&clash, Some(&manager)).await));
+    assert_eq!(store.practice(clash.id).await.unwrap(), None, "the practice must not be half-inserted");
+    assert_eq!(store.practice(PracticeId::new()).await.unwrap(), None);
+}
+
+pub async fn users_are_found_by_email_case_insensitively(store: &dyn Store) {
+    let ph = setup_pharmacy(store).await;
+    let mut user = account(Role::Pharmacist, Some(ph.pharmacy.id), None, None);
+    user.email = Email::parse(&format!("Mixed.Case.{}@Example.ORG", tag())).unwrap();
+    user.active = false;
+    store.insert_user(&user).await.unwrap();
+    let shouted = Email::parse(&user.email.as_str().to_uppercase()).unwrap();
+    assert_eq!(store.user_by_email(&shouted).await.unwrap(), Some(user.clone()));
+    assert_eq!(store.user(user.id).await.unwrap(), Some(user.clone()));
+    assert_eq!(store.user_by_email(&test_email("nobody")).await.unwrap(), None);
+    assert_eq!(store.user(UserId::new()).await.unwrap(), None);
+
+    let mut twin = account(Role::Dispenser, Some(ph.pharmacy.id), None, None);
+    twin.email = shouted;
+    let err = store.insert_user(&twin).await;
+    assert!(is_conflict(err), "an email that already has an account must be a conflict");
+    assert_eq!(store.user(twin.id).await.unwrap(), None);
+
+    store.set_password_hash(user.id, "$argon2id$new").await.unwrap();
+    assert_eq!(store.user(user.id).await.unwrap().unwrap().password_hash, "$argon2id$new");
+}
+
+pub async fn sessions_lifecycle(store: &dyn Store) {
+    let ph = setup_pharmacy(store).await;
+    let other = account(Role::Dispenser, Some(ph.pharmacy.id), None, None);
+    store.insert_user(&other).await.unwrap();
+    let t = now();
+    let session = |user: UserId, kind: SessionKind| SessionRecord {
+        token_hash: format!("{}{}", tag(), tag()),
+        user_id: user,
+        kind,
+        csrf_token: tag(),
+        created_at: t,
+        last_seen_at: t,
+        expires_at: t + secs(3600),
+        user_agent: "Conformance/1.0".into(),
+    };
+    let a = session(ph.manager.id, SessionKind::Browser);
+    let b = session(ph.manager.id, SessionKind::Api);
+    let c = session(other.id, SessionKind::Browser);
+    for s in [&a, &b, &c] {
+        store.insert_session(s).await.unwrap();
+    }
+    assert_eq!(store.session(&a.token_hash).await.unwrap(), Some(a.clone()));
+    assert_eq!(store.session(&b.token_hash).await.unwrap(), Some(b.clone()));
+    assert_eq!(store.session("no-such-token").await.unwrap(), None);
+
+    let later = t + secs(60);
+    store.touch_session(&a.token_hash, later).await.unwrap();
+    let touched = store.session(&a.token_hash).await.unwrap().unwrap();
+    assert_eq!(touched, SessionRecord { last_seen_at: later, ..a.clone() });
+
+    store.delete_session(&a.token_hash).await.unwrap();
+    assert_eq!(store.session(&a.token_hash).await.unwrap(), None);
+    store.delete_session(&a.token_hash).await.unwrap();
+
+    store.insert_session(&session(ph.manager.id, SessionKind::Browser)).await.unwrap();
+    assert_eq!(store.delete_sessions_of_user(ph.manager.id).await.unwrap(), 2);
+    assert_eq!(store.session(&b.token_hash).await.unwrap(), None);
+    assert_eq!(store.session(&c.token_hash).await.unwrap(), Some(c.clone()), "other users' sessions stay");
+    assert_eq!(store.delete_sessions_of_user(ph.manager.id).await.unwrap(), 0);
+}
+
+pub async fn patient_and_account_are_inserted_together(store: &dyn Store) {
+    let ph = setup_pharmacy(store).await;
+    let pr = setup_practice(store).await;
+    let pa = setup_patient(store, &ph, &pr, 0).await;
+    assert_eq!(store.patient(pa.patient.id).await.unwrap(), Some(pa.patient.clone()));
+    assert_eq!(store.user_for_patient(pa.patient.id).await.unwrap(), Some(pa.user.clone()));
+
+    // No account: a patient who does not use the web.
+    let offline = Patient {
+        email: None,
+        phone: None,
+        address: None,
+        ..new_patient(&ph.pharmacy, &pr.practice, "Bob", "Offline", "1950-02-28")
+    };
+    store.insert_patient(&offline, None).await.unwrap();
+    assert_eq!(store.patient(offline.id).await.unwrap(), Some(offline.clone()));
+    assert_eq!(store.user_for_patient(offline.id).await.unwrap(), None);
+
+    // An account whose email is taken: neither the patient nor the account is stored.
+    let clash = new_patient(&ph.pharmacy, &pr.practice, "Cat", "Clash", "1980-01-01");
+    let mut clash_user = account(Role::Patient, None, None, Some(clash.id));
+    clash_user.email = pa.user.email.clone();
+    assert!(is_conflict(store.insert_patient(&clash, Some(&clash_user)).await));
+    assert_eq!(store.patient(clash.id).await.unwrap(), None, "the patient must not be half-inserted");
+    assert_eq!(store.user(clash_user.id).await.unwrap(), None);
+    assert_eq!(store.patient(PatientId::new()).await.unwrap(), None);
+}
+
+pub async fn patient_update(store: &dyn Store) {
+    let ph = setup_pharmacy(store).await;
+    let pr = setup_practice(store).await;
+    let pr2 = setup_practice(store).await;
+    let pa = setup_patient(store, &ph, &pr, 0).await;
+    let family = format!("Renamed{}", tag());
+    let changed = Patient {
+        given_name: PersonName::parse("given_name", "Annabel").unwrap(),
+        family_name: PersonName::parse("family_name", &family).unwrap(),
+        practice_id: pr2.practice.id,
+        date_of_birth: DateOfBirth::new(date("1971-06-02"), date("2026-01-01")).unwrap(),
+        email: None,
+        phone: Some("+44 7700 900456".into()),
+        address: None,
+        ..pa.patient.clone()
+    };
+    store.update_patient(&changed).await.unwrap();
+    assert_eq!(store.patient(pa.patient.id).await.unwrap(), Some(changed.clone()));
+    let q = PatientQuery { name: Some(family.to_lowercase()), ..Default::default() };
+    assert_eq!(store.search_patients(ph.pharmacy.id, &q, 10).await.unwrap(), vec![changed]);
+}
+
+pub async fn search_patients_by_name_prefix(store: &dyn Store) {
+    let ph = setup_pharmacy(store).await;
+    let pr = setup_practice(store).await;
+    let add = |given: &str, family: &str| new_patient(&ph.pharmacy, &pr.practice, given, family, "1960-03-04");
+    let smith = add("Ann", "Smith");
+    let brown = add("anne", "Brown");
+    let annis = add("Bob", "Annis");
+    let joann = add("Joann", "Carter");
+    let percy = add("Per%cy", "Under_wood");
+    let perky = add("Perky", "Unders");
+    let zoe = add("Zoë", "Ünal");
+    let all = [&smith, &brown, &annis, &joann, &percy, &perky, &zoe];
+    for p in all {
+        store.insert_patient(p, None).await.unwrap();
+    }
+    let search = |name: &str| {
+        let q = PatientQuery { name: Some(name.to_string()), ..Default::default() };
+        let pharmacy = ph.pharmacy.id;
+        async move { store.search_patients(pharmacy, &q, 50).await.unwrap() }
+    };
+    let names = |found: Vec<Patient>| found.into_iter().map(|p| p.full_name()).collect::<Vec<_>>();
+
+    // Start of given or family name, any case, sorted by family then given name.
+    assert_eq!(names(search("ann").await), ["Bob Annis", "anne Brown", "Ann Smith"]);
+    assert_eq!(names(search("  ANN ").await), ["Bob Annis", "anne Brown", "Ann Smith"]);
+    assert_eq!(names(search("smi").await), ["Ann Smith"]);
+    assert!(search("oann").await.is_empty(), "only the start of a name matches");
+    // LIKE wildcards in the input are literal.
+    assert_eq!(names(search("per%").await), ["Per%cy Under_wood"]);
+    assert_eq!(names(search("under_").await), ["Per%cy Under_wood"]);
+    assert!(search("%").await.is_empty());
+    assert!(search("_").await.is_empty());
+    assert!(search("\\").await.is_empty());
+    // Non-ASCII names fold too.
+    assert_eq!(names(search("zoë").await), ["Zoë Ünal"]);
+    assert_eq!(names(search("ün").await), ["Zoë Ünal"]);
+
+    // No criteria: every patient of the pharmacy, sorted; the limit is respected.
+    let everyone = store.search_patients(ph.pharmacy.id, &PatientQuery::default(), 50).await.unwrap();
+    assert_eq!(
+        names(everyone),
+        ["Bob Annis", "anne Brown", "Joann Carter", "Ann Smith", "Per%cy Under_wood", "Perky Unders", "Zoë Ünal"]
+    );
+    let blank = PatientQuery { name: Some("   ".into()), ..Default::default() };
+    assert_eq!(store.search_patients(ph.pharmacy.id, &blank, 50).await.unwrap().len(), all.len());
+    assert_eq!(store.search_patients(ph.pharmacy.id, &PatientQuery::default(), 2).await.unwrap().len(), 2);
+}
+
+pub async fn search_patients_by_dob_nhs_and_combination(store: &dyn Store) {
+    let ph = setup_pharmacy(store).await;
+    let pr = setup_practice(store).await;
+    let a = new_patient(&ph.pharmacy, &pr.practice, "Ann", "Able", "1970-01-01");
+    let b = new_patient(&ph.pharmacy, &pr.practice, "Ann", "Baker", "1980-01-01");
+    let c = new_patient(&ph.pharmacy, &pr.practice, "Cid", "Cole", "1970-01-01");
+    for p in [&a, &b, &c] {
+        store.insert_patient(p, None).await.unwrap();
+    }
+    let run = |q: PatientQuery| {
+        let pharmacy = ph.pharmacy.id;
+        async move { store.search_patients(pharmacy, &q, 50).await.unwrap().into_iter().map(|p| p.id).collect::<Vec<_>>() }
+    };
+    let dob = |s: &str| Some(date(s));
+    assert_eq!(run(PatientQuery { date_of_birth: dob("1970-01-01"), ..Default::default() }).await, [a.id, c.id]);
+    assert!(run(PatientQuery { date_of_birth: dob("1999-09-09"), ..Default::default() }).await.is_empty());
+    assert_eq!(
+        run(PatientQuery { nhs_number: Some(b.nhs_number.as_str().into()), ..Default::default() }).await,
+        [b.id]
+    );
+    assert!(run(PatientQuery { nhs_number: Some(nhs_number().as_str().into()), ..Default::default() })
+        .await
+        .is_empty());
+    // All given criteria must match.
+    let both = PatientQuery { name: Some("ann".into()), date_of_birth: dob("1970-01-01"), nhs_number: None };
+    assert_eq!(run(both).await, [a.id]);
+    let all_three = PatientQuery {
+        name: Some("ann".into()),
+        date_of_birth: dob("1970-01-01"),
+        nhs_number: Some(b.nhs_number.as_str().into()),
+    };
+    assert!(run(all_three).await.is_empty());
+    let full = PatientQuery {
+        name: Some("COLE".into()),
+        date_of_birth: dob("1970-01-01"),
+        nhs_number: Some(c.nhs_number.as_str().into()),
+    };
+    assert_eq!(run(full).await, [c.id]);
+}
+
+pub async fn search_patients_is_confined_to_the_pharmacy(store: &dyn Store) {
+    let mine = setup_pharmacy(store).await;
+    let theirs = setup_pharmacy(store).await;
+    let pr = setup_practice(store).await;
+    let family = format!("Same{}", tag());
+    let own = new_patient(&mine.pharmacy, &pr.practice, "Ann", &family, "1970-01-01");
+    let mut foreign = new_patient(&theirs.pharmacy, &pr.practice, "Ann", &family, "1970-01-01");
+    foreign.nhs_number = own.nhs_number.clone();
+    store.insert_patient(&own, None).await.unwrap();
+    store.insert_patient(&foreign, None).await.unwrap();
+    for q in [
+        PatientQuery::default(),
+        PatientQuery { name: Some(family.clone()), ..Default::default() },
+        PatientQuery { date_of_birth: Some(date("1970-01-01")), ..Default::default() },
+        PatientQuery { nhs_number: Some(own.nhs_number.as_str().into()), ..Default::default() },
+    ] {
+        let found = store.search_patients(mine.pharmacy.id, &q, 50).await.unwrap();
+        assert_eq!(ids(&found, |p| p.id), [own.id], "{q:?}");
+    }
+    assert!(store.search_patients(PharmacyId::new(), &PatientQuery::default(), 50).await.unwrap().is_empty());
+}
+
+pub async fn repeat_items_round_trip(store: &dyn Store) {
+    let ph = setup_pharmacy(store).await;
+    let pr = setup_practice(store).await;
+    let pa = setup_patient(store, &ph, &pr, 5).await;
+    let mut expected = pa.items.clone();
+    assert_eq!(store.repeat_items(pa.patient.id).await.unwrap(), expected, "in the order they were added");
+    assert!(expected.iter().all(|i| i.next_due.is_none()));
+
+    // next_due set, an item stopped, terms changed: all kept, stopped items still listed.
+    expected[1].record_issue(date("2026-02-01")).unwrap();
+    expected[2].active = false;
+    expected[3].terms.quantity = 56;
+    expected[3].terms.directions = "Two at night".into();
+    for item in &expected[1..4] {
+        store.update_repeat_item(item).await.unwrap();
+    }
+    assert_eq!(store.repeat_items(pa.patient.id).await.unwrap(), expected);
+    assert_eq!(store.repeat_item(expected[1].id).await.unwrap(), Some(expected[1].clone()));
+    assert_eq!(store.repeat_item(expected[1].id).await.unwrap().unwrap().next_due, Some(date("2026-03-01")));
+    assert_eq!(store.repeat_item(RepeatItemId::new()).await.unwrap(), None);
+
+    // A catalogue item keeps its code and controlled-drug schedule.
+    let controlled = Catalogue::builtin().all().iter().find(|m| m.schedule.is_controlled());
+    if let Some(m) = controlled {
+        let input = RepeatTermsInput {
+            medicine_code: Some(m.code.clone()),
+            quantity: 56,
+            directions: "One twice a day".into(),
+            cycle_days: 28,
+            issues: 3,
+            review_date: "2026-06-01".into(),
+            ..Default::default()
+        };
+        let item = RepeatItem::new(pa.patient.id, RepeatTerms::new(&input, date("2026-01-01")).unwrap());
+        store.insert_repeat_item(&item).await.unwrap();
+        assert_eq!(store.repeat_item(item.id).await.unwrap(), Some(item.clone()));
+        expected.push(item);
+    }
+    assert_eq!(store.repeat_items(pa.patient.id).await.unwrap(), expected);
+    assert!(store.repeat_items(PatientId::new()).await.unwrap().is_empty());
+}
+
+pub async fn order_round_trip(store: &dyn Store) {
+    let w = world(store).await;
+    let t0 = now();
+    let new = NewOrder {
+        patient_id: w.pa.patient.id,
+        pharmacy_id: w.ph.pharmacy.id,
+        practice_id: w.pr.practice.id,
+        fulfilment: Fulfilment::Delivery,
+        note: Some("Please leave with\nthe neighbour".into()),
+        on_behalf: true,
+        items: w.pa.items.iter().map(|i| (i.id, format!("{} × 28", i.terms.description()))).collect(),
+    };
+    let (mut order, first) = Order::submit(new, by(&w.ph.manager, t0)).unwrap();
+    let mut transitions = vec![first];
+    transitions.extend(order.accept(by(&w.ph.manager, t0 + secs(1))).unwrap());
+    transitions.extend(order.send_to_prescriber(by(&w.ph.manager, t0 + secs(2))).unwrap());
+    let (i0, i1) = (order.items[0].id, order.items[1].id);
+    let change = Decision::Change { note: "28 → 56 tablets".into() };
+    transitions.extend(order.decide(i0, change, by(&w.pr.prescriber, t0 + secs(3))).unwrap());
+    let reject = Decision::Reject {
+        code: RejectionCode::MedicationReviewNeeded,
+        note: Some("Due a review".into()),
+        next_step: RejectionCode::MedicationReviewNeeded.default_next_step().into(),
+    };
+    transitions.extend(order.decide(i1, reject, by(&w.pr.prescriber, t0 + secs(3))).unwrap());
+    assert_eq!(order.stage, OrderStage::Preparing);
+
+    let email = OutgoingEmail::new(w.pa.patient.email.clone().unwrap(), "Your order", "Body", t0);
+    store.insert_order(&order, &transitions, std::slice::from_ref(&email)).await.unwrap();
+    let stored = store.order(order.id).await.unwrap().unwrap();
+    assert_eq!(stored.order, order);
+    assert_eq!(stored.version, 1, "a new order is at version 1");
+    assert_eq!(store.order_transitions(order.id).await.unwrap(), transitions);
+    assert_eq!(email_by_id(store, email.id).await, Some(email));
+    assert_eq!(store.order(OrderId::new()).await.unwrap(), None);
+    assert!(store.order_transitions(OrderId::new()).await.unwrap().is_empty());
+
+    // Items come back in their original order, whatever their ids.
+    let ph = &w.ph;
+    let many = setup_patient(store, ph, &w.pr, 6).await;
+    let big = place(store, &many, now()).await;
+    let back = store.order(big.id).await.unwrap().unwrap().order;
+    assert_eq!(ids(&back.items, |i| i.repeat_item_id), ids(&many.items, |i| i.id));
+}
+
+pub async fn save_order_with_a_stale_version_changes_nothing(store: &dyn Store) {
+    let w = world(store).await;
+    let mut order = place(store, &w.pa, now()).await;
+    accept(store, &mut order, &w.ph.manager).await;
+    let current = store.order(order.id).await.unwrap().unwrap();
+    assert_eq!(current.version, 2);
+    let transitions_before = store.order_transitions(order.id).await.unwrap();
+    let items_before = store.repeat_items(w.pa.patient.id).await.unwrap();
+
+    // Someone works from version 1 (before the accept was saved).
+    let mut stale = order.clone();
+    let t = stale.send_to_prescriber(by(&w.ph.manager, now())).unwrap();
+    let mut line = w.pa.items[0].clone();
+    line.record_issue(date("2026-03-01")).unwrap();
+    let email = OutgoingEmail::new(test_email("stale"), "Stale", "Should never be sent", now());
+    let result = store.save_order(&stale, 1, &t, std::slice::from_ref(&line), std::slice::from_ref(&email)).await;
+    assert!(is_conflict(result), "a stale version must be a conflict");
+
+    assert_eq!(store.order(order.id).await.unwrap().unwrap(), current, "order and items unchanged");
+    assert_eq!(store.order_transitions(order.id).await.unwrap(), transitions_before);
+    assert_eq!(store.repeat_items(w.pa.patient.id).await.unwrap(), items_before);
+    assert_eq!(email_by_id(store, email.id).await, None);
+
+    // An order that does not exist is a conflict too.
+    let (ghost, _) = submit(&w.pa, &w.pa.items, now());
+    assert!(is_conflict(store.save_order(&ghost, 1, &[], &[], &[]).await));
+}
+
+pub async fn save_order_bumps_version_and_appends_transitions(store: &dyn Store) {
+    let w = world(store).await;
+    let t0 = now();
+    let (mut order, first) = submit(&w.pa, &w.pa.items, t0);
+    store.insert_order(&order, std::slice::from_ref(&first), &[]).await.unwrap();
+    let mut all = vec![first];
+
+    let t = order.accept(by(&w.ph.manager, t0 + secs(1))).unwrap();
+    store.save_order(&order, 1, &t, &[], &[]).await.unwrap();
+    all.extend(t);
+    let t = order.send_to_prescriber(by(&w.ph.manager, t0 + secs(2))).unwrap();
+    store.save_order(&order, 2, &t, &[], &[]).await.unwrap();
+    all.extend(t);
+
+    // The prescriber approves one item: the repeat line uses an issue; the patient is told.
+    let at = t0 + secs(3);
+    let t = order.decide(order.items[0].id, Decision::Approve, by(&w.pr.prescriber, at)).unwrap();
+    let mut line = w.pa.items[0].clone();
+    line.record_issue(date("2026-03-01")).unwrap();
+    let email = OutgoingEmail::new(w.pa.user.email.clone(), "Approved", "Your item was approved", at);
+    store.save_order(&order, 3, &t, std::slice::from_ref(&line), std::slice::from_ref(&email)).await.unwrap();
+    all.extend(t);
+    // Several transitions at the same instant keep their order.
+    let t = order
+        .decide(
+            order.items[1].id,
+            Decision::Reject { code: RejectionCode::Other, note: Some("See me".into()), next_step: "Call us".into() },
+            by(&w.pr.prescriber, at),
+        )
+        .unwrap();
+    store.save_order(&order, 4, &t, &[], &[]).await.unwrap();
+    all.extend(t);
+    let t = order.dispense_step(order.items[0].id, ItemEvent::ReadyToCollect, by(&w.ph.manager, at)).unwrap();
+    assert!(t.len() >= 2, "item and stage transitions");
+    store.save_order(&order, 5, &t, &[], &[]).await.unwrap();
+    all.extend(t);
+
+    let stored = store.order(order.id).await.unwrap().unwrap();
+    assert_eq!(stored.version, 6);
+    assert_eq!(stored.order, order);
+    assert_eq!(stored.order.stage, OrderStage::Ready);
+    assert_eq!(store.order_transitions(order.id).await.unwrap(), all);
+    assert_eq!(store.repeat_item(line.id).await.unwrap(), Some(line));
+    assert_eq!(email_by_id(store, email.id).await, Some(email));
+    assert!(is_conflict(store.save_order(&order, 5, &[], &[], &[]).await));
+}
+
+pub async fn orders_of_patient_newest_first(store: &dyn Store) {
+    let w = world(store).await;
+    let other = setup_patient(store, &w.ph, &w.pr, 1).await;
+    let t0 = now();
+    let a = place(store, &w.pa, t0).await;
+    let b = place(store, &w.pa, t0 + secs(10)).await;
+    let c = place(store, &w.pa, t0 + secs(20)).await;
+    place(store, &other, t0 + secs(30)).await;
+    let found = store.orders_of_patient(w.pa.patient.id).await.unwrap();
+    assert_eq!(found, vec![c, b, a]);
+    assert!(store.orders_of_patient(PatientId::new()).await.unwrap().is_empty());
+}
+
+pub async fn pharmacy_orders_filters_and_pages(store: &dyn Store) {
+    let w = world(store).await;
+    let second = setup_patient(store, &w.ph, &w.pr, 1).await;
+    let elsewhere = setup_pharmacy(store).await;
+    let foreign = setup_patient(store, &elsewhere, &w.pr, 1).await;
+    let t0 = now();
+    let o0 = place(store, &w.pa, t0).await;
+    let mut o1 = place(store, &second, t0 + secs(1)).await;
+    let o2 = place(store, &w.pa, t0 + secs(2)).await;
+    let mut o3 = place(store, &second, t0 + secs(3)).await;
+    let o4 = place(store, &w.pa, t0 + secs(4)).await;
+    place(store, &foreign, t0 + secs(5)).await;
+    accept(store, &mut o1, &w.ph.manager).await;
+    cancel(store, &mut o3, &second.user).await;
+
+    let list = |stages: Vec<OrderStage>, patients: Option<Vec<PatientId>>, limit: u32, offset: u32| {
+        let filter = OrderFilter { stages, patients, limit, offset };
+        let pharmacy = w.ph.pharmacy.id;
+        async move { store.pharmacy_orders(pharmacy, &filter).await.unwrap() }
+    };
+    let all = list(vec![], None, 100, 0).await;
+    assert_eq!(all, vec![o0.clone(), o1.clone(), o2.clone(), o3.clone(), o4.clone()], "oldest first, with items");
+
+    let submitted = list(vec![OrderStage::Submitted], None, 100, 0).await;
+    assert_eq!(ids(&submitted, |o| o.id), [o0.id, o2.id, o4.id]);
+    let open = list(vec![OrderStage::InReview, OrderStage::Cancelled], None, 100, 0).await;
+    assert_eq!(ids(&open, |o| o.id), [o1.id, o3.id]);
+    assert!(list(vec![OrderStage::Completed], None, 100, 0).await.is_empty());
+
+    let of_second = list(vec![], Some(vec![second.patient.id]), 100, 0).await;
+    assert_eq!(ids(&of_second, |o| o.id), [o1.id, o3.id]);
+    let both = list(vec![OrderStage::Submitted], Some(vec![w.pa.patient.id, second.patient.id]), 100, 0).await;
+    assert_eq!(ids(&both, |o| o.id), [o0.id, o2.id, o4.id]);
+    assert!(list(vec![], Some(vec![]), 100, 0).await.is_empty(), "an empty patient list matches nothing");
+    assert!(list(vec![], Some(vec![foreign.patient.id]), 100, 0).await.is_empty(), "never another pharmacy's");
+
+    let page = |offset| list(vec![], None, 2, offset);
+    assert_eq!(ids(&page(0).await, |o| o.id), [o0.id, o1.id]);
+    assert_eq!(ids(&page(2).await, |o| o.id), [o2.id, o3.id]);
+    assert_eq!(ids(&page(4).await, |o| o.id), [o4.id]);
+    assert!(page(6).await.is_empty());
+
+    let theirs =
+        store.pharmacy_orders(elsewhere.pharmacy.id, &OrderFilter { limit: 100, ..Default::default() }).await.unwrap();
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(theirs[0].patient_id, foreign.patient.id);
+}
+
+pub async fn pharmacy_stage_counts(store: &dyn Store) {
+    let w = world(store).await;
+    let elsewhere = setup_pharmacy(store).await;
+    let foreign = setup_patient(store, &elsewhere, &w.pr, 1).await;
+    let t0 = now();
+    for n in 0..3 {
+        place(store, &w.pa, t0 + secs(n)).await;
+    }
+    let mut accepted = place(store, &w.pa, t0 + secs(3)).await;
+    accept(store, &mut accepted, &w.ph.manager).await;
+    let mut cancelled = place(store, &w.pa, t0 + secs(4)).await;
+    cancel(store, &mut cancelled, &w.pa.user).await;
+    place(store, &foreign, t0).await;
+
+    let counts = store.pharmacy_stage_counts(w.ph.pharmacy.id).await.unwrap();
+    let expected: Vec<(OrderStage, i64)> = OrderStage::ALL
+        .into_iter()
+        .map(|s| {
+            let n = match s {
+                OrderStage::Submitted => 3,
+                OrderStage::InReview | OrderStage::Cancelled => 1,
+                _ => 0,
+            };
+            (s, n)
+        })
+        .collect();
+    assert_eq!(counts, expected);
+    let none = store.pharmacy_stage_counts(PharmacyId::new()).await.unwrap();
+    assert!(none.iter().all(|(_, n)| *n == 0));
+}
+
+pub async fn practice_orders(store: &dyn Store) {
+    let w = world(store).await;
+    let other_pharmacy = setup_pharmacy(store).await;
+    let same_practice = setup_patient(store, &other_pharmacy, &w.pr, 1).await;
+    let other_practice = setup_practice(store).await;
+    let elsewhere = setup_patient(store, &w.ph, &other_practice, 1).await;
+    let t0 = now();
+    let mut a = place(store, &w.pa, t0).await;
+    let b = place(store, &same_practice, t0 + secs(1)).await;
+    place(store, &elsewhere, t0 + secs(2)).await;
+    accept(store, &mut a, &w.ph.manager).await;
+
+    let list = |stages: Vec<OrderStage>| {
+        let filter = OrderFilter { stages, patients: None, limit: 100, offset: 0 };
+        let practice = w.pr.practice.id;
+        async move { store.practice_orders(practice, &filter).await.unwrap() }
+    };
+    assert_eq!(
+        list(vec![]).await,
+        vec![a.clone(), b.clone()],
+        "every pharmacy's orders for the practice, oldest first"
+    );
+    assert_eq!(list(vec![OrderStage::InReview]).await, vec![a.clone()]);
+    assert_eq!(list(vec![OrderStage::WithPrescriber]).await, vec![]);
+    let only_b = OrderFilter { stages: vec![], patients: Some(vec![same_practice.patient.id]), limit: 100, offset: 0 };
+    assert_eq!(store.practice_orders(w.pr.practice.id, &only_b).await.unwrap(), vec![b]);
+    let paged = OrderFilter { limit: 1, offset: 1, ..Default::default() };
+    assert_eq!(store.practice_orders(w.pr.practice.id, &paged).await.unwrap().len(), 1);
+}
+
+/// A random instant in the early 2000s: far from the emails other checks create "now", so the
+/// outbox checks see only their own emails as due.
+fn virtual_past() -> Timestamp {
+    let base = date("2001-01-01").to_zoned(jiff::tz::TimeZone::UTC).unwrap().timestamp();
+    micros(base + secs(i64::from(random_u32() % (10 * 365 * 86_400))))
+}
+
+async fn claim_mine(store: &dyn Store, at: Timestamp, lease: SignedDuration, mine: &[EmailId]) -> Vec<OutgoingEmail> {
+    let claimed = store.claim_emails(at, at + lease, 100_000).await.unwrap();
+    claimed.into_iter().filter(|e| mine.contains(&e.id)).collect()
+}
+
+pub async fn outbox_claim_and_lease(store: &dyn Store) {
+    let t = virtual_past();
+    let mk = |not_before: Timestamp| OutgoingEmail {
+        not_before,
+        created_at: t - secs(60),
+        ..OutgoingEmail::new(test_email("outbox"), "Subject", "Body", t)
+    };
+    let e1 = mk(t - secs(10));
+    let e2 = mk(t - secs(5));
+    let later = mk(t + secs(3600));
+    store.enqueue_emails(&[later.clone(), e2.clone(), e1.clone()]).await.unwrap();
+    let mine = [e1.id, e2.id, later.id];
+    let lease = secs(60);
+
+    let first = claim_mine(store, t, lease, &mine).await;
+    assert_eq!(first, vec![e1.clone(), e2.clone()], "due emails, oldest first; not_before respected");
+    assert!(claim_mine(store, t + secs(30), lease, &mine).await.is_empty(), "leased emails are not claimed again");
+    let again = claim_mine(store, t + secs(61), lease, &mine).await;
+    assert_eq!(ids(&again, |e| e.id), [e1.id, e2.id], "claimable again once the lease ends");
+
+    // The limit is respected.
+    let one = store.claim_emails(t + secs(200), t + secs(260), 1).await.unwrap();
+    assert_eq!(one.len(), 1);
+
+    let at_due = claim_mine(store, t + secs(3600), lease, &mine).await;
+    assert!(at_due.iter().any(|e| e.id == later.id), "a future email becomes due at its not_before");
+    for id in mine {
+        store.mark_email_sent(id, t + secs(3601)).await.unwrap();
+    }
+    assert!(claim_mine(store, t + secs(100_000), lease, &mine).await.is_empty(), "sent emails are never claimed");
+}
+
+pub async fn outbox_sent_and_failed(store: &dyn Store) {
+    let t = virtual_past();
+    let mk = || OutgoingEmail::new(test_email("delivery"), "Subject", "Body", t);
+    let (sent, retried, given_up) = (mk(), mk(), mk());
+    store.enqueue_emails(&[sent.clone(), retried.clone(), given_up.clone()]).await.unwrap();
+    let mine = [sent.id, retried.id, given_up.id];
+    assert_eq!(claim_mine(store, t, secs(60), &mine).await.len(), 3);
+
+    store.mark_email_sent(sent.id, t + secs(1)).await.unwrap();
+    let done = email_by_id(store, sent.id).await.unwrap();
+    assert_eq!(done.status, EmailStatus::Sent);
+    assert_eq!(done.sent_at, Some(t + secs(1)));
+
+    // A failure with a retry time: still pending, due again from the retry time (even though the
+    // lease it was claimed under has not ended).
+    store.mark_email_failed(retried.id, "421 try later", Some(t + secs(30))).await.unwrap();
+    let r = email_by_id(store, retried.id).await.unwrap();
+    assert_eq!((r.status, r.attempts, r.last_error.as_deref()), (EmailStatus::Pending, 1, Some("421 try later")));
+    assert_eq!(r.not_before, t + secs(30));
+    assert!(claim_mine(store, t + secs(29), secs(60), &mine).await.is_empty());
+    let again = claim_mine(store, t + secs(31), secs(60), &mine).await;
+    assert_eq!(ids(&again, |e| e.id), [retried.id]);
+    assert_eq!(again[0].attempts, 1);
+
+    // No retry time: given up.
+    store.mark_email_failed(retried.id, "550 no such user", None).await.unwrap();
+    store.mark_email_failed(given_up.id, "550 no such user", None).await.unwrap();
+    let r = email_by_id(store, retried.id).await.unwrap();
+    assert_eq!((r.status, r.attempts, r.last_error.as_deref()), (EmailStatus::Failed, 2, Some("550 no such user")));
+    let g = email_by_id(store, given_up.id).await.unwrap();
+    assert_eq!((g.status, g.attempts), (EmailStatus::Failed, 1));
+    assert!(claim_mine(store, t + secs(100_000), secs(60), &mine).await.is_empty(), "failed emails stay failed");
+}
+
+pub async fn recent_emails_newest_first(store: &dyn Store) {
+    // Created in the far future, so that they are the newest in the database whatever else it holds.
+    let base = now() + SignedDuration::from_hours(24 * 365 * 200);
+    let mk = |n: i64| {
+        OutgoingEmail::new(
+            test_email("recent"),
+            format!("Recent {n}"),
+            "Body\nline 2",
+            base + SignedDuration::from_micros(n),
+        )
+    };
+    let emails = [mk(0), mk(1), mk(2)];
+    store.enqueue_emails(&emails).await.unwrap();
+    let recent = store.recent_emails(3).await.unwrap();
+    assert_eq!(recent, vec![emails[2].clone(), emails[1].clone(), emails[0].clone()]);
+    assert_eq!(store.recent_emails(1).await.unwrap().len(), 1);
+    // Enqueuing the same email twice is a conflict.
+    assert!(is_conflict(store.enqueue_emails(&emails[..1]).await));
+}
+
+pub async fn claim_job_is_exclusive(store: &dyn Store) {
+    let job = format!("conformance-job-{}", tag());
+    let (a, b) = ("server-a", "server-b");
+    let t = now();
+    assert!(store.claim_job(&job, a, t, t + secs(30)).await.unwrap(), "a free job is claimed");
+    assert!(!store.claim_job(&job, b, t + secs(10), t + secs(40)).await.unwrap(), "held by another owner");
+    assert!(store.claim_job(&job, a, t + secs(10), t + secs(40)).await.unwrap(), "the owner renews its lease");
+    assert!(!store.claim_job(&job, b, t + secs(35), t + secs(65)).await.unwrap(), "the renewed lease holds");
+    assert!(store.claim_job(&job, b, t + secs(41), t + secs(71)).await.unwrap(), "claimable once the lease ends");
+    assert!(!store.claim_job(&job, a, t + secs(42), t + secs(72)).await.unwrap());
+    let other = format!("conformance-job-{}", tag());
+    assert!(store.claim_job(&other, a, t + secs(42), t + secs(72)).await.unwrap(), "jobs are independent");
+}
+
+pub async fn reminders_needing_and_recorded(store: &dyn Store) {
+    let ph = setup_pharmacy(store).await;
+    let pr = setup_practice(store).await;
+    let pa = setup_patient(store, &ph, &pr, 5).await;
+    // Dates in the early 2000s, far from the due dates other checks use.
+    let d = date("2001-01-01").saturating_add(i64::from(random_u32() % 3650).days());
+    let mut items = pa.items.clone();
+    items[0].next_due = Some(d.saturating_sub(3.days()));
+    items[1].next_due = Some(d);
+    items[2].next_due = Some(d.saturating_add(1.days()));
+    items[3].next_due = Some(d.saturating_sub(1.days()));
+    items[3].active = false;
+    // items[4] has never been issued: no due date.
+    for item in &items {
+        store.update_repeat_item(item).await.unwrap();
+    }
+    let mine: HashSet<RepeatItemId> = items.iter().map(|i| i.id).collect();
+    let mine = &mine;
+    let needing = move || async move {
+        let found = store.repeat_items_needing_reminder(d, 100_000).await.unwrap();
+        found.into_iter().filter(|i| mine.contains(&i.id)).collect::<Vec<_>>()
+    };
+    assert_eq!(needing().await, vec![items[0].clone(), items[1].clone()], "active, due on or before, soonest first");
+    let limited = store.repeat_items_needing_reminder(d, 1).await.unwrap();
+    assert_eq!(limited.len(), 1);
+
+    let to = pa.patient.email.clone().unwrap();
+    let first = OutgoingEmail::new(to.clone(), "Time to order", "Body", now());
+    store.record_reminder(items[0].id, items[0].next_due.unwrap(), Some(&first)).await.unwrap();
+    assert_eq!(needing().await, vec![items[1].clone()]);
+    assert_eq!(email_by_id(store, first.id).await, Some(first.clone()));
+
+    // Recording the same reminder again changes nothing and queues no second email.
+    let duplicate = OutgoingEmail::new(to, "Time to order", "Body", now());
+    store.record_reminder(items[0].id, items[0].next_due.unwrap(), Some(&duplicate)).await.unwrap();
+    assert_eq!(email_by_id(store, duplicate.id).await, None);
+    assert_eq!(needing().await, vec![items[1].clone()]);
+
+    // Without an email (the patient has none) the reminder is still recorded.
+    store.record_reminder(items[1].id, d, None).await.unwrap();
+    assert!(needing().await.is_empty());
+
+    // A new due date re-arms the reminder; the repeat line itself is unchanged by reminders.
+    items[0].next_due = Some(d.saturating_sub(1.days()));
+    store.update_repeat_item(&items[0]).await.unwrap();
+    assert_eq!(needing().await, vec![items[0].clone()]);
+    assert_eq!(store.repeat_items(pa.patient.id).await.unwrap(), items);
+}

@@ -1,0 +1,140 @@
+//! RepeatRx storage. [`Store`] is the one interface the application talks to; `sqlite` is the
+//! embedded adapter (PostgreSQL follows behind the same trait and the same [`conformance`] suite).
+//! Each method is one atomic unit of work: a use case that changes several tables (an order, its
+//! transition records and the emails it causes) is one method, hence one transaction, so nothing
+//! is ever half-written.
+#![forbid(unsafe_code)]
+
+pub mod conformance;
+pub mod records;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use jiff::civil::Date;
+use jiff::Timestamp;
+use repeatrx_domain::ids::*;
+use repeatrx_domain::order::{Order, OrderStage, Transition};
+use repeatrx_domain::patient::Patient;
+use repeatrx_domain::repeat::RepeatItem;
+use repeatrx_domain::text::Email;
+use std::sync::Arc;
+
+pub use records::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique value is taken (e.g. an email already has an account) or an optimistic version
+    /// check failed because someone else changed the row first.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database cannot be reached or is out of space; the caller should answer 503.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data failed to parse back into domain types.
+    #[error("stored data is not valid: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+pub type DynStore = Arc<dyn Store>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Succeeds when the database answers a trivial query.
+    async fn health(&self) -> StoreResult<()>;
+
+    // --- deployment metadata (key/value) ---
+    async fn get_meta(&self, key: &str) -> StoreResult<Option<String>>;
+    async fn set_meta(&self, key: &str, value: &str) -> StoreResult<()>;
+
+    // --- organisations ---
+    async fn insert_pharmacy(&self, pharmacy: &Pharmacy, first_manager: &UserAccount) -> StoreResult<()>;
+    async fn pharmacy(&self, id: PharmacyId) -> StoreResult<Option<Pharmacy>>;
+    async fn list_pharmacies(&self) -> StoreResult<Vec<Pharmacy>>;
+    async fn insert_practice(&self, practice: &Practice, first_manager: Option<&UserAccount>) -> StoreResult<()>;
+    async fn practice(&self, id: PracticeId) -> StoreResult<Option<Practice>>;
+    async fn list_practices(&self) -> StoreResult<Vec<Practice>>;
+
+    // --- accounts and sessions ---
+    /// Fails with `Conflict` if the email already has an account.
+    async fn insert_user(&self, user: &UserAccount) -> StoreResult<()>;
+    async fn user(&self, id: UserId) -> StoreResult<Option<UserAccount>>;
+    async fn user_by_email(&self, email: &Email) -> StoreResult<Option<UserAccount>>;
+    async fn user_for_patient(&self, patient: PatientId) -> StoreResult<Option<UserAccount>>;
+    async fn set_password_hash(&self, user: UserId, hash: &str) -> StoreResult<()>;
+    async fn insert_session(&self, session: &SessionRecord) -> StoreResult<()>;
+    async fn session(&self, token_hash: &str) -> StoreResult<Option<SessionRecord>>;
+    async fn touch_session(&self, token_hash: &str, last_seen_at: Timestamp) -> StoreResult<()>;
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
+    async fn delete_sessions_of_user(&self, user: UserId) -> StoreResult<u64>;
+
+    // --- patients and repeat lists ---
+    /// Creates the patient and, when given, their sign-in account, atomically.
+    async fn insert_patient(&self, patient: &Patient, account: Option<&UserAccount>) -> StoreResult<()>;
+    async fn update_patient(&self, patient: &Patient) -> StoreResult<()>;
+    async fn patient(&self, id: PatientId) -> StoreResult<Option<Patient>>;
+    /// A pharmacy's patients, matching every given criterion, sorted by family then given name.
+    async fn search_patients(
+        &self,
+        pharmacy: PharmacyId,
+        query: &PatientQuery,
+        limit: u32,
+    ) -> StoreResult<Vec<Patient>>;
+    async fn insert_repeat_item(&self, item: &RepeatItem) -> StoreResult<()>;
+    async fn update_repeat_item(&self, item: &RepeatItem) -> StoreResult<()>;
+    async fn repeat_item(&self, id: RepeatItemId) -> StoreResult<Option<RepeatItem>>;
+    /// Every item, active or stopped, in the order they were added.
+    async fn repeat_items(&self, patient: PatientId) -> StoreResult<Vec<RepeatItem>>;
+
+    // --- orders ---
+    /// Stores a new order with its first transitions and the emails it causes, atomically.
+    async fn insert_order(
+        &self,
+        order: &Order,
+        transitions: &[Transition],
+        emails: &[OutgoingEmail],
+    ) -> StoreResult<()>;
+    async fn order(&self, id: OrderId) -> StoreResult<Option<StoredOrder>>;
+    /// Saves a changed order if nobody changed it since `expected_version` (else `Conflict`),
+    /// together with its transitions, repeat lines it updated and the emails it causes.
+    async fn save_order(
+        &self,
+        order: &Order,
+        expected_version: i64,
+        transitions: &[Transition],
+        repeat_items: &[RepeatItem],
+        emails: &[OutgoingEmail],
+    ) -> StoreResult<()>;
+    /// Newest first.
+    async fn orders_of_patient(&self, patient: PatientId) -> StoreResult<Vec<Order>>;
+    /// Oldest first.
+    async fn order_transitions(&self, order: OrderId) -> StoreResult<Vec<Transition>>;
+    /// A pharmacy's orders, oldest first (the queue is worked by age).
+    async fn pharmacy_orders(&self, pharmacy: PharmacyId, filter: &OrderFilter) -> StoreResult<Vec<Order>>;
+    async fn pharmacy_stage_counts(&self, pharmacy: PharmacyId) -> StoreResult<Vec<(OrderStage, i64)>>;
+    /// A practice's orders, oldest first.
+    async fn practice_orders(&self, practice: PracticeId, filter: &OrderFilter) -> StoreResult<Vec<Order>>;
+
+    // --- email outbox ---
+    async fn enqueue_emails(&self, emails: &[OutgoingEmail]) -> StoreResult<()>;
+    /// Claims up to `limit` pending emails whose `not_before` has passed, leasing them until
+    /// `lease_until` so that another server does not send them too.
+    async fn claim_emails(&self, now: Timestamp, lease_until: Timestamp, limit: u32)
+        -> StoreResult<Vec<OutgoingEmail>>;
+    async fn mark_email_sent(&self, id: EmailId, at: Timestamp) -> StoreResult<()>;
+    /// Records a failed attempt; the email is retried from `retry_at`, or given up when `None`.
+    async fn mark_email_failed(&self, id: EmailId, error: &str, retry_at: Option<Timestamp>) -> StoreResult<()>;
+    /// Newest first (the demo outbox page).
+    async fn recent_emails(&self, limit: u32) -> StoreResult<Vec<OutgoingEmail>>;
+
+    // --- background jobs ---
+    /// Claims the named job until `lease_until` if no other owner holds an unexpired lease.
+    async fn claim_job(&self, job: &str, owner: &str, now: Timestamp, lease_until: Timestamp) -> StoreResult<bool>;
+    /// Active repeat lines with a next due date on or before `due_on_or_before` whose reminder
+    /// for that due date has not been sent.
+    async fn repeat_items_needing_reminder(&self, due_on_or_before: Date, limit: u32) -> StoreResult<Vec<RepeatItem>>;
+    /// Records that the reminder for `due` was sent (with the email that carries it), atomically.
+    async fn record_reminder(&self, item: RepeatItemId, due: Date, email: Option<&OutgoingEmail>) -> StoreResult<()>;
+}

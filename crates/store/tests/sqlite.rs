@@ -1,0 +1,121 @@
+//! The SQLite adapter against the shared conformance suite, plus what only a file database has:
+//! durability settings, reopening, and opening errors.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use repeatrx_store::conformance;
+use repeatrx_store::sqlite::SqliteStore;
+use repeatrx_store::{Store, StoreError};
+use std::path::PathBuf;
+
+fn temp_db() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repeatrx.sqlite3");
+    (dir, path)
+}
+
+#[tokio::test]
+async fn conformance_suite() {
+    let (_dir, path) = temp_db();
+    let store = SqliteStore::open(&path).await.unwrap();
+    conformance::run_all(&store).await;
+    // Every check tolerates the data of earlier runs: run the whole suite again on the same file.
+    conformance::run_all(&store).await;
+}
+
+#[tokio::test]
+async fn checks_can_run_concurrently_on_one_database() {
+    let (_dir, path) = temp_db();
+    let store = SqliteStore::open(&path).await.unwrap();
+    let s: &dyn Store = &store;
+    tokio::join!(
+        conformance::order_round_trip(s),
+        conformance::save_order_bumps_version_and_appends_transitions(s),
+        conformance::pharmacy_orders_filters_and_pages(s),
+        conformance::outbox_claim_and_lease(s),
+        conformance::reminders_needing_and_recorded(s),
+        conformance::search_patients_by_name_prefix(s),
+    );
+}
+
+#[tokio::test]
+async fn data_survives_closing_and_reopening() {
+    let (_dir, path) = temp_db();
+    let store = SqliteStore::open(&path).await.unwrap();
+    store.set_meta("seeded", "yes").await.unwrap();
+    store.pool().close().await;
+    drop(store);
+
+    let again = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(again.get_meta("seeded").await.unwrap().as_deref(), Some("yes"));
+    conformance::health(&again).await;
+}
+
+#[tokio::test]
+async fn durability_settings_are_applied() {
+    let (_dir, path) = temp_db();
+    let store = SqliteStore::open(&path).await.unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(mode.to_lowercase(), "wal");
+    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(sync, 2, "synchronous=FULL");
+    let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(fk, 1);
+    let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(busy, 5000);
+}
+
+#[tokio::test]
+async fn opening_twice_runs_migrations_once() {
+    let (_dir, path) = temp_db();
+    let first = SqliteStore::open(&path).await.unwrap();
+    let second = SqliteStore::open(&path).await.unwrap();
+    conformance::meta_round_trip(&second).await;
+    conformance::health(&first).await;
+    let applied: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations").fetch_one(second.pool()).await.unwrap();
+    assert_eq!(applied, 4);
+}
+
+#[tokio::test]
+async fn foreign_keys_are_enforced() {
+    let (_dir, path) = temp_db();
+    let store = SqliteStore::open(&path).await.unwrap();
+    let result = sqlx::query("INSERT INTO sessions (token_hash, user_id, kind, csrf_token, created_at, last_seen_at, expires_at, user_agent) VALUES ('t', 'no-such-user', 'browser', 'c', 0, 0, 0, '')")
+        .execute(store.pool())
+        .await;
+    assert!(result.is_err(), "a session of an unknown user must be refused");
+}
+
+#[tokio::test]
+async fn a_missing_directory_is_a_clear_error() {
+    let (dir, _) = temp_db();
+    let path = dir.path().join("no").join("such").join("dir").join("db.sqlite3");
+    match SqliteStore::open(&path).await {
+        Err(StoreError::Unavailable(message)) => {
+            assert!(message.contains("does not exist"), "{message}");
+            assert!(message.contains("dir"), "{message}");
+        }
+        other => panic!("expected Unavailable, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_database_is_an_error_not_a_panic() {
+    let (_dir, path) = temp_db();
+    std::fs::write(&path, b"this is not an SQLite database, just some text that is long enough ......").unwrap();
+    match SqliteStore::open(&path).await {
+        Err(StoreError::Corrupt(message)) => assert!(message.contains("damaged"), "{message}"),
+        other => panic!("expected Corrupt, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[tokio::test]
+async fn corrupt_rows_are_reported_not_panicked_on() {
+    let (_dir, path) = temp_db();
+    let store = SqliteStore::open(&path).await.unwrap();
+    sqlx::query("INSERT INTO pharmacies (id, name, ods_code, address, email, created_at) VALUES ('not-a-uuid', 'X', 'FA1', 'A', NULL, 0)")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert!(matches!(store.list_pharmacies().await, Err(StoreError::Corrupt(_))));
+}
