@@ -1,0 +1,70 @@
+//! The one gate to tenant data. Every service loads patient data through these functions, which
+//! apply [`repeatrx_domain::access::authorise`]; data of another tenant is reported as not found,
+//! so ids cannot be probed. This is also the single place where reads of patient data by staff
+//! are to be recorded in the audit trail.
+use crate::error::{AppError, AppResult};
+use crate::App;
+use repeatrx_domain::access::{authorise, Action, Actor, Membership, Scope};
+use repeatrx_domain::ids::{OrderId, PatientId};
+use repeatrx_domain::patient::Patient;
+use repeatrx_domain::DomainError;
+use repeatrx_store::StoredOrder;
+
+pub fn patient_scope(p: &Patient) -> Scope {
+    Scope::Patient { patient: p.id, pharmacy: p.pharmacy_id, practice: p.practice_id }
+}
+
+fn deny_as(e: DomainError, what: &'static str, actor: &Actor, action: Action, scope: Scope) -> AppError {
+    // A role that may take the action but hit another tenant's data learns nothing about it.
+    let role_could = repeatrx_domain::access::role_permits(actor.role, action);
+    match (e, role_could) {
+        (DomainError::Forbidden, true) => AppError::NotFound(what),
+        (DomainError::Forbidden, false) => {
+            let _ = scope;
+            AppError::Forbidden
+        }
+        (other, _) => other.into(),
+    }
+}
+
+/// Checks an action on data with a known scope.
+pub fn check(actor: &Actor, action: Action, scope: Scope, what: &'static str) -> AppResult<()> {
+    authorise(actor, action, scope).map_err(|e| deny_as(e, what, actor, action, scope))
+}
+
+impl App {
+    /// Loads a patient the actor may take `action` on.
+    pub async fn patient_for(&self, actor: &Actor, action: Action, id: PatientId) -> AppResult<Patient> {
+        if !repeatrx_domain::access::role_permits(actor.role, action) {
+            return Err(AppError::Forbidden);
+        }
+        let patient = self.store.patient(id).await?.ok_or(AppError::NotFound("patient"))?;
+        check(actor, action, patient_scope(&patient), "patient")?;
+        Ok(patient)
+    }
+
+    /// Loads an order (and its patient) the actor may take `action` on.
+    pub async fn order_for(&self, actor: &Actor, action: Action, id: OrderId) -> AppResult<(StoredOrder, Patient)> {
+        if !repeatrx_domain::access::role_permits(actor.role, action) {
+            return Err(AppError::Forbidden);
+        }
+        let stored = self.store.order(id).await?.ok_or(AppError::NotFound("order"))?;
+        let o = &stored.order;
+        check(
+            actor,
+            action,
+            Scope::Patient { patient: o.patient_id, pharmacy: o.pharmacy_id, practice: o.practice_id },
+            "order",
+        )?;
+        let patient = self.store.patient(o.patient_id).await?.ok_or(AppError::NotFound("order"))?;
+        Ok((stored, patient))
+    }
+}
+
+/// The patient a patient-actor is, if any.
+pub fn own_patient(actor: &Actor) -> Option<PatientId> {
+    match actor.membership {
+        Membership::Patient { patient, .. } => Some(patient),
+        _ => None,
+    }
+}

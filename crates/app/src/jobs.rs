@@ -1,0 +1,67 @@
+//! Background work: delivering the email outbox and sending due-window reminders. Each run first
+//! claims its job in the database with a lease, so several servers on one database never do the
+//! same work twice; timers only decide how often to try.
+use crate::error::AppResult;
+use crate::mail::Mailer;
+use crate::notify::reminder_email;
+use crate::App;
+use jiff::{SignedDuration, ToSpan};
+use std::time::Duration;
+
+pub const MAIL_JOB: &str = "mail-delivery";
+pub const REMINDER_JOB: &str = "due-reminders";
+
+impl App {
+    /// Sends one reminder per repeat line per cycle, when it comes into its ordering window.
+    /// Returns how many reminders were recorded (emails are queued in the outbox).
+    pub async fn send_due_reminders(&self) -> AppResult<u32> {
+        let today = self.clock.today();
+        let horizon = today.saturating_add(self.settings.ordering.due_window_days.days());
+        let now = self.clock.now();
+        let mut sent = 0;
+        for item in self.store.repeat_items_needing_reminder(horizon, 500).await? {
+            let Some(due) = item.next_due else { continue };
+            if !item.reminder_due(today, &self.settings.ordering) {
+                continue;
+            }
+            let Some(patient) = self.store.patient(item.patient_id).await? else { continue };
+            let email = reminder_email(&patient, &item, &self.settings.public_url, now);
+            self.store.record_reminder(item.id, due, email.as_ref()).await?;
+            sent += 1;
+        }
+        if sent > 0 {
+            tracing::info!(reminders = sent, "due-window reminders queued");
+        }
+        Ok(sent)
+    }
+
+    /// One pass of every background job this server can claim.
+    pub async fn run_jobs_once(&self, mailer: &Mailer, owner: &str) -> AppResult<()> {
+        let now = self.clock.now();
+        if self.store.claim_job(REMINDER_JOB, owner, now, now + SignedDuration::from_mins(5)).await? {
+            self.send_due_reminders().await?;
+        }
+        if self.store.claim_job(MAIL_JOB, owner, now, now + SignedDuration::from_secs(30)).await? {
+            if let Err(e) = mailer.deliver_due(self.store.as_ref(), self.clock.as_ref()).await {
+                tracing::warn!(error = %e, "mail delivery pass failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the background jobs every `every` until the process ends.
+    pub fn spawn_jobs(&self, mailer: Mailer, every: Duration) -> tokio::task::JoinHandle<()> {
+        let app = self.clone();
+        let owner = format!("server-{}", uuid::Uuid::new_v4());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = app.run_jobs_once(&mailer, &owner).await {
+                    tracing::warn!(error = %e, "background jobs failed; will retry");
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,51 @@
+//! RepeatRx application services: one method per use case, each of which authorises the actor
+//! against the data's tenant (through [`access`]), applies domain rules, and stores the outcome
+//! in one atomic store call. The web layer calls these and nothing else.
+#![forbid(unsafe_code)]
+
+pub mod access;
+pub mod admin;
+pub mod auth;
+pub mod demo;
+pub mod error;
+pub mod jobs;
+pub mod mail;
+pub mod notify;
+pub mod orders;
+pub mod patients;
+pub mod practice;
+pub mod queue;
+
+use repeatrx_domain::clock::Clock;
+use repeatrx_domain::order::StageTargets;
+use repeatrx_domain::repeat::OrderingPolicy;
+use repeatrx_store::DynStore;
+use std::sync::Arc;
+
+pub use error::AppError;
+
+/// Settings the services need; the CLI fills them from validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub ordering: OrderingPolicy,
+    pub stage_targets: StageTargets,
+    pub sessions: auth::SessionPolicy,
+    /// The address patients use, for links in emails ("https://repeats.example.org").
+    pub public_url: String,
+    /// Demo deployments show the outbox page and seed synthetic data.
+    pub demo: bool,
+}
+
+/// The application: storage, time and settings, shared by every request.
+#[derive(Clone)]
+pub struct App {
+    pub store: DynStore,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Arc<Settings>,
+}
+
+impl App {
+    pub fn new(store: DynStore, clock: Arc<dyn Clock>, settings: Settings) -> Self {
+        Self { store, clock, settings: Arc::new(settings) }
+    }
+}
