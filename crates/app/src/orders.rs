@@ -68,7 +68,7 @@ impl App {
         };
         let (order, transition) = Order::submit(new, self.by(actor))?;
         self.store.insert_order(&order, &[transition], &[]).await?;
-        tracing::info!(order = %order.id, items = order.items.len(), on_behalf = order.on_behalf, "order submitted");
+        tracing::debug!(order = %order.id, items = order.items.len(), on_behalf = order.on_behalf, "order submitted");
         Ok(order)
     }
 
@@ -98,7 +98,7 @@ impl App {
             ),
             other => other.into(),
         })?;
-        tracing::info!(order = %order.id, stage = order.stage.as_str(), changes = transitions.len(), "order changed");
+        tracing::debug!(order = %order.id, stage = order.stage.as_str(), changes = transitions.len(), "order changed");
         Ok(order)
     }
 

@@ -1,0 +1,258 @@
+//! `repeatrx`: the one binary. `demo` runs everything on synthetic data; `serve` runs production
+//! from a configuration file; `migrate` prepares a database; `admin` onboards organisations.
+#![forbid(unsafe_code)]
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use repeatrx::config::ServeConfig;
+use repeatrx::startup::{self, ServerOptions, ENVIRONMENT_KEY};
+use repeatrx_app::admin::NewOrganisationInput;
+use repeatrx_app::mail::MailTransport;
+use repeatrx_app::{App, Settings};
+use repeatrx_domain::clock::{Clock, SystemClock};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "repeatrx",
+    version,
+    about = "RepeatRx: secure online repeat prescriptions for pharmacies, practices and patients"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole service on an embedded database with synthetic data and a self-signed certificate.
+    Demo {
+        /// Folder for the demo database and certificate (created if missing).
+        #[arg(long, default_value = "repeatrx-data")]
+        data_dir: PathBuf,
+        /// Address for HTTPS.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+        /// Also listen for plain HTTP here, only to redirect to HTTPS.
+        #[arg(long)]
+        http_redirect: Option<SocketAddr>,
+    },
+    /// Run in production from a configuration file (environment variables override it).
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Create or upgrade a database's tables, then exit.
+    Migrate {
+        #[arg(long, env = "REPEATRX_DATABASE_URL")]
+        database_url: String,
+    },
+    /// Onboard organisations and operators (platform operators only; no patient data).
+    Admin(AdminArgs),
+}
+
+#[derive(Args)]
+struct AdminArgs {
+    #[arg(long, env = "REPEATRX_DATABASE_URL")]
+    database_url: String,
+    #[command(subcommand)]
+    action: AdminAction,
+}
+
+#[derive(Args)]
+struct OrgArgs {
+    #[arg(long)]
+    name: String,
+    /// The NHS ODS code.
+    #[arg(long)]
+    ods_code: String,
+    #[arg(long, default_value = "")]
+    address: String,
+    /// The organisation's own email address (optional).
+    #[arg(long, default_value = "")]
+    email: String,
+    #[arg(long)]
+    manager_name: String,
+    #[arg(long)]
+    manager_email: String,
+}
+
+#[derive(Subcommand)]
+enum AdminAction {
+    /// Create a pharmacy and its first manager; prints the manager's one-time password.
+    CreatePharmacy(OrgArgs),
+    /// Create a practice and its first manager; prints the manager's one-time password.
+    CreatePractice {
+        #[command(flatten)]
+        org: OrgArgs,
+        /// The practice's prescribers authorise on RepeatRx.
+        #[arg(long)]
+        on_repeatrx: bool,
+    },
+    /// Create a platform operator account; prints its one-time password.
+    CreateOperator {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// List pharmacies and practices.
+    ListOrganisations,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("REPEATRX_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Demo { data_dir, listen, http_redirect } => demo(data_dir, listen, http_redirect).await,
+        Command::Serve { config } => serve(config).await,
+        Command::Migrate { database_url } => {
+            startup::open_store(&database_url).await?;
+            println!("The database is up to date.");
+            Ok(())
+        }
+        Command::Admin(args) => admin(args).await,
+    }
+}
+
+async fn demo(data_dir: PathBuf, listen: SocketAddr, http_redirect: Option<SocketAddr>) -> anyhow::Result<()> {
+    let server = startup::start_demo(&data_dir, listen, http_redirect).await?;
+    println!("RepeatRx demo running at {}", server.url());
+    if let Some(http) = server.running.http_addr {
+        println!("Plain HTTP on http://{http} redirects to HTTPS.");
+    }
+    println!("The certificate is self-signed: your browser will ask you to accept it.");
+    println!("Demo sign-ins (password for all: {}):", repeatrx_app::demo::DEMO_PASSWORD);
+    for (email, who) in repeatrx_app::demo::DEMO_ACCOUNTS {
+        println!("  {email:<28} {who}");
+    }
+    println!("Emails the demo sends: {}/demo/outbox", server.url());
+    println!("Press Ctrl+C to stop.");
+    tokio::signal::ctrl_c().await.context("could not wait for Ctrl+C")?;
+    server.stop().await;
+    Ok(())
+}
+
+async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
+    let config = ServeConfig::load(&config_path, &|k| std::env::var(k).ok())?;
+    let store = startup::open_store(&config.database_url).await?;
+    match store.get_meta(ENVIRONMENT_KEY).await?.as_deref() {
+        Some("production") => {}
+        None => store.set_meta(ENVIRONMENT_KEY, "production").await?,
+        Some(other) => bail!("this is a {other} database; production refuses to run on it"),
+    }
+    if store.get_meta(repeatrx_app::demo::SEEDED_KEY).await?.is_some() {
+        bail!("this database holds demo data; production refuses to run on it");
+    }
+    let tls = repeatrx_web::tls::load_server_config(&config.tls_cert, &config.tls_key)?;
+    let settings = Settings {
+        ordering: repeatrx_domain::repeat::OrderingPolicy { due_window_days: config.due_window_days },
+        stage_targets: config.stage_targets,
+        sessions: repeatrx_app::auth::SessionPolicy {
+            patient_idle: jiff::SignedDuration::from_mins(i64::from(config.patient_idle_minutes)),
+            staff_idle: jiff::SignedDuration::from_mins(i64::from(config.staff_idle_minutes)),
+            absolute: jiff::SignedDuration::from_hours(i64::from(config.absolute_hours)),
+        },
+        public_url: config.public_url.as_str().trim_end_matches('/').to_string(),
+        demo: false,
+    };
+    let server = startup::start(ServerOptions {
+        store,
+        clock: Arc::new(SystemClock),
+        settings,
+        tls,
+        listen: config.listen,
+        http_redirect: config.http_redirect_listen,
+        mail: MailTransport::Smtp(config.smtp.clone()),
+        jobs_every: Duration::from_secs(10),
+    })?;
+    tracing::info!(url = %server.url(), "RepeatRx serving");
+    tokio::signal::ctrl_c().await.context("could not wait for Ctrl+C")?;
+    server.stop().await;
+    Ok(())
+}
+
+async fn admin(args: AdminArgs) -> anyhow::Result<()> {
+    let store = startup::open_store(&args.database_url).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let mut settings = startup::demo_settings(String::new());
+    settings.demo = false;
+    let app = App::new(store, clock, settings);
+    let console = App::console_actor();
+    let org = |o: OrgArgs, on_repeatrx: bool| NewOrganisationInput {
+        name: o.name,
+        ods_code: o.ods_code,
+        address: o.address,
+        email: o.email,
+        manager_name: o.manager_name,
+        manager_email: o.manager_email,
+        on_repeatrx,
+    };
+    match args.action {
+        AdminAction::CreatePharmacy(o) => {
+            let done = app.create_pharmacy(&console, &org(o, false)).await?;
+            println!(
+                "Created pharmacy {} ({}), id {}",
+                done.organisation.name, done.organisation.ods_code, done.organisation.id
+            );
+            println!("Manager sign-in: {}  one-time password: {}", done.manager_email, done.initial_password);
+        }
+        AdminAction::CreatePractice { org: o, on_repeatrx } => {
+            let done = app.create_practice(&console, &org(o, on_repeatrx)).await?;
+            println!(
+                "Created practice {} ({}), id {}",
+                done.organisation.name, done.organisation.ods_code, done.organisation.id
+            );
+            println!("Manager sign-in: {}  one-time password: {}", done.manager_email, done.initial_password);
+        }
+        AdminAction::CreateOperator { email, name } => {
+            let (account, password) = app.create_operator(&email, &name).await?;
+            println!("Created operator {}  one-time password: {password}", account.email);
+        }
+        AdminAction::ListOrganisations => {
+            let (pharmacies, practices) = app.organisations(&console).await?;
+            println!("Pharmacies:");
+            for p in pharmacies {
+                println!("  {}  {:<8} {}", p.id, p.ods_code, p.name);
+            }
+            println!("Practices:");
+            for p in practices {
+                println!(
+                    "  {}  {:<8} {}{}",
+                    p.id,
+                    p.ods_code,
+                    p.name,
+                    if p.on_repeatrx { "" } else { " (not on RepeatRx)" }
+                );
+            }
+        }
+    }
+    Ok(())
+}

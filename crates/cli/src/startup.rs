@@ -1,0 +1,121 @@
+//! Assembling a running RepeatRx: open the store (running migrations), build the services, start
+//! the background jobs and the HTTPS server.
+use anyhow::{bail, Context};
+use repeatrx_app::auth::SessionPolicy;
+use repeatrx_app::mail::{MailTransport, Mailer};
+use repeatrx_app::{App, Settings};
+use repeatrx_domain::clock::{Clock, SystemClock};
+use repeatrx_store::sqlite::SqliteStore;
+use repeatrx_store::DynStore;
+use repeatrx_web::server::Running;
+use repeatrx_web::WebState;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Marks a database as a demo or production database (issue #4 builds on it).
+pub const ENVIRONMENT_KEY: &str = "environment";
+
+/// Opens the database named by a URL (`sqlite://PATH`), running migrations.
+pub async fn open_store(database_url: &str) -> anyhow::Result<DynStore> {
+    if let Some(path) = database_url.strip_prefix("sqlite://").or_else(|| database_url.strip_prefix("sqlite:")) {
+        let store = SqliteStore::open(Path::new(path))
+            .await
+            .with_context(|| format!("could not open the SQLite database at {path}"))?;
+        return Ok(Arc::new(store));
+    }
+    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        bail!("PostgreSQL support is not in this build yet; use a sqlite:// database URL");
+    }
+    bail!("the database URL must start with sqlite:// (got something else)")
+}
+
+/// Everything needed to run a server.
+pub struct ServerOptions {
+    pub store: DynStore,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Settings,
+    pub tls: rustls::ServerConfig,
+    pub listen: SocketAddr,
+    pub http_redirect: Option<SocketAddr>,
+    pub mail: MailTransport,
+    pub jobs_every: Duration,
+}
+
+/// A running server with its background jobs.
+pub struct Server {
+    pub app: App,
+    pub running: Running,
+    pub jobs: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    pub fn url(&self) -> String {
+        format!("https://{}", self.running.https_addr)
+    }
+
+    pub async fn stop(self) {
+        self.jobs.abort();
+        self.running.stop().await;
+    }
+}
+
+pub fn start(opts: ServerOptions) -> anyhow::Result<Server> {
+    let app = App::new(opts.store, opts.clock, opts.settings);
+    let mailer = Mailer::new(opts.mail).context("the mail settings are not usable")?;
+    let jobs = app.spawn_jobs(mailer, opts.jobs_every);
+    let router = repeatrx_web::router(WebState { app: app.clone() });
+    let running = repeatrx_web::server::start(router, opts.tls, opts.listen, opts.http_redirect)
+        .with_context(|| format!("could not listen on {}", opts.listen))?;
+    Ok(Server { app, running, jobs })
+}
+
+/// Settings for a demo server on `public_url`.
+pub fn demo_settings(public_url: String) -> Settings {
+    Settings {
+        ordering: Default::default(),
+        stage_targets: Default::default(),
+        sessions: SessionPolicy::default(),
+        public_url,
+        demo: true,
+    }
+}
+
+/// Opens (creating and seeding if new) the demo database in `data_dir` and starts the server.
+pub async fn start_demo(
+    data_dir: &Path,
+    listen: SocketAddr,
+    http_redirect: Option<SocketAddr>,
+) -> anyhow::Result<Server> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("could not create the data folder {}", data_dir.display()))?;
+    let db: PathBuf = data_dir.join("repeatrx-demo.db");
+    let store = open_store(&format!("sqlite://{}", db.display())).await?;
+    match store.get_meta(ENVIRONMENT_KEY).await? {
+        Some(env) if env != "demo" => bail!("{} is a {env} database; the demo only opens demo databases", db.display()),
+        Some(_) => {}
+        None => store.set_meta(ENVIRONMENT_KEY, "demo").await?,
+    }
+    let (cert, key) = crate::demo_cert::ensure_demo_certificate(data_dir)?;
+    let tls = repeatrx_web::tls::load_server_config(&cert, &key)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    // The public URL is known only after binding (the port may be 0), so seed with a placeholder
+    // first and bind to learn the port.
+    let probe = std::net::TcpListener::bind(listen).with_context(|| format!("could not listen on {listen}"))?;
+    let bound = probe.local_addr()?;
+    drop(probe);
+    let settings = demo_settings(format!("https://{bound}"));
+    let seeding_app = App::new(store.clone(), clock.clone(), settings.clone());
+    repeatrx_app::demo::seed(&seeding_app).await.context("could not create the demo data")?;
+    start(ServerOptions {
+        store,
+        clock,
+        settings,
+        tls,
+        listen: bound,
+        http_redirect,
+        mail: MailTransport::DemoOutbox,
+        jobs_every: Duration::from_secs(2),
+    })
+}

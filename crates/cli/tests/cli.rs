@@ -1,0 +1,159 @@
+//! The `repeatrx` binary as an operator uses it: exit codes, sentences, onboarding, and the
+//! refusals that keep demo and production data apart.
+use std::process::{Command, Output};
+
+fn repeatrx(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_repeatrx"))
+        .args(args)
+        .env("REPEATRX_LOG", "warn")
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn help_is_available_for_every_command() {
+    for args in [
+        vec!["--help"],
+        vec!["demo", "--help"],
+        vec!["serve", "--help"],
+        vec!["migrate", "--help"],
+        vec!["admin", "--help"],
+    ] {
+        let out = repeatrx(&args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains("Usage"), "{args:?}");
+    }
+}
+
+#[test]
+fn an_unusable_database_url_is_a_sentence_and_a_non_zero_exit() {
+    let out = repeatrx(&["migrate", "--database-url", "mysql://nope"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("error: the database URL must start with sqlite://"), "{}", text(&out));
+}
+
+#[test]
+fn operators_onboard_organisations_from_the_console() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("prod.db").display());
+    let out = repeatrx(&["migrate", "--database-url", &url]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let out = repeatrx(&[
+        "admin",
+        "--database-url",
+        &url,
+        "create-pharmacy",
+        "--name",
+        "Quayside Pharmacy",
+        "--ods-code",
+        "fq123",
+        "--manager-name",
+        "Mo Adams",
+        "--manager-email",
+        "mo@quayside.example",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("Created pharmacy Quayside Pharmacy (FQ123)"), "{}", text(&out));
+    assert!(text(&out).contains("one-time password: "));
+
+    let again = repeatrx(&[
+        "admin",
+        "--database-url",
+        &url,
+        "create-pharmacy",
+        "--name",
+        "Other",
+        "--ods-code",
+        "FQ999",
+        "--manager-name",
+        "Mo Adams",
+        "--manager-email",
+        "MO@quayside.example",
+    ]);
+    assert!(!again.status.success());
+    assert!(text(&again).contains("already has an account"), "{}", text(&again));
+
+    let bad = repeatrx(&[
+        "admin",
+        "--database-url",
+        &url,
+        "create-practice",
+        "--name",
+        "P",
+        "--ods-code",
+        "not an ods code!",
+        "--manager-name",
+        "X",
+        "--manager-email",
+        "x@p.example",
+    ]);
+    assert!(!bad.status.success());
+    assert!(text(&bad).contains("ODS code"), "{}", text(&bad));
+
+    let list = repeatrx(&["admin", "--database-url", &url, "list-organisations"]);
+    assert!(list.status.success());
+    assert!(text(&list).contains("Quayside Pharmacy") && !text(&list).contains("Other"), "{}", text(&list));
+}
+
+#[test]
+fn production_refuses_a_demo_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo_dir = dir.path().join("demo");
+    // Start the demo once so it creates and seeds its database, then stop it.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let server = repeatrx::startup::start_demo(&demo_dir, "127.0.0.1:0".parse().unwrap(), None).await.unwrap();
+        server.stop().await;
+    });
+    let db = demo_dir.join("repeatrx-demo.db");
+    let config = dir.path().join("repeatrx.toml");
+    let cert = demo_dir.join("demo-cert.pem");
+    let key = demo_dir.join("demo-key.pem");
+    std::fs::write(
+        &config,
+        format!(
+            "database_url = \"sqlite://{}\"\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://repeats.example\"\n\
+             [tls]\ncert = \"{}\"\nkey = \"{}\"\n\
+             [smtp]\nhost = \"127.0.0.1\"\nport = 2525\nsecurity = \"none\"\nfrom = \"RepeatRx <no-reply@repeats.example>\"\n",
+            db.display(),
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let out = repeatrx(&["serve", "--config", config.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("demo database"), "{}", text(&out));
+}
+
+#[test]
+fn plain_http_only_redirects_to_https() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = repeatrx::startup::start_demo(
+            dir.path(),
+            "127.0.0.1:0".parse().unwrap(),
+            Some("127.0.0.1:0".parse().unwrap()),
+        )
+        .await
+        .unwrap();
+        let http = server.running.http_addr.unwrap();
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        for path in ["/", "/patient", "/api/v1/me", "/sign-in?next=x"] {
+            let resp = client.get(format!("http://{http}{path}")).send().await.unwrap();
+            assert_eq!(resp.status(), 308, "{path}");
+            let location = resp.headers()["location"].to_str().unwrap().to_string();
+            assert_eq!(location, format!("https://127.0.0.1:{}{path}", server.running.https_addr.port()));
+            assert!(resp.text().await.unwrap().is_empty(), "no content over plain HTTP");
+        }
+        let post = client.post(format!("http://{http}/sign-in")).body("email=a&password=b").send().await.unwrap();
+        assert_eq!(post.status(), 308);
+        server.stop().await;
+    });
+}

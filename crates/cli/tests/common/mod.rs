@@ -1,0 +1,181 @@
+//! The test harness: the real server (the same `start_demo` the binary runs) on a random port
+//! over real HTTPS, with a fresh database seeded with the synthetic demo data, and a client that
+//! talks to it like a phone app would.
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use repeatrx::startup::{start_demo, Server};
+use repeatrx_app::demo::DEMO_PASSWORD;
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+pub const API: &str = "/api/v1";
+
+pub struct TestApp {
+    /// The running server; `server.app` reaches the store (e.g. the email outbox).
+    pub server: Server,
+    /// "https://127.0.0.1:PORT"
+    pub address: String,
+    pub client: reqwest::Client,
+    /// Holds the database and certificate; deleted when the test ends.
+    _dir: TempDir,
+}
+
+/// An answer: status, headers and the body parsed as JSON (`Value::Null` when it is not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub async fn read(resp: reqwest::Response) -> Reply {
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("response body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply { status, headers, body }
+    }
+
+    /// Asserts the status and hands back the body.
+    #[track_caller]
+    pub fn expect(self, status: StatusCode) -> Value {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.body);
+        self.body
+    }
+
+    /// Asserts the status and that the body is the API's JSON error; returns its message.
+    #[track_caller]
+    pub fn expect_error(self, status: StatusCode) -> String {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.body);
+        let error = &self.body["error"];
+        assert_eq!(error["status"], json!(status.as_u16()), "not a JSON error: {}", self.body);
+        let message = error["message"].as_str().expect("error message").to_string();
+        assert!(!message.is_empty());
+        message
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let server = start_demo(dir.path(), "127.0.0.1:0".parse().expect("address"), None)
+            .await
+            .expect("the demo server starts");
+        let address = server.url();
+        let client = reqwest::Client::builder()
+            // The demo certificate is self-signed.
+            .danger_accept_invalid_certs(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("HTTP client");
+        TestApp { server, address, client, _dir: dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// Signs in with the demo password and returns the bearer token.
+    pub async fn sign_in(&self, email: &str) -> String {
+        self.sign_in_with(email, DEMO_PASSWORD).await
+    }
+
+    pub async fn sign_in_with(&self, email: &str, password: &str) -> String {
+        let body = self
+            .post_json_anon(&format!("{API}/sessions"), &json!({"email": email, "password": password}))
+            .await
+            .expect(StatusCode::CREATED);
+        body["token"].as_str().expect("a token").to_string()
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        let resp = self.client.get(self.url(path)).bearer_auth(token).send().await.expect("request sent");
+        Reply::read(resp).await
+    }
+
+    pub async fn get_anon(&self, path: &str) -> Reply {
+        Reply::read(self.client.get(self.url(path)).send().await.expect("request sent")).await
+    }
+
+    pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> Reply {
+        let resp = self.client.post(self.url(path)).bearer_auth(token).json(body).send().await.expect("request sent");
+        Reply::read(resp).await
+    }
+
+    pub async fn post_json_anon(&self, path: &str, body: &Value) -> Reply {
+        Reply::read(self.client.post(self.url(path)).json(body).send().await.expect("request sent")).await
+    }
+
+    /// POSTs raw bytes with the given content type.
+    pub async fn post_raw(&self, path: &str, token: &str, content_type: &str, body: impl Into<reqwest::Body>) -> Reply {
+        let resp = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header(CONTENT_TYPE, HeaderValue::from_str(content_type).expect("content type"))
+            .body(body)
+            .send()
+            .await
+            .expect("request sent");
+        Reply::read(resp).await
+    }
+
+    /// The signed-in patient's own patient id (from GET /me).
+    pub async fn my_patient_id(&self, token: &str) -> String {
+        let me = self.get(&format!("{API}/me"), token).await.expect(StatusCode::OK);
+        me["patient_id"].as_str().expect("a patient account").to_string()
+    }
+
+    pub async fn repeat_items(&self, patient: &str, token: &str) -> Vec<Value> {
+        let v = self.get(&format!("{API}/patients/{patient}/repeat-items"), token).await.expect(StatusCode::OK);
+        v.as_array().expect("a list").clone()
+    }
+
+    pub async fn order(&self, order: &str, token: &str) -> Value {
+        self.get(&format!("{API}/orders/{order}"), token).await.expect(StatusCode::OK)
+    }
+
+    pub async fn orders_of(&self, patient: &str, token: &str) -> Vec<Value> {
+        let v = self.get(&format!("{API}/patients/{patient}/orders"), token).await.expect(StatusCode::OK);
+        v.as_array().expect("a list").clone()
+    }
+
+    /// Places an order for collection; the raw reply, so refusals can be checked.
+    pub async fn place_order(&self, patient: &str, token: &str, items: &[&str]) -> Reply {
+        self.post_json(
+            &format!("{API}/patients/{patient}/orders"),
+            token,
+            &json!({"items": items, "fulfilment": "collection"}),
+        )
+        .await
+    }
+
+    /// A patient of the signed-in pharmacy who has an item that can be ordered now, with that
+    /// item's id.
+    pub async fn patient_with_orderable_item(&self, staff: &str) -> (String, String) {
+        let patients = self.get(&format!("{API}/pharmacy/patients"), staff).await.expect(StatusCode::OK);
+        for p in patients.as_array().expect("a list") {
+            let id = p["id"].as_str().expect("id");
+            if let Some(item) = self.repeat_items(id, staff).await.into_iter().find(|i| i["orderable"] == json!(true)) {
+                return (id.to_string(), item["id"].as_str().expect("id").to_string());
+            }
+        }
+        panic!("no patient of this pharmacy has an orderable item")
+    }
+}
+
+/// The ids of the items whose `status` is `status`.
+pub fn with_status<'a>(items: &'a [Value], status: &str) -> Vec<&'a str> {
+    items.iter().filter(|i| i["status"] == json!(status)).filter_map(|i| i["id"].as_str()).collect()
+}
+
+/// The text of an error's `reasons`.
+pub fn reasons(body: &Value) -> Vec<String> {
+    body["error"]["reasons"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}

@@ -1,0 +1,187 @@
+//! Platform operators: list organisations and onboard pharmacies and practices with their first
+//! manager. Nothing here returns patient data.
+use super::patient::timestamp;
+use super::{created, ApiJson, ApiResult, Created};
+use crate::error::ErrorBody;
+use crate::session::ApiCaller;
+use crate::WebState;
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use repeatrx_app::admin::{NewOrganisationInput, Onboarded};
+use repeatrx_store::{Pharmacy, Practice};
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+
+pub fn routes() -> Router<WebState> {
+    Router::new()
+        .route("/admin/organisations", get(organisations))
+        .route("/admin/pharmacies", post(create_pharmacy))
+        .route("/admin/practices", post(create_practice))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(organisations, create_pharmacy, create_practice),
+    components(schemas(OrganisationDto, OrganisationsDto, NewOrganisationRequest, OnboardedDto))
+)]
+pub struct AdminApi;
+
+/// A pharmacy or practice.
+#[derive(Serialize, ToSchema)]
+pub struct OrganisationDto {
+    pub id: String,
+    pub name: String,
+    pub ods_code: String,
+    pub address: String,
+    pub email: Option<String>,
+    /// Practices only: whether its prescribers authorise on RepeatRx.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_repeatrx: Option<bool>,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+}
+
+impl From<&Pharmacy> for OrganisationDto {
+    fn from(p: &Pharmacy) -> Self {
+        Self {
+            id: p.id.to_string(),
+            name: p.name.clone(),
+            ods_code: p.ods_code.clone(),
+            address: p.address.clone(),
+            email: p.email.as_ref().map(|e| e.as_str().to_string()),
+            on_repeatrx: None,
+            created_at: timestamp(p.created_at),
+        }
+    }
+}
+
+impl From<&Practice> for OrganisationDto {
+    fn from(p: &Practice) -> Self {
+        Self {
+            id: p.id.to_string(),
+            name: p.name.clone(),
+            ods_code: p.ods_code.clone(),
+            address: p.address.clone(),
+            email: p.email.as_ref().map(|e| e.as_str().to_string()),
+            on_repeatrx: Some(p.on_repeatrx),
+            created_at: timestamp(p.created_at),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OrganisationsDto {
+    pub pharmacies: Vec<OrganisationDto>,
+    pub practices: Vec<OrganisationDto>,
+}
+
+/// A pharmacy or practice to create, with its first manager.
+#[derive(Deserialize, ToSchema)]
+pub struct NewOrganisationRequest {
+    pub name: String,
+    /// The NHS ODS code, 3 to 10 letters and digits.
+    pub ods_code: String,
+    #[serde(default)]
+    pub address: Option<String>,
+    /// The organisation's own email address.
+    #[serde(default)]
+    pub email: Option<String>,
+    pub manager_name: String,
+    pub manager_email: String,
+    /// Practices only: whether its prescribers authorise on RepeatRx.
+    #[serde(default)]
+    pub on_repeatrx: bool,
+}
+
+impl From<NewOrganisationRequest> for NewOrganisationInput {
+    fn from(r: NewOrganisationRequest) -> Self {
+        NewOrganisationInput {
+            name: r.name,
+            ods_code: r.ods_code,
+            address: r.address.unwrap_or_default(),
+            email: r.email.unwrap_or_default(),
+            manager_name: r.manager_name,
+            manager_email: r.manager_email,
+            on_repeatrx: r.on_repeatrx,
+        }
+    }
+}
+
+/// The new organisation and its first manager's sign-in, shown this once to hand over.
+#[derive(Serialize, ToSchema)]
+pub struct OnboardedDto {
+    pub organisation: OrganisationDto,
+    pub manager_email: String,
+    pub initial_password: String,
+}
+
+impl<'a, T> From<&'a Onboarded<T>> for OnboardedDto
+where
+    OrganisationDto: From<&'a T>,
+{
+    fn from(o: &'a Onboarded<T>) -> Self {
+        Self {
+            organisation: OrganisationDto::from(&o.organisation),
+            manager_email: o.manager_email.as_str().to_string(),
+            initial_password: o.initial_password.clone(),
+        }
+    }
+}
+
+/// Every pharmacy and practice on the platform.
+#[utoipa::path(get, path = "/admin/organisations", tag = "admin", security(("bearer" = [])),
+    responses(
+        (status = 200, body = OrganisationsDto),
+        (status = 401, body = ErrorBody, description = "Not signed in"),
+        (status = 403, body = ErrorBody, description = "Not a platform operator"),
+    ))]
+async fn organisations(State(state): State<WebState>, ApiCaller(s): ApiCaller) -> ApiResult<OrganisationsDto> {
+    let (pharmacies, practices) = state.app.organisations(&s.actor).await?;
+    Ok(Json(OrganisationsDto {
+        pharmacies: pharmacies.iter().map(OrganisationDto::from).collect(),
+        practices: practices.iter().map(OrganisationDto::from).collect(),
+    }))
+}
+
+/// Creates a pharmacy and its first manager.
+#[utoipa::path(post, path = "/admin/pharmacies", tag = "admin", security(("bearer" = [])),
+    request_body = NewOrganisationRequest,
+    responses(
+        (status = 201, body = OnboardedDto, description = "Hand the one-time password to the manager"),
+        (status = 400, body = ErrorBody, description = "Malformed JSON"),
+        (status = 401, body = ErrorBody, description = "Not signed in"),
+        (status = 403, body = ErrorBody, description = "Not a platform operator"),
+        (status = 409, body = ErrorBody, description = "The manager's email address already has an account"),
+        (status = 415, body = ErrorBody, description = "Not application/json"),
+        (status = 422, body = ErrorBody, description = "A field is missing or invalid"),
+    ))]
+async fn create_pharmacy(
+    State(state): State<WebState>,
+    ApiCaller(s): ApiCaller,
+    ApiJson(body): ApiJson<NewOrganisationRequest>,
+) -> Created<OnboardedDto> {
+    let onboarded = state.app.create_pharmacy(&s.actor, &body.into()).await?;
+    created(OnboardedDto::from(&onboarded))
+}
+
+/// Creates a practice and its first manager.
+#[utoipa::path(post, path = "/admin/practices", tag = "admin", security(("bearer" = [])),
+    request_body = NewOrganisationRequest,
+    responses(
+        (status = 201, body = OnboardedDto, description = "Hand the one-time password to the manager"),
+        (status = 400, body = ErrorBody, description = "Malformed JSON"),
+        (status = 401, body = ErrorBody, description = "Not signed in"),
+        (status = 403, body = ErrorBody, description = "Not a platform operator"),
+        (status = 409, body = ErrorBody, description = "The manager's email address already has an account"),
+        (status = 415, body = ErrorBody, description = "Not application/json"),
+        (status = 422, body = ErrorBody, description = "A field is missing or invalid"),
+    ))]
+async fn create_practice(
+    State(state): State<WebState>,
+    ApiCaller(s): ApiCaller,
+    ApiJson(body): ApiJson<NewOrganisationRequest>,
+) -> Created<OnboardedDto> {
+    let onboarded = state.app.create_practice(&s.actor, &body.into()).await?;
+    created(OnboardedDto::from(&onboarded))
+}

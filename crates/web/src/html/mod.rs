@@ -1,0 +1,72 @@
+//! The server-rendered dashboards. One module per audience; each page handler extracts the
+//! session and typed input, calls one `App` method, and renders an askama template.
+pub mod admin;
+pub mod auth;
+pub mod demo;
+pub mod patient;
+pub mod pharmacy;
+pub mod practice;
+
+use crate::error::PageError;
+use crate::WebState;
+use askama::Template;
+use axum::response::{Html, IntoResponse, Response};
+use axum::Router;
+use repeatrx_app::auth::CurrentSession;
+use repeatrx_app::AppError;
+use repeatrx_domain::access::OrgKind;
+
+pub fn routes() -> Router<WebState> {
+    Router::new()
+        .merge(auth::routes())
+        .merge(patient::routes())
+        .merge(pharmacy::routes())
+        .merge(practice::routes())
+        .merge(admin::routes())
+        .merge(demo::routes())
+}
+
+/// The header of every signed-in page: who is signed in, their links, and the CSRF token that
+/// every form on the page must send back.
+pub struct Nav {
+    pub name: String,
+    pub role: &'static str,
+    pub csrf: String,
+    pub links: Vec<(&'static str, &'static str)>,
+}
+
+impl Nav {
+    pub fn of(s: &CurrentSession) -> Option<Nav> {
+        let links = match s.actor.role.kind() {
+            OrgKind::Patient => vec![("/patient", "My medicines"), ("/patient/orders", "My orders")],
+            OrgKind::Pharmacy => vec![("/pharmacy", "Order queue"), ("/pharmacy/patients", "Patients")],
+            OrgKind::Practice => vec![("/practice", "Requests")],
+            OrgKind::Platform => vec![("/admin", "Organisations")],
+        };
+        Some(Nav {
+            name: s.user.display_name.clone(),
+            role: s.actor.role.label(),
+            csrf: s.session.csrf_token.clone(),
+            links,
+        })
+    }
+}
+
+/// Where each kind of user starts.
+pub fn home_of(kind: OrgKind) -> &'static str {
+    match kind {
+        OrgKind::Patient => "/patient",
+        OrgKind::Pharmacy => "/pharmacy",
+        OrgKind::Practice => "/practice",
+        OrgKind::Platform => "/admin",
+    }
+}
+
+/// Renders a template, turning a template failure into a logged 500.
+pub fn render<T: Template>(t: &T) -> Result<Response, PageError> {
+    t.render()
+        .map(|body| Html(body).into_response())
+        .map_err(|e| PageError(AppError::Internal(format!("template failed: {e}"))))
+}
+
+pub type PageResult = Result<Response, PageError>;
