@@ -8,6 +8,10 @@ pub enum AppError {
     /// Input failed validation; the message names the field and what to do.
     #[error("{0}")]
     Invalid(String),
+    /// Several inputs failed validation; each entry is "field: what is wrong", so a form can list
+    /// every problem at once.
+    #[error("{}", .0.join("; "))]
+    InvalidFields(Vec<String>),
     /// Items that cannot be ordered, each with its reason.
     #[error("some items cannot be ordered: {}", .0.join("; "))]
     NotOrderable(Vec<String>),

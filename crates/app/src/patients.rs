@@ -11,6 +11,7 @@ use repeatrx_domain::ids::{PatientId, PharmacyId, PracticeId, RepeatItemId, User
 use repeatrx_domain::patient::{parse_phone, DateOfBirth, NhsNumber, Patient};
 use repeatrx_domain::repeat::{Orderability, RepeatItem, RepeatTerms, RepeatTermsInput};
 use repeatrx_domain::text::{optional_text, Email, PersonName};
+use repeatrx_domain::DomainError;
 use repeatrx_store::{PatientQuery, UserAccount};
 use serde::Deserialize;
 
@@ -143,30 +144,48 @@ impl App {
             Membership::Pharmacy(p) if repeatrx_domain::access::role_permits(actor.role, Action::RegisterPatient) => p,
             _ => return Err(AppError::Forbidden),
         };
-        let practice_id: PracticeId = input
-            .practice_id
-            .parse()
-            .map_err(|_| AppError::Invalid("practice: choose the patient's practice".into()))?;
-        self.store
-            .practice(practice_id)
-            .await?
-            .ok_or_else(|| AppError::Invalid("practice: choose the patient's practice".into()))?;
+        // Every field is checked before any is refused, so the form can list all problems at once.
+        let mut problems = Vec::new();
+        fn keep<T>(r: Result<T, DomainError>, problems: &mut Vec<String>) -> Option<T> {
+            r.map_err(|e| problems.push(e.to_string())).ok()
+        }
         let today = self.clock.today();
+        let practice_id = match input.practice_id.parse::<PracticeId>() {
+            Ok(id) if self.store.practice(id).await?.is_some() => Some(id),
+            _ => {
+                problems.push("practice: choose the patient's practice".to_string());
+                None
+            }
+        };
+        let given_name = keep(PersonName::parse("given_name", &input.given_name), &mut problems);
+        let family_name = keep(PersonName::parse("family_name", &input.family_name), &mut problems);
+        let date_of_birth = keep(DateOfBirth::parse(&input.date_of_birth, today), &mut problems);
+        let nhs_number = keep(NhsNumber::parse(&input.nhs_number), &mut problems);
         let email = match input.email.trim() {
             "" => None,
-            e => Some(Email::parse(e)?),
+            e => keep(Email::parse(e), &mut problems),
+        };
+        if input.create_account && input.email.trim().is_empty() {
+            problems.push("email: an online account needs the patient's email address".to_string());
+        }
+        let phone = keep(parse_phone(&input.phone), &mut problems).flatten();
+        let address = keep(optional_text("address", &input.address, 300), &mut problems).flatten();
+        let (Some(practice_id), Some(given_name), Some(family_name), Some(date_of_birth), Some(nhs_number), true) =
+            (practice_id, given_name, family_name, date_of_birth, nhs_number, problems.is_empty())
+        else {
+            return Err(AppError::InvalidFields(problems));
         };
         let patient = Patient {
             id: PatientId::new(),
             pharmacy_id,
             practice_id,
-            given_name: PersonName::parse("given_name", &input.given_name)?,
-            family_name: PersonName::parse("family_name", &input.family_name)?,
-            date_of_birth: DateOfBirth::parse(&input.date_of_birth, today)?,
-            nhs_number: NhsNumber::parse(&input.nhs_number)?,
+            given_name,
+            family_name,
+            date_of_birth,
+            nhs_number,
             email: email.clone(),
-            phone: parse_phone(&input.phone)?,
-            address: optional_text("address", &input.address, 300)?,
+            phone,
+            address,
         };
         let same_number =
             PatientQuery { nhs_number: Some(patient.nhs_number.as_str().to_string()), ..Default::default() };

@@ -239,3 +239,21 @@ async fn a_patient_is_registered_once_per_pharmacy() {
     let pw = SecretString::from(registered.initial_password.unwrap());
     assert!(h.app.sign_in("jo.bloggs@demo.example", pw, SessionKind::Browser, "t").await.is_ok());
 }
+
+#[tokio::test]
+async fn registration_lists_every_problem_at_once() {
+    let h = harness().await;
+    let pharmacist = actor(&h.app, "pharmacist@demo.example").await;
+    let input = repeatrx_app::patients::RegisterPatientInput {
+        given_name: "Jo".into(),
+        nhs_number: "1234567890".into(),
+        date_of_birth: "2999-01-01".into(),
+        create_account: true,
+        ..Default::default()
+    };
+    let Err(AppError::InvalidFields(problems)) = h.app.register_patient(&pharmacist, &input).await else {
+        panic!("expected every problem listed")
+    };
+    let fields: Vec<&str> = problems.iter().filter_map(|p| p.split_once(": ").map(|(f, _)| f)).collect();
+    assert_eq!(fields, ["practice", "family_name", "date_of_birth", "nhs_number", "email"], "{problems:?}");
+}

@@ -487,6 +487,11 @@ pub async fn search_patients_by_name_prefix(store: &dyn Store) {
     assert!(search("%").await.is_empty());
     assert!(search("_").await.is_empty());
     assert!(search("\\").await.is_empty());
+    // A full name, in either order: every word starts the given or the family name.
+    assert_eq!(names(search("Ann Smith").await), ["Ann Smith"]);
+    assert_eq!(names(search("smith  ann").await), ["Ann Smith"]);
+    assert_eq!(names(search("ann b").await), ["Bob Annis", "anne Brown"]);
+    assert!(search("ann carter").await.is_empty());
     // Non-ASCII names fold too.
     assert_eq!(names(search("zoë").await), ["Zoë Ünal"]);
     assert_eq!(names(search("ün").await), ["Zoë Ünal"]);

@@ -158,7 +158,8 @@ pub struct StoredOrder {
 /// Criteria for finding a pharmacy's patients; all given criteria must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PatientQuery {
-    /// Matches the start of the given or family name, case-insensitively.
+    /// Each whitespace-separated word must match the start of the given or the family name,
+    /// case-insensitively (so "Ann Jones" and "jones a" both find Ann Jones).
     pub name: Option<String>,
     pub date_of_birth: Option<Date>,
     /// Exact, digits only.

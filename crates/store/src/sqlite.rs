@@ -931,10 +931,11 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<Patient>> {
         let mut binds: Vec<String> = vec![pharmacy.to_string()];
         let mut sql = format!("SELECT {PATIENT_COLS} FROM patients WHERE pharmacy_id = $1");
-        if let Some(name) = query.name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+        // Each word typed ("ann jones", "jones a") must start the given or the family name.
+        for word in query.name.as_deref().unwrap_or("").split_whitespace().take(4) {
             let p = binds.len() + 1;
             sql.push_str(&format!(" AND (given_folded LIKE ${p} ESCAPE '\\' OR family_folded LIKE ${p} ESCAPE '\\')"));
-            binds.push(like_prefix(&fold(name)));
+            binds.push(like_prefix(&fold(word)));
         }
         if let Some(dob) = query.date_of_birth {
             sql.push_str(&format!(" AND date_of_birth = ${}", binds.len() + 1));

@@ -10,7 +10,7 @@ use serde::Serialize;
 /// The status and user-facing sentence for an application error; causes of 5xx go to the log.
 pub fn status_of(e: &AppError) -> (StatusCode, String) {
     let status = match e {
-        AppError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        AppError::Invalid(_) | AppError::InvalidFields(_) => StatusCode::UNPROCESSABLE_ENTITY,
         AppError::NotOrderable(_) | AppError::IllegalTransition(_) | AppError::Conflict(_) => StatusCode::CONFLICT,
         AppError::Unauthenticated | AppError::BadCredentials => StatusCode::UNAUTHORIZED,
         AppError::Forbidden => StatusCode::FORBIDDEN,
@@ -24,6 +24,15 @@ pub fn status_of(e: &AppError) -> (StatusCode, String) {
     (status, e.to_string())
 }
 
+/// A message as a sentence for a page: first letter upper case.
+pub fn sentence(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(first) => first.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
@@ -33,7 +42,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     pub status: u16,
     pub message: String,
-    /// For items that cannot be ordered: one reason per item.
+    /// One line per item that cannot be ordered, or per invalid field.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<String>,
 }
@@ -62,7 +71,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, message) = status_of(&self.0);
         let reasons = match self.0 {
-            AppError::NotOrderable(r) => r,
+            AppError::NotOrderable(r) | AppError::InvalidFields(r) => r,
             _ => vec![],
         };
         let mut resp = json_error(status, message, reasons);
@@ -97,7 +106,7 @@ pub fn error_page(status: StatusCode, message: String, reasons: Vec<String>) -> 
     let page = ErrorPage {
         status: status.as_u16(),
         title: status.canonical_reason().unwrap_or("Error").to_string(),
-        message,
+        message: sentence(&message),
         reasons,
     };
     match page.render() {
@@ -116,7 +125,7 @@ impl IntoResponse for PageError {
         }
         let (status, message) = status_of(&self.0);
         let reasons = match self.0 {
-            AppError::NotOrderable(r) => r,
+            AppError::NotOrderable(r) | AppError::InvalidFields(r) => r,
             _ => vec![],
         };
         error_page(status, message, reasons)

@@ -75,7 +75,7 @@ async fn sign_in(State(state): State<WebState>, headers: HeaderMap, Form(form): 
         Err(AppError::BadCredentials) => {
             let mut resp = render(&page(
                 &state,
-                Some(AppError::BadCredentials.to_string()),
+                Some(crate::error::sentence(&AppError::BadCredentials.to_string())),
                 form.email.chars().take(254).collect(),
             ))?;
             *resp.status_mut() = axum::http::StatusCode::UNAUTHORIZED;

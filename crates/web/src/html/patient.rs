@@ -249,32 +249,28 @@ impl Problem {
 
 /// Errors that send the user back to the form they filled in.
 pub(super) fn is_form_error(e: &AppError) -> bool {
-    matches!(e, AppError::Invalid(_) | AppError::NotOrderable(_) | AppError::Conflict(_))
+    matches!(e, AppError::Invalid(_) | AppError::InvalidFields(_) | AppError::NotOrderable(_) | AppError::Conflict(_))
 }
 
-fn capitalise(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(first) => first.to_uppercase().chain(c).collect(),
-        None => String::new(),
-    }
-}
+use crate::error::sentence as capitalise;
 
 /// Turns an application error into error-summary lines. Messages of the form "field: what is
 /// wrong" name the field by its label and link to it (element id = `id_prefix` + field name).
 pub(super) fn problems_of(e: &AppError, fields: &[(&str, &str)], id_prefix: &str) -> Vec<Problem> {
     match e {
         AppError::NotOrderable(reasons) => reasons.iter().map(|r| Problem::new(r.clone(), None)).collect(),
-        other => {
-            let msg = other.to_string();
-            if let Some((field, rest)) = msg.split_once(": ") {
-                if let Some((name, label)) = fields.iter().find(|(f, _)| *f == field) {
-                    return vec![Problem::new(format!("{label}: {rest}"), Some(format!("{id_prefix}{name}")))];
-                }
-            }
-            vec![Problem::new(capitalise(&msg), None)]
+        AppError::InvalidFields(messages) => messages.iter().map(|m| field_problem(m, fields, id_prefix)).collect(),
+        other => vec![field_problem(&other.to_string(), fields, id_prefix)],
+    }
+}
+
+fn field_problem(msg: &str, fields: &[(&str, &str)], id_prefix: &str) -> Problem {
+    if let Some((field, rest)) = msg.split_once(": ") {
+        if let Some((name, label)) = fields.iter().find(|(f, _)| *f == field) {
+            return Problem::new(format!("{label}: {rest}"), Some(format!("{id_prefix}{name}")));
         }
     }
+    Problem::new(capitalise(msg), None)
 }
 
 /// The order form's fields and their labels.
