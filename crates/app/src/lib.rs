@@ -22,7 +22,7 @@ use repeatrx_domain::repeat::OrderingPolicy;
 use repeatrx_store::DynStore;
 use std::sync::Arc;
 
-pub use error::AppError;
+pub use error::{AppError, AppResult};
 
 /// Settings the services need; the CLI fills them from validated configuration.
 #[derive(Debug, Clone)]
@@ -47,5 +47,10 @@ pub struct App {
 impl App {
     pub fn new(store: DynStore, clock: Arc<dyn Clock>, settings: Settings) -> Self {
         Self { store, clock, settings: Arc::new(settings) }
+    }
+
+    /// Whether the database answers (the `/healthz` probe).
+    pub async fn health(&self) -> AppResult<()> {
+        Ok(self.store.health().await?)
     }
 }

@@ -28,6 +28,8 @@ pub struct OrderView {
     pub order: Order,
     pub version: i64,
     pub patient: Patient,
+    /// The patient's practice (whether it authorises on RepeatRx decides who records decisions).
+    pub practice: Option<repeatrx_store::Practice>,
     pub transitions: Vec<Transition>,
 }
 
@@ -81,7 +83,8 @@ impl App {
     pub async fn order_view(&self, actor: &Actor, order: OrderId) -> AppResult<OrderView> {
         let (stored, patient) = self.order_for(actor, Action::ViewPatient, order).await?;
         let transitions = self.store.order_transitions(order).await?;
-        Ok(OrderView { order: stored.order, version: stored.version, patient, transitions })
+        let practice = self.store.practice(stored.order.practice_id).await?;
+        Ok(OrderView { order: stored.order, version: stored.version, patient, practice, transitions })
     }
 
     /// Applies a state-machine change and stores it with its transitions and emails.

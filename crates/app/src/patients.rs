@@ -227,6 +227,22 @@ impl App {
         Ok(Registered { patient, initial_password: initial })
     }
 
+    /// The practice a patient is registered with (organisation details, not patient data).
+    pub async fn practice_of(&self, actor: &Actor, patient: &Patient) -> AppResult<Option<repeatrx_store::Practice>> {
+        crate::access::check(actor, Action::ViewPatient, crate::access::patient_scope(patient), "patient")?;
+        Ok(self.store.practice(patient.practice_id).await?)
+    }
+
+    /// The demo's outbox page: what the demo would have emailed (demo deployments only).
+    pub async fn demo_outbox(&self, limit: u32) -> AppResult<Vec<repeatrx_store::OutgoingEmail>> {
+        if !self.settings.demo {
+            return Err(AppError::NotFound("page"));
+        }
+        let mut emails = self.store.recent_emails(limit).await?;
+        emails.sort_by_key(|e| std::cmp::Reverse(e.created_at));
+        Ok(emails)
+    }
+
     /// A pharmacy's patients matching the search (all of them, alphabetically, when empty).
     pub async fn find_patients(&self, actor: &Actor, search: &PatientSearch) -> AppResult<Vec<Patient>> {
         let pharmacy = self.my_pharmacy(actor, Action::ViewPharmacyQueue)?;

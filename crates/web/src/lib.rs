@@ -40,7 +40,7 @@ pub fn router(state: WebState) -> Router {
 }
 
 async fn health(axum::extract::State(state): axum::extract::State<WebState>) -> (axum::http::StatusCode, &'static str) {
-    match state.app.store.health().await {
+    match state.app.health().await {
         Ok(()) => (axum::http::StatusCode::OK, "ok"),
         Err(_) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
     }

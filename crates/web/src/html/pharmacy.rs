@@ -219,9 +219,8 @@ async fn order_page(
 ) -> PageResult {
     require(s, OrgKind::Pharmacy)?;
     let view = state.app.order_view(&s.actor, id).await?;
-    let practice = state.app.store.practice(view.order.practice_id).await.map_err(AppError::from)?;
-    let (practice_name, practice_on_repeatrx) = match practice {
-        Some(p) => (p.name, p.on_repeatrx),
+    let (practice_name, practice_on_repeatrx) = match &view.practice {
+        Some(p) => (p.name.clone(), p.on_repeatrx),
         None => ("Unknown practice".to_string(), true),
     };
     let is_failed = failed.is_some();
@@ -524,7 +523,7 @@ async fn patient_page(
     require(s, OrgKind::Pharmacy)?;
     let (patient, lines) = state.app.repeat_list(&s.actor, id).await?;
     let orders = state.app.orders_of(&s.actor, id).await?;
-    let practice = state.app.store.practice(patient.practice_id).await.map_err(AppError::from)?;
+    let practice = state.app.practice_of(&s.actor, &patient).await?;
     let practice = match practice {
         Some(p) if p.on_repeatrx => format!("{} ({}), authorises on RepeatRx", p.name, p.ods_code),
         Some(p) => format!("{} ({}), not on RepeatRx: the pharmacy records its decisions", p.name, p.ods_code),
