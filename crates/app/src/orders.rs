@@ -92,9 +92,25 @@ impl App {
     where
         F: FnOnce(&mut Order, By) -> Result<(Vec<Transition>, Vec<RepeatItem>), AppError>,
     {
-        let (StoredOrder { mut order, version }, patient) = self.order_for(actor, action, id).await?;
+        let (stored, patient) = self.order_for(actor, action, id).await?;
+        self.apply_and_save(actor, stored, &patient, change).await
+    }
+
+    /// Applies a change to an order already loaded (and authorised) and saves it if nobody changed
+    /// it in the meantime.
+    async fn apply_and_save<F>(
+        &self,
+        actor: &Actor,
+        stored: StoredOrder,
+        patient: &Patient,
+        change: F,
+    ) -> AppResult<Order>
+    where
+        F: FnOnce(&mut Order, By) -> Result<(Vec<Transition>, Vec<RepeatItem>), AppError>,
+    {
+        let StoredOrder { mut order, version } = stored;
         let (transitions, repeat_updates) = change(&mut order, self.by(actor))?;
-        let emails = order_emails(&order, &patient, &transitions, &self.settings.public_url, self.clock.now());
+        let emails = order_emails(&order, patient, &transitions, &self.settings.public_url, self.clock.now());
         self.store.save_order(&order, version, &transitions, &repeat_updates, &emails).await.map_err(|e| match e {
             repeatrx_store::StoreError::Conflict(_) => AppError::Conflict(
                 "this order was changed by someone else a moment ago; reload it and try again".into(),
@@ -134,8 +150,8 @@ impl App {
     ) -> AppResult<Order> {
         let action =
             if actor.role == Role::Prescriber { Action::AuthoriseMedication } else { Action::RecordPrescriberDecision };
+        let (stored, patient) = self.order_for(actor, action, id).await?;
         if action == Action::RecordPrescriberDecision {
-            let (stored, _) = self.order_for(actor, action, id).await?;
             let practice =
                 self.store.practice(stored.order.practice_id).await?.ok_or(AppError::NotFound("practice"))?;
             if practice.on_repeatrx {
@@ -144,16 +160,12 @@ impl App {
                 ));
             }
         }
-        let repeat_line = {
-            let (stored, _) = self.order_for(actor, action, id).await?;
-            let line = stored.order.items.iter().find(|i| i.id == item).map(|i| i.repeat_item_id);
-            match line {
-                Some(rid) => self.store.repeat_item(rid).await?,
-                None => None,
-            }
+        let repeat_line = match stored.order.items.iter().find(|i| i.id == item) {
+            Some(i) => self.store.repeat_item(i.repeat_item_id).await?,
+            None => None,
         };
         let today = self.clock.today();
-        self.change_order(actor, action, id, move |o, by| {
+        self.apply_and_save(actor, stored, &patient, move |o, by| {
             let approves = !matches!(decision, Decision::Reject { .. });
             let transitions = o.decide(item, decision, by)?;
             let mut updates = Vec::new();
