@@ -10,6 +10,8 @@ use std::time::Duration;
 
 pub const MAIL_JOB: &str = "mail-delivery";
 pub const REMINDER_JOB: &str = "due-reminders";
+/// How often the due-window reminder scan runs (reminders are per day, so this is plenty).
+pub const REMINDER_EVERY: SignedDuration = SignedDuration::from_mins(5);
 
 impl App {
     /// Sends one reminder per repeat line per cycle, when it comes into its ordering window.
@@ -38,7 +40,11 @@ impl App {
     /// One pass of every background job this server can claim.
     pub async fn run_jobs_once(&self, mailer: &Mailer, owner: &str) -> AppResult<()> {
         let now = self.clock.now();
-        if self.store.claim_job(REMINDER_JOB, owner, now, now + SignedDuration::from_mins(5)).await? {
+        // A fresh owner for each attempt: the claim succeeds only once the last lease has lapsed,
+        // even for the server that holds it, so the reminder scan runs at most once per
+        // REMINDER_EVERY across all servers instead of on every tick.
+        let attempt = format!("{owner}/{}", now.as_millisecond());
+        if self.store.claim_job(REMINDER_JOB, &attempt, now, now + REMINDER_EVERY).await? {
             self.send_due_reminders().await?;
         }
         if self.store.claim_job(MAIL_JOB, owner, now, now + SignedDuration::from_secs(30)).await? {

@@ -257,3 +257,24 @@ async fn registration_lists_every_problem_at_once() {
     let fields: Vec<&str> = problems.iter().filter_map(|p| p.split_once(": ").map(|(f, _)| f)).collect();
     assert_eq!(fields, ["practice", "family_name", "date_of_birth", "nhs_number", "email"], "{problems:?}");
 }
+
+#[tokio::test]
+async fn the_reminder_scan_runs_at_most_once_per_interval_across_servers() {
+    use repeatrx_app::jobs::{REMINDER_EVERY, REMINDER_JOB};
+    let h = harness().await;
+    let mailer = repeatrx_app::mail::Mailer::new(repeatrx_app::mail::MailTransport::DemoOutbox).unwrap();
+    let started = h.clock.now();
+    h.app.run_jobs_once(&mailer, "server-a").await.unwrap();
+    // The same server ticking again a minute later must not renew the lease.
+    h.clock.advance(SignedDuration::from_mins(1));
+    h.app.run_jobs_once(&mailer, "server-a").await.unwrap();
+    let probe = |at: Timestamp| {
+        let store = h.app.store.clone();
+        async move { store.claim_job(REMINDER_JOB, "probe", at, at + REMINDER_EVERY).await.unwrap() }
+    };
+    assert!(!probe(started + SignedDuration::from_mins(4)).await, "the first run's lease still holds");
+    assert!(
+        probe(started + REMINDER_EVERY + SignedDuration::from_secs(1)).await,
+        "the lease was not renewed by re-ticking"
+    );
+}
