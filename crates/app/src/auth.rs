@@ -1,6 +1,7 @@
 //! Sign-in and sessions. Passwords are hashed with argon2id (OWASP minimum m=19 MiB, t=2, p=1) on
 //! the blocking pool; sessions are random 256-bit tokens of which only the SHA-256 is stored; each
-//! session carries its own CSRF token. Lockout, unlock, TOTP and reset slot in here (issue #3).
+//! session carries its own CSRF token. Lockout counters live in the database; staff (and patients
+//! who opt in) finish signing in with a TOTP or recovery code, after which the session gets a new id.
 use crate::error::{AppError, AppResult};
 use crate::App;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -9,9 +10,14 @@ use base64::Engine;
 use jiff::{SignedDuration, Timestamp};
 use rand::RngCore;
 use repeatrx_domain::access::{Actor, Membership, Role};
+use repeatrx_domain::ids::UserId;
 use repeatrx_domain::patient::Password;
+use repeatrx_domain::security::{
+    self, SecurityEventKind, SessionStage, ADDRESS_FAILURE_LIMIT, ADDRESS_WINDOW, MAX_FAILED_SIGN_INS, RECOVERY_CODES,
+    SECOND_FACTOR_WINDOW,
+};
 use repeatrx_domain::text::Email;
-use repeatrx_store::{SessionKind, SessionRecord, UserAccount};
+use repeatrx_store::{AccountSecurity, SecurityEvent, SessionKind, SessionRecord, UserAccount};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -51,7 +57,11 @@ fn argon2() -> Argon2<'static> {
 
 /// Hashes a password on the blocking pool (argon2id is deliberately slow).
 pub async fn hash_password(password: &Password) -> AppResult<String> {
-    let pw = SecretString::from(password.expose().to_string());
+    hash_secret(SecretString::from(password.expose().to_string())).await
+}
+
+/// Hashes a password already in use as it is (when its hash is upgraded at sign-in).
+async fn hash_secret(pw: SecretString) -> AppResult<String> {
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
         argon2()
@@ -100,20 +110,93 @@ pub fn tokens_equal(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
+/// Where a request comes from: kept with sessions and sign-in events.
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    pub address: String,
+    pub user_agent: String,
+}
+
+impl Client {
+    pub fn new(address: impl Into<String>, user_agent: &str) -> Self {
+        Self { address: address.into(), user_agent: user_agent.chars().take(200).collect() }
+    }
+}
+
 /// A freshly issued session: the token goes to the client once and is never stored.
+#[derive(Debug)]
 pub struct NewSession {
     pub token: SecretString,
     pub csrf_token: String,
     pub actor: Actor,
     pub expires_at: Timestamp,
+    /// `Full`, or the sign-in step still to do.
+    pub stage: SessionStage,
 }
 
-/// A request's verified session.
+/// A request's verified session (of any stage; the web extractors insist on `Full` for
+/// everything but the sign-in steps).
 #[derive(Debug, Clone)]
 pub struct CurrentSession {
     pub actor: Actor,
     pub user: UserAccount,
     pub session: SessionRecord,
+    /// The idle timeout that applies to this account.
+    pub idle: SignedDuration,
+}
+
+impl CurrentSession {
+    pub fn is_full(&self) -> bool {
+        self.session.stage == SessionStage::Full
+    }
+}
+
+/// The outcome of a confirmed TOTP enrolment.
+pub struct TotpConfirmed {
+    /// Shown once; only their hashes are stored.
+    pub recovery_codes: Vec<String>,
+    /// The full session that replaces a sign-in that was waiting for enrolment.
+    pub session: Option<NewSession>,
+}
+
+/// What an authenticator app needs to be set up.
+pub struct TotpSetup {
+    pub secret: String,
+    pub secret_grouped: String,
+    pub url: String,
+    pub qr_svg: String,
+}
+
+/// Whether a stored hash was made with other parameters than today's (then it is redone at the
+/// next successful sign-in).
+pub fn needs_rehash(hash: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else { return true };
+    let current = argon2();
+    let p = current.params();
+    parsed.algorithm.as_str() != "argon2id"
+        || parsed.params.get_decimal("m") != Some(p.m_cost())
+        || parsed.params.get_decimal("t") != Some(p.t_cost())
+        || parsed.params.get_decimal("p") != Some(p.p_cost())
+}
+
+/// A recovery code: 10 characters from an unambiguous alphabet (about 50 bits), shown as
+/// `xxxxx-xxxxx`.
+fn recovery_code() -> String {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+    let mut rng = rand::rngs::OsRng;
+    let chars: String = (0..10).map(|_| ALPHABET[(rng.next_u32() as usize) % ALPHABET.len()] as char).collect();
+    format!("{}-{}", &chars[..5], &chars[5..])
+}
+
+/// Recovery codes are compared by the SHA-256 of the account id and the normalised code.
+fn recovery_hash(user: repeatrx_domain::ids::UserId, code: &str) -> String {
+    let normal: String = code.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_lowercase()).collect();
+    token_hash(&format!("{user}:{normal}"))
+}
+
+fn looks_like_totp(code: &str) -> bool {
+    let digits: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    digits.len() == crate::totp::DIGITS && digits.chars().all(|c| c.is_ascii_digit())
 }
 
 impl App {
@@ -141,47 +224,366 @@ impl App {
         Ok(Actor { user_id: user.id, role: user.role, membership })
     }
 
-    /// Signs in with email and password. Every refusal is the same [`AppError::BadCredentials`]
-    /// and takes the same time, whether or not the account exists.
+    /// Records a sign-in event for the audit trail.
+    pub async fn record_event(&self, event: SecurityEvent) -> AppResult<()> {
+        tracing::info!(kind = event.kind.as_str(), user = ?event.user_id, "security event");
+        Ok(self.store.insert_security_event(&event).await?)
+    }
+
+    fn event(&self, kind: SecurityEventKind, user: Option<UserId>, client: &Client) -> SecurityEvent {
+        SecurityEvent::new(kind, user, &client.address, self.clock.now())
+    }
+
+    fn minute(&self) -> i64 {
+        self.clock.now().as_second().div_euclid(60)
+    }
+
+    /// Refuses sign-in attempts from an address that has failed too often lately.
+    async fn check_address(&self, client: &Client) -> AppResult<()> {
+        let since = self.minute() - ADDRESS_WINDOW.as_mins();
+        if self.store.address_failures_since(&client.address, since).await? >= ADDRESS_FAILURE_LIMIT {
+            return Err(AppError::TooManyAttempts);
+        }
+        Ok(())
+    }
+
+    async fn count_address_failure(&self, client: &Client) -> AppResult<()> {
+        let window = ADDRESS_WINDOW.as_mins();
+        let now = self.minute();
+        let total = self.store.record_address_failure(&client.address, now, now - window, now - 2 * window).await?;
+        if total == ADDRESS_FAILURE_LIMIT {
+            self.record_event(self.event(SecurityEventKind::AddressThrottled, None, client)).await?;
+        }
+        Ok(())
+    }
+
+    /// Counts a failed attempt against an account (wrong password or wrong code) and locks it
+    /// on the sixth in a row. Returns whether the account is now locked.
+    async fn count_failure(&self, user: UserId, kind: SecurityEventKind, client: &Client) -> AppResult<bool> {
+        let now = self.clock.now();
+        let mut became_locked = false;
+        let updated = self
+            .store
+            .update_account_security(user, &mut |s| {
+                s.failed_sign_ins = s.failed_sign_ins.saturating_add(1);
+                let next = security::after_failed_sign_in(s.lock_state, s.failed_sign_ins);
+                became_locked = next != s.lock_state;
+                if became_locked {
+                    s.lock_state = next;
+                    s.locked_at = Some(now);
+                }
+                true
+            })
+            .await?;
+        self.record_event(self.event(kind, Some(user), client)).await?;
+        if became_locked {
+            self.record_event(
+                self.event(SecurityEventKind::Locked, Some(user), client)
+                    .detail(format!("{MAX_FAILED_SIGN_INS} failed attempts in a row")),
+            )
+            .await?;
+            // Whoever holds a half-finished sign-in loses it too.
+            self.store.delete_sessions_of_user(user).await?;
+        }
+        self.count_address_failure(client).await?;
+        Ok(updated.is_some_and(|(s, _)| s.lock_state.is_locked()))
+    }
+
+    async fn security_of(&self, user: UserId) -> AppResult<AccountSecurity> {
+        self.store.account_security(user).await?.ok_or(AppError::Unauthenticated)
+    }
+
+    async fn open_session(
+        &self,
+        user: &UserAccount,
+        kind: SessionKind,
+        stage: SessionStage,
+        client: &Client,
+        replacing: Option<&str>,
+    ) -> AppResult<NewSession> {
+        let actor = self.actor_of(user).await?;
+        let now = self.clock.now();
+        let token = random_token();
+        let csrf_token = random_token();
+        let lifetime = if stage == SessionStage::Full { self.settings.sessions.absolute } else { SECOND_FACTOR_WINDOW };
+        let expires_at = now + lifetime;
+        let record = SessionRecord {
+            token_hash: token_hash(&token),
+            user_id: user.id,
+            kind,
+            csrf_token: csrf_token.clone(),
+            created_at: now,
+            last_seen_at: now,
+            expires_at,
+            user_agent: client.user_agent.clone(),
+            stage,
+            address: client.address.chars().take(64).collect(),
+        };
+        match replacing {
+            Some(old) => self.store.rotate_session(old, &record).await?,
+            None => self.store.insert_session(&record).await?,
+        }
+        Ok(NewSession { token: SecretString::from(token), csrf_token, actor, expires_at, stage })
+    }
+
+    /// Signs in with email and password. Every refusal (unknown account, wrong password, locked
+    /// or suspended account) is the same [`AppError::BadCredentials`] and costs the same argon2id
+    /// verification, so accounts cannot be probed. Accounts that need a second factor get a
+    /// session that can only finish signing in.
     pub async fn sign_in(
         &self,
         email: &str,
         password: SecretString,
         kind: SessionKind,
-        user_agent: &str,
+        client: &Client,
     ) -> AppResult<NewSession> {
+        self.check_address(client).await?;
         let user = match Email::parse(email) {
             Ok(email) => self.store.user_by_email(&email).await?,
             Err(_) => None,
         };
         let hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| dummy_hash().to_string());
-        let matches = verify_password(hash, password).await;
-        let user = match user {
-            Some(u) if matches && u.active => u,
-            _ => return Err(AppError::BadCredentials),
+        let matches = verify_password(hash, password.clone()).await;
+        let Some(user) = user else {
+            self.record_event(self.event(SecurityEventKind::SignInFailed, None, client)).await?;
+            self.count_address_failure(client).await?;
+            return Err(AppError::BadCredentials);
         };
-        let actor = self.actor_of(&user).await?;
-        let now = self.clock.now();
-        let token = random_token();
-        let csrf_token = random_token();
-        let expires_at = now + self.settings.sessions.absolute;
+        if !matches {
+            self.count_failure(user.id, SecurityEventKind::SignInFailed, client).await?;
+            return Err(AppError::BadCredentials);
+        }
+        let security = self.security_of(user.id).await?;
+        if security.lock_state.is_locked() || !user.active {
+            let why = if user.active { "account locked" } else { "account suspended" };
+            self.record_event(self.event(SecurityEventKind::SignInFailed, Some(user.id), client).detail(why)).await?;
+            return Err(AppError::BadCredentials);
+        }
+        if needs_rehash(&user.password_hash) {
+            self.store.set_password_hash(user.id, &hash_secret(password).await?).await?;
+            self.record_event(self.event(SecurityEventKind::PasswordRehashed, Some(user.id), client)).await?;
+        }
+        let stage = if security.totp_secret.is_some() {
+            SessionStage::SecondFactor
+        } else if security::second_factor_required(user.role) {
+            SessionStage::Enrol
+        } else {
+            SessionStage::Full
+        };
+        if stage == SessionStage::Full {
+            self.signed_in(&user, client).await?;
+        }
+        self.open_session(&user, kind, stage, client, None).await
+    }
+
+    /// Sign-in is complete: the failure count starts again.
+    async fn signed_in(&self, user: &UserAccount, client: &Client) -> AppResult<()> {
         self.store
-            .insert_session(&SessionRecord {
-                token_hash: token_hash(&token),
-                user_id: user.id,
-                kind,
-                csrf_token: csrf_token.clone(),
-                created_at: now,
-                last_seen_at: now,
-                expires_at,
-                user_agent: user_agent.chars().take(200).collect(),
+            .update_account_security(user.id, &mut |s| {
+                let changed = s.failed_sign_ins != 0;
+                s.failed_sign_ins = 0;
+                changed
             })
             .await?;
         tracing::info!(user = %user.id, role = user.role.as_str(), "signed in");
-        Ok(NewSession { token: SecretString::from(token), csrf_token, actor, expires_at })
+        self.record_event(self.event(SecurityEventKind::SignedIn, Some(user.id), client)).await
     }
 
-    /// Resolves a session token to its actor, enforcing the idle and absolute timeouts.
+    /// Checks a TOTP code against the account's secret and accepts it only if its step is newer
+    /// than the last accepted one (atomically, so two servers cannot both accept it).
+    async fn accept_totp(&self, user: UserId, code: &str) -> AppResult<bool> {
+        let security = self.security_of(user).await?;
+        let Some(secret) = security.totp_secret.clone() else { return Ok(false) };
+        let Some(step) = crate::totp::matching_step(&secret, code, self.clock.now().as_second())? else {
+            return Ok(false);
+        };
+        let updated = self
+            .store
+            .update_account_security(user, &mut |s| {
+                if s.totp_secret.as_deref() == Some(secret.as_str()) && step > s.totp_last_step {
+                    s.totp_last_step = step;
+                    true
+                } else {
+                    false
+                }
+            })
+            .await?;
+        Ok(updated.is_some_and(|(_, written)| written))
+    }
+
+    /// Finishes a sign-in waiting for its second factor with a TOTP code or a recovery code.
+    /// The half-finished session is replaced by a new full one (a new id on privilege change).
+    pub async fn complete_second_factor(
+        &self,
+        current: &CurrentSession,
+        code: &str,
+        client: &Client,
+    ) -> AppResult<NewSession> {
+        if current.session.stage != SessionStage::SecondFactor {
+            return Err(AppError::Unauthenticated);
+        }
+        let user = &current.user;
+        let security = self.security_of(user.id).await?;
+        if security.lock_state.is_locked() {
+            self.store.delete_session(&current.session.token_hash).await?;
+            return Err(AppError::BadCredentials);
+        }
+        let accepted = if looks_like_totp(code) {
+            self.accept_totp(user.id, code).await?
+        } else {
+            let used = self.store.use_recovery_code(user.id, &recovery_hash(user.id, code), self.clock.now()).await?;
+            if used {
+                self.record_event(self.event(SecurityEventKind::RecoveryCodeUsed, Some(user.id), client)).await?;
+            }
+            used
+        };
+        if !accepted {
+            if self.count_failure(user.id, SecurityEventKind::SecondFactorFailed, client).await? {
+                return Err(AppError::BadCredentials);
+            }
+            return Err(AppError::WrongCode);
+        }
+        self.signed_in(user, client).await?;
+        self.open_session(user, current.session.kind, SessionStage::Full, client, Some(&current.session.token_hash))
+            .await
+    }
+
+    /// Asks a signed-in prescriber (or anyone with TOTP) for a fresh code before a signing act.
+    /// A wrong code counts towards the lockout like a wrong password.
+    pub async fn verify_fresh_code(&self, actor: &Actor, code: &str, client: &Client) -> AppResult<()> {
+        if self.accept_totp(actor.user_id, code).await? {
+            return Ok(());
+        }
+        if self.count_failure(actor.user_id, SecurityEventKind::SecondFactorFailed, client).await? {
+            return Err(AppError::Unauthenticated);
+        }
+        Err(AppError::InvalidFields(vec![
+            "code: that security code is not right or has been used already; enter the next code from your app".into(),
+        ]))
+    }
+
+    /// Starts (or shows again) setting up an authenticator app: during a sign-in that must enrol,
+    /// or for a signed-in patient who opts in.
+    pub async fn totp_setup(&self, current: &CurrentSession) -> AppResult<TotpSetup> {
+        let allowed = match current.session.stage {
+            SessionStage::Enrol => true,
+            SessionStage::Full => true,
+            SessionStage::SecondFactor => false,
+        };
+        if !allowed {
+            return Err(AppError::Unauthenticated);
+        }
+        let fresh = crate::totp::new_secret();
+        let mut secret = String::new();
+        self.store
+            .update_account_security(current.user.id, &mut |s| {
+                if s.totp_secret.is_some() {
+                    return false;
+                }
+                match &s.totp_pending_secret {
+                    Some(p) => {
+                        secret = p.clone();
+                        false
+                    }
+                    None => {
+                        s.totp_pending_secret = Some(fresh.clone());
+                        secret = fresh.clone();
+                        true
+                    }
+                }
+            })
+            .await?;
+        if secret.is_empty() {
+            return Err(AppError::Conflict("an authenticator app is already set up for this account".into()));
+        }
+        let url = crate::totp::provisioning_url(&secret, current.user.email.as_str())?;
+        Ok(TotpSetup { secret_grouped: crate::totp::grouped(&secret), qr_svg: crate::totp::qr_svg(&url)?, url, secret })
+    }
+
+    /// Confirms the authenticator app with its first code; issues recovery codes. A sign-in that
+    /// was waiting for enrolment becomes a full session under a new id.
+    pub async fn confirm_totp(
+        &self,
+        current: &CurrentSession,
+        code: &str,
+        client: &Client,
+    ) -> AppResult<TotpConfirmed> {
+        if current.session.stage == SessionStage::SecondFactor {
+            return Err(AppError::Unauthenticated);
+        }
+        let security = self.security_of(current.user.id).await?;
+        let Some(pending) = security.totp_pending_secret.clone() else {
+            return Err(AppError::Conflict("start setting up the authenticator app again".into()));
+        };
+        let Some(step) = crate::totp::matching_step(&pending, code, self.clock.now().as_second())? else {
+            return Err(AppError::InvalidFields(vec![
+                "code: that code is not right; check the app shows RepeatRx and the clock of your phone is correct"
+                    .into(),
+            ]));
+        };
+        let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| recovery_code()).collect();
+        let hashes: Vec<String> = codes.iter().map(|c| recovery_hash(current.user.id, c)).collect();
+        self.store.enable_totp(current.user.id, &pending, step, &hashes, self.clock.now()).await?;
+        self.record_event(self.event(SecurityEventKind::TotpEnrolled, Some(current.user.id), client)).await?;
+        let session = if current.session.stage == SessionStage::Enrol {
+            self.signed_in(&current.user, client).await?;
+            Some(
+                self.open_session(
+                    &current.user,
+                    current.session.kind,
+                    SessionStage::Full,
+                    client,
+                    Some(&current.session.token_hash),
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
+        Ok(TotpConfirmed { recovery_codes: codes, session })
+    }
+
+    /// Ten new recovery codes (the old ones stop working), after a current code.
+    pub async fn renew_recovery_codes(
+        &self,
+        current: &CurrentSession,
+        code: &str,
+        client: &Client,
+    ) -> AppResult<Vec<String>> {
+        self.verify_fresh_code(&current.actor, code, client).await?;
+        let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| recovery_code()).collect();
+        let hashes: Vec<String> = codes.iter().map(|c| recovery_hash(current.user.id, c)).collect();
+        self.store.replace_recovery_codes(current.user.id, &hashes).await?;
+        self.record_event(self.event(SecurityEventKind::RecoveryCodesRenewed, Some(current.user.id), client)).await?;
+        Ok(codes)
+    }
+
+    /// A patient turns their optional second factor off (staff cannot: it is mandatory).
+    pub async fn disable_totp(&self, current: &CurrentSession, code: &str, client: &Client) -> AppResult<()> {
+        if security::second_factor_required(current.user.role) {
+            return Err(AppError::Invalid(
+                "the security code is required for staff accounts and cannot be turned off".into(),
+            ));
+        }
+        self.verify_fresh_code(&current.actor, code, client).await?;
+        self.store
+            .update_account_security(current.user.id, &mut |s| {
+                s.totp_secret = None;
+                s.totp_pending_secret = None;
+                s.totp_enrolled_at = None;
+                true
+            })
+            .await?;
+        self.store.replace_recovery_codes(current.user.id, &[]).await?;
+        self.record_event(self.event(SecurityEventKind::TotpDisabled, Some(current.user.id), client)).await
+    }
+
+    /// The account's second factor and recovery code count, for the account page.
+    pub async fn account_security_of(&self, current: &CurrentSession) -> AppResult<AccountSecurity> {
+        self.security_of(current.user.id).await
+    }
+
+    /// Resolves a session token, enforcing the idle and absolute timeouts.
     pub async fn session(&self, token: &str) -> AppResult<CurrentSession> {
         let hash = token_hash(token);
         let session = self.store.session(&hash).await?.ok_or(AppError::Unauthenticated)?;
@@ -190,6 +592,10 @@ impl App {
         let idle = self.settings.sessions.idle_for(user.role);
         if !user.active || now >= session.expires_at || now.duration_since(session.last_seen_at) > idle {
             self.store.delete_session(&hash).await?;
+            if user.active && session.stage == SessionStage::Full {
+                let event = SecurityEvent::new(SecurityEventKind::SessionExpired, Some(user.id), &session.address, now);
+                self.record_event(event).await?;
+            }
             return Err(AppError::Unauthenticated);
         }
         // Touch at most once a minute: idle timeouts need no finer grain, and it spares writes.
@@ -197,12 +603,88 @@ impl App {
             self.store.touch_session(&hash, now).await?;
         }
         let actor = self.actor_of(&user).await?;
-        Ok(CurrentSession { actor, user, session })
+        Ok(CurrentSession { actor, user, session, idle })
+    }
+
+    /// "Stay signed in": restarts the idle timer now (the absolute lifetime still applies).
+    pub async fn keep_alive(&self, current: &CurrentSession) -> AppResult<Timestamp> {
+        let now = self.clock.now();
+        self.store.touch_session(&current.session.token_hash, now).await?;
+        Ok(now + self.settings.sessions.idle_for(current.user.role))
     }
 
     pub async fn sign_out(&self, token: &str) -> AppResult<()> {
-        self.store.delete_session(&token_hash(token)).await?;
+        let hash = token_hash(token);
+        if let Some(s) = self.store.session(&hash).await? {
+            self.store.delete_session(&hash).await?;
+            let event = SecurityEvent::new(SecurityEventKind::SignedOut, Some(s.user_id), &s.address, self.clock.now());
+            self.record_event(event).await?;
+        }
         Ok(())
+    }
+
+    /// Ends the account's sessions: all of them, or all but the current one.
+    pub async fn sign_out_everywhere(
+        &self,
+        current: &CurrentSession,
+        keep_this: bool,
+        client: &Client,
+    ) -> AppResult<u64> {
+        let ended = if keep_this {
+            self.store.delete_other_sessions(current.user.id, &current.session.token_hash).await?
+        } else {
+            self.store.delete_sessions_of_user(current.user.id).await?
+        };
+        self.record_event(
+            self.event(SecurityEventKind::SignedOutEverywhere, Some(current.user.id), client)
+                .detail(format!("{ended} sessions ended")),
+        )
+        .await?;
+        Ok(ended)
+    }
+
+    /// The account's open sessions, newest first.
+    pub async fn sessions_of(&self, current: &CurrentSession) -> AppResult<Vec<SessionRecord>> {
+        Ok(self.store.sessions_of_user(current.user.id, self.clock.now()).await?)
+    }
+
+    /// The account's recent sign-in events, newest first.
+    pub async fn events_of(&self, current: &CurrentSession) -> AppResult<Vec<SecurityEvent>> {
+        Ok(self.store.security_events_of_user(current.user.id, 50).await?)
+    }
+
+    /// Changes the password of the signed-in account after checking the current one; every other
+    /// session of the account ends.
+    pub async fn change_password(
+        &self,
+        current: &CurrentSession,
+        old: SecretString,
+        new: &str,
+        client: &Client,
+    ) -> AppResult<()> {
+        if !verify_password(current.user.password_hash.clone(), old).await {
+            if self.count_failure(current.user.id, SecurityEventKind::SignInFailed, client).await? {
+                return Err(AppError::Unauthenticated);
+            }
+            return Err(AppError::InvalidFields(vec!["current password: that is not your current password".into()]));
+        }
+        let password = self.password_for_user(&current.user, new).await?;
+        self.store.set_password_hash(current.user.id, &hash_password(&password).await?).await?;
+        self.store.delete_other_sessions(current.user.id, &current.session.token_hash).await?;
+        self.record_event(self.event(SecurityEventKind::PasswordChanged, Some(current.user.id), client)).await?;
+        self.notify_password_changed(&current.user).await
+    }
+
+    /// Validates a new password for an existing account (its name and email may not be in it).
+    pub async fn password_for_user(&self, user: &UserAccount, candidate: &str) -> AppResult<Password> {
+        let mut personal = vec![user.display_name.clone(), user.email.as_str().to_string()];
+        if let Some(pid) = user.patient_id {
+            if let Some(p) = self.store.patient(pid).await? {
+                personal.push(p.full_name());
+            }
+        }
+        let refs: Vec<&str> = personal.iter().map(String::as_str).collect();
+        self.password_for(candidate, user.role, &refs)
     }
 
     /// Validates a new password against the policy for the account's owner.

@@ -32,6 +32,40 @@ pub const DEMO_ACCOUNTS: [(&str, &str); 6] = [
     ("operator@demo.example", "Platform operator"),
 ];
 
+/// The authenticator secret of every demo staff account (demo databases only; printed at start
+/// and the demo's code page shows the current code, so the demo needs no phone). Real staff
+/// accounts get their own random secret when they enrol.
+pub const DEMO_TOTP_SECRET: &str = "OJSXAZLBORZHQLLEMVWW6LLUN52HAIJB";
+
+/// The current code of the demo staff accounts.
+pub fn demo_code(now: jiff::Timestamp) -> String {
+    crate::totp::code_at_step(DEMO_TOTP_SECRET, crate::totp::step_of(now.as_second())).unwrap_or_default()
+}
+
+/// Every staff account of the demo data uses [`DEMO_TOTP_SECRET`], with no recovery codes.
+async fn enrol_demo_staff(app: &App) -> AppResult<()> {
+    use repeatrx_store::AccountScope;
+    let mut scopes = vec![AccountScope::ManagersAndPlatform];
+    scopes.extend(app.store.list_pharmacies().await?.into_iter().map(|p| AccountScope::Pharmacy(p.id)));
+    scopes.extend(app.store.list_practices().await?.into_iter().map(|p| AccountScope::Practice(p.id)));
+    let now = app.clock.now();
+    for scope in scopes {
+        for (user, _) in app.store.list_accounts(scope).await? {
+            if !user.role.is_staff() {
+                continue;
+            }
+            app.store
+                .update_account_security(user.id, &mut |s| {
+                    s.totp_secret = Some(DEMO_TOTP_SECRET.to_string());
+                    s.totp_enrolled_at = Some(now);
+                    true
+                })
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 /// The marker the demo leaves in the database, so it is seeded only once.
 pub const SEEDED_KEY: &str = "demo_seeded_at";
 
@@ -341,7 +375,7 @@ pub async fn seed(app: &App) -> AppResult<bool> {
         .await?;
     past.accept_order(&pharmacist_actor, o.id).await?;
     past.send_to_prescriber(&pharmacist_actor, o.id).await?;
-    past.decide_item(&prescriber_actor, o.id, o.items[0].id, Decision::Approve).await?;
+    past.record_decision(&prescriber_actor, o.id, o.items[0].id, Decision::Approve).await?;
     past.dispense_step(&pharmacist_actor, o.id, o.items[0].id, ItemEvent::ReadyToCollect).await?;
     past.dispense_step(&pharmacist_actor, o.id, o.items[0].id, ItemEvent::Collected).await?;
 
@@ -395,9 +429,9 @@ pub async fn seed(app: &App) -> AppResult<bool> {
                     Decision::Approve
                 };
                 if practice == surgery.id {
-                    at.decide_item(&prescriber_actor, order.id, item.id, decision).await?;
+                    at.record_decision(&prescriber_actor, order.id, item.id, decision).await?;
                 } else {
-                    at.decide_item(&who, order.id, item.id, decision).await?;
+                    at.record_decision(&who, order.id, item.id, decision).await?;
                 }
             }
         }
@@ -418,6 +452,7 @@ pub async fn seed(app: &App) -> AppResult<bool> {
             }
         }
     }
+    enrol_demo_staff(app).await?;
     app.store.set_meta(SEEDED_KEY, &now.to_string()).await?;
     tracing::info!("demo data seeded");
     Ok(true)

@@ -22,8 +22,17 @@ pub enum AppError {
     #[error("please sign in")]
     Unauthenticated,
     /// Sign-in refused; always the same message whatever the cause, so accounts cannot be probed.
-    #[error("the email address or password is not right")]
+    #[error("the email address or password is not right, or the account is locked")]
     BadCredentials,
+    /// Too many failed sign-ins from this client address lately.
+    #[error("too many failed sign-ins from your network; please wait 15 minutes and try again")]
+    TooManyAttempts,
+    /// A one-time or recovery code was wrong or already used.
+    #[error("that code is not right or has been used already; enter the next code from your app")]
+    WrongCode,
+    /// An emailed link that has expired, been used, or never existed.
+    #[error("this link has expired or has already been used; please ask for a new one")]
+    LinkExpired,
     /// Signed in, but the role may not do this.
     #[error("you do not have permission to do that")]
     Forbidden,

@@ -15,6 +15,8 @@ pub mod orders;
 pub mod patients;
 pub mod practice;
 pub mod queue;
+pub mod recovery;
+pub mod totp;
 
 use repeatrx_domain::clock::Clock;
 use repeatrx_domain::order::StageTargets;

@@ -139,9 +139,31 @@ impl App {
     }
 
     /// A prescriber's decision on an item, made by the prescriber (practice on RepeatRx) or
-    /// recorded by the pharmacy (practice not on RepeatRx). Approval uses one issue of the repeat
-    /// line and sets its next due date.
+    /// recorded by the pharmacy (practice not on RepeatRx). A prescriber signs an approval or a
+    /// change with a fresh one-time code from their authenticator app; a rejection needs none.
     pub async fn decide_item(
+        &self,
+        actor: &Actor,
+        id: OrderId,
+        item: OrderItemId,
+        decision: Decision,
+        code: Option<&str>,
+        client: &crate::auth::Client,
+    ) -> AppResult<Order> {
+        if actor.role == Role::Prescriber && !matches!(decision, Decision::Reject { .. }) {
+            let code = code.map(str::trim).filter(|c| !c.is_empty()).ok_or_else(|| {
+                AppError::InvalidFields(vec!["code: enter the current code from your authenticator app to sign".into()])
+            })?;
+            // Checked before anything else so a wrong code changes nothing.
+            self.order_for(actor, Action::AuthoriseMedication, id).await?;
+            self.verify_fresh_code(actor, code, client).await?;
+        }
+        self.record_decision(actor, id, item, decision).await
+    }
+
+    /// Applies a decision (approval uses one issue of the repeat line and sets its next due
+    /// date). Callers outside this crate go through [`App::decide_item`], which asks for the code.
+    pub(crate) async fn record_decision(
         &self,
         actor: &Actor,
         id: OrderId,

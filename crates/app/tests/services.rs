@@ -1,62 +1,15 @@
 //! Application services against a real SQLite file, with an injected clock so that due-window
 //! reminders and session timeouts are tested without sleeping.
+mod common;
+
+use common::{actor, client, harness, password};
 use jiff::{SignedDuration, Timestamp};
-use repeatrx_app::auth::SessionPolicy;
-use repeatrx_app::{App, AppError, Settings};
-use repeatrx_domain::access::{Action, Actor};
+use repeatrx_app::AppError;
+use repeatrx_domain::access::Action;
 use repeatrx_domain::clock::Clock;
 use repeatrx_domain::order::Decision;
-use repeatrx_domain::text::Email;
-use repeatrx_store::sqlite::SqliteStore;
 use repeatrx_store::SessionKind;
 use secrecy::SecretString;
-use std::sync::{Arc, Mutex};
-
-struct TestClock(Mutex<Timestamp>);
-
-impl TestClock {
-    fn advance(&self, by: SignedDuration) {
-        let mut t = self.0.lock().unwrap();
-        *t += by;
-    }
-}
-
-impl Clock for TestClock {
-    fn now(&self) -> Timestamp {
-        *self.0.lock().unwrap()
-    }
-}
-
-struct Harness {
-    app: App,
-    clock: Arc<TestClock>,
-    _dir: tempfile::TempDir,
-}
-
-async fn harness() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("test.db")).await.unwrap();
-    let clock = Arc::new(TestClock(Mutex::new("2026-11-23T10:00:00Z".parse().unwrap())));
-    let settings = Settings {
-        ordering: Default::default(),
-        stage_targets: Default::default(),
-        sessions: SessionPolicy::default(),
-        public_url: "https://repeats.example".into(),
-        demo: true,
-    };
-    let app = App::new(Arc::new(store), clock.clone(), settings);
-    repeatrx_app::demo::seed(&app).await.unwrap();
-    Harness { app, clock, _dir: dir }
-}
-
-fn password() -> SecretString {
-    SecretString::from(repeatrx_app::demo::DEMO_PASSWORD)
-}
-
-async fn actor(app: &App, email: &str) -> Actor {
-    let user = app.store.user_by_email(&Email::parse(email).unwrap()).await.unwrap().unwrap();
-    app.actor_of(&user).await.unwrap()
-}
 
 #[tokio::test]
 async fn due_window_reminders_are_sent_once_per_cycle() {
@@ -101,22 +54,30 @@ async fn due_window_reminders_are_sent_once_per_cycle() {
 #[tokio::test]
 async fn sessions_end_after_idle_time_and_absolute_lifetime() {
     let h = harness().await;
-    let patient = h.app.sign_in("patient@demo.example", password(), SessionKind::Browser, "test").await.unwrap();
+    let patient = h.app.sign_in("patient@demo.example", password(), SessionKind::Browser, &client()).await.unwrap();
     let token = secrecy::ExposeSecret::expose_secret(&patient.token).to_string();
     h.clock.advance(SignedDuration::from_mins(29));
     assert!(h.app.session(&token).await.is_ok(), "29 idle minutes are fine for a patient");
     h.clock.advance(SignedDuration::from_mins(31));
     assert!(matches!(h.app.session(&token).await, Err(AppError::Unauthenticated)), "31 idle minutes end it");
 
-    let staff = h.app.sign_in("pharmacist@demo.example", password(), SessionKind::Browser, "test").await.unwrap();
+    let half = h.app.sign_in("pharmacist@demo.example", password(), SessionKind::Browser, &client()).await.unwrap();
+    let half_token = secrecy::ExposeSecret::expose_secret(&half.token).to_string();
+    let pending = h.app.session(&half_token).await.unwrap();
+    let code = repeatrx_app::demo::demo_code(h.clock.now());
+    let staff = h.app.complete_second_factor(&pending, &code, &client()).await.unwrap();
     let staff_token = secrecy::ExposeSecret::expose_secret(&staff.token).to_string();
+    h.clock.advance(SignedDuration::from_mins(14));
+    assert!(h.app.session(&staff_token).await.is_ok(), "14 idle minutes are fine for staff");
+    h.clock.advance(SignedDuration::from_mins(2));
+    assert!(h.app.session(&staff_token).await.is_ok(), "the last request restarted the idle timer");
     h.clock.advance(SignedDuration::from_mins(16));
     assert!(
         matches!(h.app.session(&staff_token).await, Err(AppError::Unauthenticated)),
         "staff idle limit is 15 minutes"
     );
 
-    let busy = h.app.sign_in("patient@demo.example", password(), SessionKind::Api, "test").await.unwrap();
+    let busy = h.app.sign_in("patient@demo.example", password(), SessionKind::Api, &client()).await.unwrap();
     let busy_token = secrecy::ExposeSecret::expose_secret(&busy.token).to_string();
     for _ in 0..71 {
         h.clock.advance(SignedDuration::from_mins(10));
@@ -132,14 +93,15 @@ async fn sessions_end_after_idle_time_and_absolute_lifetime() {
 #[tokio::test]
 async fn sign_in_refusals_are_identical_for_unknown_and_known_accounts() {
     let h = harness().await;
-    let unknown = h.app.sign_in("nobody@demo.example", password(), SessionKind::Browser, "t").await.err().unwrap();
+    let unknown =
+        h.app.sign_in("nobody@demo.example", password(), SessionKind::Browser, &client()).await.err().unwrap();
     let wrong = h
         .app
-        .sign_in("patient@demo.example", SecretString::from("wrong password!"), SessionKind::Browser, "t")
+        .sign_in("patient@demo.example", SecretString::from("wrong password!"), SessionKind::Browser, &client())
         .await
         .err()
         .unwrap();
-    let garbage = h.app.sign_in("not an email", password(), SessionKind::Browser, "t").await.err().unwrap();
+    let garbage = h.app.sign_in("not an email", password(), SessionKind::Browser, &client()).await.err().unwrap();
     assert_eq!(unknown.to_string(), wrong.to_string());
     assert_eq!(garbage.to_string(), wrong.to_string());
     assert!(matches!(unknown, AppError::BadCredentials));
@@ -185,7 +147,7 @@ async fn pharmacies_record_decisions_only_for_practices_not_on_repeatrx() {
         let practice = h.app.store.practice(row.order.practice_id).await.unwrap().unwrap();
         let item =
             row.order.items.iter().find(|i| i.state == repeatrx_domain::order::ItemState::WithPrescriber).unwrap();
-        let result = h.app.decide_item(&pharmacist, row.order.id, item.id, Decision::Approve).await;
+        let result = h.app.decide_item(&pharmacist, row.order.id, item.id, Decision::Approve, None, &client()).await;
         if practice.on_repeatrx {
             saw_on = true;
             assert!(matches!(result, Err(AppError::IllegalTransition(_))), "{result:?}");
@@ -237,7 +199,7 @@ async fn a_patient_is_registered_once_per_pharmacy() {
     assert!(elsewhere.is_ok(), "another pharmacy may hold its own record: {elsewhere:?}");
     // The new account signs in with its one-time password.
     let pw = SecretString::from(registered.initial_password.unwrap());
-    assert!(h.app.sign_in("jo.bloggs@demo.example", pw, SessionKind::Browser, "t").await.is_ok());
+    assert!(h.app.sign_in("jo.bloggs@demo.example", pw, SessionKind::Browser, &client()).await.is_ok());
 }
 
 #[tokio::test]

@@ -303,7 +303,7 @@ async fn credentials_are_required_and_cross_site_or_unprotected_cookie_posts_are
         )
         .await
         .expect_error(StatusCode::UNAUTHORIZED);
-    assert_eq!(message, "the email address or password is not right");
+    assert_eq!(message, "the email address or password is not right, or the account is locked");
 
     let patient = app.sign_in("patient@demo.example").await;
     let pid = app.my_patient_id(&patient).await;

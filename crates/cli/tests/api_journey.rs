@@ -4,6 +4,7 @@
 mod common;
 
 use common::{reasons, with_status, TestApp, API};
+use repeatrx_app::demo::DEMO_TOTP_SECRET;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -121,7 +122,15 @@ async fn a_repeat_order_goes_from_patient_to_pharmacy_to_prescriber_and_back() {
         "the request reaches the practice"
     );
     let decide = |item: &str| format!("{API}/orders/{order_id}/items/{item}/decision");
-    app.post_json(&decide(&approve_item), &prescriber, &json!({"decision": "approve"})).await.expect(StatusCode::OK);
+    // Approving is signing: without a fresh one-time code it is refused and nothing changes.
+    let unsigned = app.post_json(&decide(&approve_item), &prescriber, &json!({"decision": "approve"})).await;
+    assert!(reasons(&unsigned.expect_error_body(StatusCode::UNPROCESSABLE_ENTITY))
+        .iter()
+        .any(|r| r.starts_with("code:")));
+    let code = app.next_code("prescriber@demo.example", DEMO_TOTP_SECRET).await;
+    app.post_json(&decide(&approve_item), &prescriber, &json!({"decision": "approve", "code": code}))
+        .await
+        .expect(StatusCode::OK);
     let decided = app
         .post_json(
             &decide(&reject_item),
@@ -334,7 +343,8 @@ async fn staff_onboard_organisations_register_patients_and_keep_repeat_lists() {
     assert_eq!(kept["free_text"], false);
     assert_eq!(kept["issues_remaining"], 6);
     let prescriber = app.sign_in("prescriber@demo.example").await;
-    let free = json!({"drug_name": "Hydroxocobalamin", "strength": "1mg/1ml", "form": "injection", "quantity": 1, "directions": "Every 12 weeks", "cycle_days": 84, "issues": 4, "review_date": review});
+    let code = app.next_code("prescriber@demo.example", DEMO_TOTP_SECRET).await;
+    let free = json!({"drug_name": "Hydroxocobalamin", "strength": "1mg/1ml", "form": "injection", "quantity": 1, "directions": "Every 12 weeks", "cycle_days": 84, "issues": 4, "review_date": review, "code": code});
     let issued = app
         .post_json(&format!("{API}/patients/{nia}/repeat-items"), &prescriber, &free)
         .await

@@ -137,6 +137,10 @@ pub enum Action {
     ManageOrganisations,
     /// Search the medication catalogue.
     SearchCatalogue,
+    /// See the organisation's staff accounts and lift their sign-in locks.
+    ManageStaffAccounts,
+    /// Lift a patient's identity lock after checking their identity in person.
+    LiftIdentityLock,
 }
 
 /// The permission table: which roles may take which action at all (the tenant is checked apart).
@@ -167,6 +171,8 @@ pub fn role_permits(role: Role, action: Action) -> bool {
         AuthoriseMedication => matches!(role, Prescriber),
         ManageOrganisations => matches!(role, Operator),
         SearchCatalogue => role != Patient,
+        ManageStaffAccounts => matches!(role, PharmacyManager | PracticeManager | Operator),
+        LiftIdentityLock => matches!(role, PharmacyManager | Pharmacist | Dispenser | CounterAssistant),
     }
 }
 

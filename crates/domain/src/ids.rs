@@ -49,6 +49,8 @@ typed_id!(
     /// One authorised repeat medication line on a patient's repeat list.
     RepeatItemId,
     EmailId,
+    /// A sign-in event kept for the audit trail.
+    SecurityEventId,
 );
 
 #[cfg(test)]

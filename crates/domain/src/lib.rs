@@ -11,6 +11,7 @@ pub mod ids;
 pub mod order;
 pub mod patient;
 pub mod repeat;
+pub mod security;
 pub mod text;
 pub mod timefmt;
 

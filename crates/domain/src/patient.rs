@@ -6,6 +6,7 @@ use crate::DomainError;
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::LazyLock;
 
 /// A 10-digit NHS number whose last digit is the modulus-11 check digit.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -133,8 +134,9 @@ impl Password {
         }
     }
 
-    /// Checks length and that the password does not contain the user's own name or email; no
-    /// composition rules (NIST SP 800-63B).
+    /// Checks length, that the password does not contain the user's own name or email, is not one
+    /// character repeated and is not one of the most common (breached) passwords; no composition
+    /// rules (NIST SP 800-63B 5.1.1.2).
     pub fn new(candidate: &str, owner: PasswordOwner, personal: &[&str]) -> Result<Self, DomainError> {
         let len = candidate.chars().count();
         let min = Self::min_len(owner);
@@ -153,6 +155,9 @@ impl Password {
         if candidate.chars().all(|c| c == candidate.chars().next().unwrap_or(' ')) {
             return Err(DomainError::invalid("password", "must not be one character repeated"));
         }
+        if is_common_password(candidate) {
+            return Err(DomainError::invalid("password", COMMON_PASSWORD_MESSAGE));
+        }
         Ok(Self(candidate.to_string()))
     }
 
@@ -163,6 +168,88 @@ impl Password {
 impl fmt::Debug for Password {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Password(<redacted>)")
+    }
+}
+
+const COMMON_PASSWORD_MESSAGE: &str = "is one of the most commonly used passwords; choose another";
+
+/// The most common and breached passwords of at least 10 characters, lower-cased, one per line in
+/// byte order under a `#` header; where they come from: `data/build-common-passwords.py`.
+const COMMON_PASSWORDS_FILE: &str = include_str!("../data/common-passwords.txt");
+
+/// The list above as a sorted slice for binary search, built on first use.
+static COMMON_PASSWORDS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    let mut list: Vec<&'static str> =
+        COMMON_PASSWORDS_FILE.lines().filter(|line| !line.is_empty() && !line.starts_with('#')).collect();
+    // The file is sorted already (a test checks it); sorting again keeps the binary search right
+    // even if someone edits the file by hand.
+    list.sort_unstable();
+    list.dedup();
+    list
+});
+
+/// Whether the password, compared lower-cased, is on the list of the most common (breached)
+/// passwords. Only entries of 10 characters or more are listed: shorter ones fail the length rule.
+pub fn is_common_password(candidate: &str) -> bool {
+    let lower = candidate.to_lowercase();
+    COMMON_PASSWORDS.binary_search(&lower.as_str()).is_ok()
+}
+
+/// A strength estimate for a password being chosen, for a meter beside the field. Only
+/// `acceptable` decides anything: it is exactly whether [`Password::new`] accepts the password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PasswordStrength {
+    /// zxcvbn's score: 0 (guessable in about 10^3 tries) to 4 (more than 10^10).
+    pub score: u8,
+    /// "very weak", "weak", "fair", "strong" or "very strong", for the score.
+    pub label: &'static str,
+    /// zxcvbn's advice (a warning and suggestions), when it has any.
+    pub feedback: Option<String>,
+    /// Whether [`Password::new`] would accept this password.
+    pub acceptable: bool,
+    /// Why [`Password::new`] would refuse it, when it would.
+    pub problem: Option<String>,
+}
+
+impl PasswordStrength {
+    pub fn label_for(score: u8) -> &'static str {
+        match score {
+            0 => "very weak",
+            1 => "weak",
+            2 => "fair",
+            3 => "strong",
+            _ => "very strong",
+        }
+    }
+}
+
+/// Estimates a password's strength with zxcvbn, the user's name and email (`personal`) counting as
+/// words an attacker would try first, and says whether the password policy accepts it. Only the
+/// first [`Password::MAX`] characters are scored, as zxcvbn slows down on long inputs.
+pub fn password_strength(candidate: &str, owner: PasswordOwner, personal: &[&str]) -> PasswordStrength {
+    let capped = match candidate.char_indices().nth(Password::MAX) {
+        Some((end, _)) => &candidate[..end],
+        None => candidate,
+    };
+    let words: Vec<&str> = personal
+        .iter()
+        .copied()
+        .chain(personal.iter().flat_map(|p| p.split(|c: char| !c.is_alphanumeric())))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let estimate = zxcvbn::zxcvbn(capped, &words);
+    let score = u8::from(estimate.score()).min(4);
+    let feedback = estimate.feedback().map(|f| f.to_string().trim().to_string()).filter(|f| !f.is_empty());
+    let problem = Password::new(candidate, owner, personal).err().map(|e| match e {
+        DomainError::Invalid { message, .. } => message,
+        other => other.to_string(),
+    });
+    PasswordStrength {
+        score,
+        label: PasswordStrength::label_for(score),
+        feedback,
+        acceptable: problem.is_none(),
+        problem,
     }
 }
 
@@ -277,6 +364,112 @@ mod tests {
         assert!(
             !format!("{:?}", Password::new("a long enough one", PasswordOwner::Patient, &[]).unwrap()).contains("long")
         );
+    }
+
+    fn refusal(p: &str, owner: PasswordOwner) -> Option<DomainError> {
+        Password::new(p, owner, &[]).err()
+    }
+
+    fn listed() -> Vec<&'static str> {
+        COMMON_PASSWORDS_FILE.lines().filter(|l| !l.starts_with('#')).collect()
+    }
+
+    #[test]
+    fn common_passwords_are_refused_whatever_their_case() {
+        for p in ["1234567890", "qwertyuiop", "password123", "QwertyUIOP", "PASSWORD123", "Football123", "1q2w3e4r5t"] {
+            assert!(is_common_password(p), "{p}");
+            assert_eq!(
+                refusal(p, PasswordOwner::Patient),
+                Some(DomainError::invalid("password", COMMON_PASSWORD_MESSAGE)),
+                "{p}"
+            );
+        }
+        for p in ["123456789012", "qwertyuiopasdfghjkl", "PasswordPassword", "1qaz2wsx3edc"] {
+            assert_eq!(
+                refusal(p, PasswordOwner::Staff),
+                Some(DomainError::invalid("password", COMMON_PASSWORD_MESSAGE)),
+                "{p}"
+            );
+        }
+        // Too short to be listed: the length rule speaks first.
+        assert_eq!(
+            refusal("password", PasswordOwner::Patient),
+            Some(DomainError::invalid("password", "must be at least 10 characters"))
+        );
+    }
+
+    #[test]
+    fn uncommon_passphrases_and_the_passwords_used_elsewhere_are_accepted() {
+        for p in ["violet-quartz-harbor-57", "tangerine oboe glacier minted", "Wq8#zLp2!vRt"] {
+            assert!(!is_common_password(p), "{p}");
+            assert!(Password::new(p, PasswordOwner::Staff, &[]).is_ok(), "{p}");
+        }
+        // The demo accounts' password and the ones other crates' tests use.
+        assert!(Password::new("demo-password-2026", PasswordOwner::Staff, &[]).is_ok());
+        assert!(Password::new("correct horse battery", PasswordOwner::Patient, &[]).is_ok());
+        assert!(!is_common_password(""));
+    }
+
+    #[test]
+    fn the_common_password_list_is_sorted_lower_case_and_a_plausible_size() {
+        let list = listed();
+        assert!((2_000..200_000).contains(&list.len()), "{} entries", list.len());
+        assert!(list.windows(2).all(|w| w[0] < w[1]), "sorted by byte order, no duplicates");
+        assert!(list.iter().all(|p| p.chars().count() >= 10 && *p == p.to_lowercase() && *p == p.trim()));
+        let declared = COMMON_PASSWORDS_FILE
+            .lines()
+            .find_map(|l| l.strip_prefix("# Entries: "))
+            .and_then(|n| n.trim().parse::<usize>().ok());
+        assert_eq!(declared, Some(list.len()), "the header's count");
+        assert_eq!(COMMON_PASSWORDS.len(), list.len());
+        assert!(list.iter().all(|p| is_common_password(p)));
+    }
+
+    #[test]
+    fn strength_rises_with_obviously_stronger_passwords() {
+        let s = |p: &str| password_strength(p, PasswordOwner::Patient, &[]);
+        let scores: Vec<u8> = ["password123", "monkey-1987", "purple giraffe", "violet-quartz-harbor-57 glacier"]
+            .iter()
+            .map(|p| s(p).score)
+            .collect();
+        assert!(scores.windows(2).all(|w| w[0] <= w[1]), "{scores:?}");
+        assert!(scores[0] <= 1 && scores[3] == 4, "{scores:?}");
+
+        let weak = s("password123");
+        assert_eq!(weak.label, PasswordStrength::label_for(weak.score));
+        assert!(!weak.acceptable);
+        assert_eq!(weak.problem.as_deref(), Some(COMMON_PASSWORD_MESSAGE));
+        assert!(weak.feedback.is_some());
+
+        let strong = s("violet-quartz-harbor-57 glacier");
+        assert_eq!((strong.label, strong.acceptable, strong.problem), ("very strong", true, None));
+
+        let short = password_strength("Xq7!mZ2#", PasswordOwner::Staff, &[]);
+        assert_eq!(short.problem.as_deref(), Some("must be at least 12 characters"));
+    }
+
+    #[test]
+    fn strength_counts_the_users_own_name_and_email_against_the_password() {
+        let personal = ["Quillon Drabwick", "quillon.drabwick@example.org"];
+        for p in ["drabwick-quillon", "quillondrabwick"] {
+            let without = password_strength(p, PasswordOwner::Patient, &[]);
+            let with = password_strength(p, PasswordOwner::Patient, &personal);
+            assert!(with.score < without.score, "{p}: {} vs {}", with.score, without.score);
+            assert!(without.acceptable && !with.acceptable, "{p}");
+            assert_eq!(with.problem.as_deref(), Some("must not contain your name or email address"));
+        }
+    }
+
+    #[test]
+    fn strength_of_a_very_long_input_is_capped_and_quick() {
+        let long = "correct horse battery staple ".repeat(400);
+        let started = std::time::Instant::now();
+        let estimate = password_strength(&long, PasswordOwner::Staff, &[]);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert!(!estimate.acceptable);
+        assert_eq!(estimate.problem.as_deref(), Some("must be at most 128 characters"));
+        // Multi-byte characters are cut on a character boundary.
+        assert!(password_strength(&"é".repeat(500), PasswordOwner::Patient, &[]).problem.is_some());
     }
 
     #[test]

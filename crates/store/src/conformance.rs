@@ -23,6 +23,7 @@ use repeatrx_domain::ids::*;
 use repeatrx_domain::order::{By, Decision, ItemEvent, NewOrder, Order, OrderStage, RejectionCode, Transition};
 use repeatrx_domain::patient::{DateOfBirth, Fulfilment, NhsNumber, Patient};
 use repeatrx_domain::repeat::{RepeatItem, RepeatTerms, RepeatTermsInput};
+use repeatrx_domain::security::{LockState, SecurityEventKind, SessionStage};
 use repeatrx_domain::text::{Email, PersonName};
 use std::collections::HashSet;
 
@@ -34,6 +35,13 @@ pub async fn run_all(store: &dyn Store) {
     practice_with_and_without_manager(store).await;
     users_are_found_by_email_case_insensitively(store).await;
     sessions_lifecycle(store).await;
+    sessions_listed_rotated_and_ended_but_one(store).await;
+    email_change_and_account_lists(store).await;
+    account_security_counts_and_locks(store).await;
+    totp_enrolment_and_recovery_codes(store).await;
+    account_tokens_are_single_use(store).await;
+    address_failures_are_counted_per_window(store).await;
+    security_events_newest_first(store).await;
     patient_and_account_are_inserted_together(store).await;
     patient_update(store).await;
     search_patients_by_name_prefix(store).await;
@@ -377,6 +385,8 @@ pub async fn sessions_lifecycle(store: &dyn Store) {
         last_seen_at: t,
         expires_at: t + secs(3600),
         user_agent: "Conformance/1.0".into(),
+        stage: SessionStage::Full,
+        address: "127.0.0.1".into(),
     };
     let a = session(ph.manager.id, SessionKind::Browser);
     let b = session(ph.manager.id, SessionKind::Api);
@@ -1012,4 +1022,242 @@ pub async fn reminders_needing_and_recorded(store: &dyn Store) {
     store.update_repeat_item(&items[0]).await.unwrap();
     assert_eq!(needing().await, vec![items[0].clone()]);
     assert_eq!(store.repeat_items(pa.patient.id).await.unwrap(), items);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Account security
+// ---------------------------------------------------------------------------------------------
+
+fn session_for(user: UserId, created_at: Timestamp, stage: SessionStage) -> SessionRecord {
+    SessionRecord {
+        token_hash: format!("{}{}", tag(), tag()),
+        user_id: user,
+        kind: SessionKind::Browser,
+        csrf_token: tag(),
+        created_at,
+        last_seen_at: created_at,
+        expires_at: created_at + secs(3600),
+        user_agent: "Conformance/1.0".into(),
+        stage,
+        address: "192.0.2.1".into(),
+    }
+}
+
+pub async fn sessions_listed_rotated_and_ended_but_one(store: &dyn Store) {
+    let ph = setup_pharmacy(store).await;
+    let user = ph.manager.id;
+    let t = now();
+    let older = session_for(user, t - secs(60), SessionStage::Full);
+    let newer = session_for(user, t, SessionStage::SecondFactor);
+    let expired = SessionRecord { expires_at: t - secs(1), ..session_for(user, t - secs(7200), SessionStage::Full) };
+    for s in [&older, &newer, &expired] {
+        store.insert_session(s).await.unwrap();
+    }
+    let listed = store.sessions_of_user(user, t).await.unwrap();
+    assert_eq!(listed, vec![newer.clone(), older.clone()], "unexpired sessions, newest first");
+
+    let rotated = SessionRecord { stage: SessionStage::Full, ..session_for(user, t, SessionStage::Full) };
+    store.rotate_session(&newer.token_hash, &rotated).await.unwrap();
+    assert_eq!(store.session(&newer.token_hash).await.unwrap(), None, "the old id stops working");
+    assert_eq!(store.session(&rotated.token_hash).await.unwrap(), Some(rotated.clone()));
+    let again = store.rotate_session(&newer.token_hash, &session_for(user, t, SessionStage::Full)).await;
+    assert!(matches!(again, Err(StoreError::Database(_) | StoreError::Conflict(_))), "{again:?}");
+
+    assert_eq!(store.delete_other_sessions(user, &rotated.token_hash).await.unwrap(), 2);
+    assert_eq!(store.sessions_of_user(user, t).await.unwrap(), vec![rotated]);
+}
+
+pub async fn email_change_and_account_lists(store: &dyn Store) {
+    let ph = setup_pharmacy(store).await;
+    let staff = account(Role::Dispenser, Some(ph.pharmacy.id), None, None);
+    store.insert_user(&staff).await.unwrap();
+    let fresh = Email::parse(&format!("moved-{}@example.org", tag())).unwrap();
+    store.set_user_email(staff.id, &fresh).await.unwrap();
+    assert_eq!(store.user_by_email(&fresh).await.unwrap().map(|u| u.id), Some(staff.id));
+    assert_eq!(store.user_by_email(&staff.email).await.unwrap(), None);
+    let taken = store.set_user_email(staff.id, &ph.manager.email).await;
+    assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
+
+    let listed = store.list_accounts(AccountScope::Pharmacy(ph.pharmacy.id)).await.unwrap();
+    let ids: HashSet<UserId> = listed.iter().map(|(u, _)| u.id).collect();
+    assert_eq!(ids, HashSet::from([ph.manager.id, staff.id]), "only this pharmacy's accounts");
+    assert!(listed.iter().all(|(u, s)| u.id == s.user_id && s.lock_state == LockState::Open));
+    let managers = store.list_accounts(AccountScope::ManagersAndPlatform).await.unwrap();
+    assert!(managers.iter().any(|(u, _)| u.id == ph.manager.id));
+    assert!(managers.iter().all(|(u, _)| u.id != staff.id), "staff are their manager's to look after");
+}
+
+pub async fn account_security_counts_and_locks(store: &dyn Store) {
+    let ph = setup_pharmacy(store).await;
+    let user = ph.manager.id;
+    let fresh = store.account_security(user).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            fresh.failed_sign_ins,
+            fresh.lock_state,
+            fresh.dob_failures,
+            fresh.totp_secret.clone(),
+            fresh.recovery_codes_left
+        ),
+        (0, LockState::Open, 0, None, 0)
+    );
+    assert_eq!(store.account_security(UserId::new()).await.unwrap(), None);
+    assert!(store.update_account_security(UserId::new(), &mut |_| true).await.unwrap().is_none());
+
+    // Concurrent increments all count: each sees the previous one's write.
+    let bump = || async move {
+        store
+            .update_account_security(user, &mut |s| {
+                s.failed_sign_ins += 1;
+                true
+            })
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let _ = tokio::join!(bump(), bump(), bump(), bump());
+    let t = now();
+    let (after, written) = store
+        .update_account_security(user, &mut |s| {
+            s.failed_sign_ins += 1;
+            s.lock_state = LockState::Locked;
+            s.locked_at = Some(t);
+            true
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(written);
+    assert_eq!((after.failed_sign_ins, after.lock_state, after.locked_at), (5, LockState::Locked, Some(t)));
+    assert_eq!(store.account_security(user).await.unwrap().unwrap(), after);
+
+    let (unchanged, written) = store
+        .update_account_security(user, &mut |s| {
+            s.failed_sign_ins = 0;
+            false
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!written);
+    assert_eq!(store.account_security(user).await.unwrap().unwrap().failed_sign_ins, 5, "{unchanged:?}");
+}
+
+pub async fn totp_enrolment_and_recovery_codes(store: &dyn Store) {
+    let ph = setup_pharmacy(store).await;
+    let user = ph.manager.id;
+    let t = now();
+    store
+        .update_account_security(user, &mut |s| {
+            s.totp_pending_secret = Some("PENDINGSECRET".into());
+            true
+        })
+        .await
+        .unwrap();
+    let wrong = store.enable_totp(user, "OTHERSECRET", 1, &[], t).await;
+    assert!(matches!(wrong, Err(StoreError::Conflict(_))), "{wrong:?}");
+    let hashes: Vec<String> = (0..10).map(|i| format!("hash-{i}-{}", tag())).collect();
+    store.enable_totp(user, "PENDINGSECRET", 42, &hashes, t).await.unwrap();
+    let s = store.account_security(user).await.unwrap().unwrap();
+    assert_eq!(s.totp_secret.as_deref(), Some("PENDINGSECRET"));
+    assert_eq!((s.totp_pending_secret, s.totp_enrolled_at, s.totp_last_step), (None, Some(t), 42));
+    assert_eq!(s.recovery_codes_left, 10);
+
+    assert!(store.use_recovery_code(user, &hashes[3], t).await.unwrap());
+    assert!(!store.use_recovery_code(user, &hashes[3], t).await.unwrap(), "a recovery code works once");
+    assert!(!store.use_recovery_code(user, "unknown", t).await.unwrap());
+    let other = account(Role::Dispenser, Some(ph.pharmacy.id), None, None);
+    store.insert_user(&other).await.unwrap();
+    assert!(!store.use_recovery_code(other.id, &hashes[4], t).await.unwrap(), "codes belong to one account");
+    assert_eq!(store.account_security(user).await.unwrap().unwrap().recovery_codes_left, 9);
+
+    let renewed: Vec<String> = (0..10).map(|i| format!("renewed-{i}-{}", tag())).collect();
+    store.replace_recovery_codes(user, &renewed).await.unwrap();
+    assert!(!store.use_recovery_code(user, &hashes[5], t).await.unwrap(), "old codes stop working");
+    assert!(store.use_recovery_code(user, &renewed[0], t).await.unwrap());
+}
+
+pub async fn account_tokens_are_single_use(store: &dyn Store) {
+    let ph = setup_pharmacy(store).await;
+    let user = ph.manager.id;
+    let t = now();
+    let token = |purpose: TokenPurpose, expires_at: Timestamp, grouping: Option<String>| AccountToken {
+        token_hash: format!("{}{}", tag(), tag()),
+        user_id: user,
+        purpose,
+        payload: Some("new@example.org".into()),
+        grouping,
+        created_at: t,
+        expires_at,
+        used_at: None,
+    };
+    let reset = token(TokenPurpose::PasswordReset, t + secs(1800), None);
+    let email = OutgoingEmail::new(ph.manager.email.clone(), "Reset your password", "link", t);
+    store.insert_account_token(&reset, std::slice::from_ref(&email)).await.unwrap();
+    assert_eq!(store.account_token(&reset.token_hash).await.unwrap(), Some(reset.clone()));
+    assert!(store.recent_emails(50).await.unwrap().iter().any(|e| e.id == email.id), "the email goes with it");
+
+    assert!(store.use_account_token(&reset.token_hash, t + secs(10)).await.unwrap());
+    assert!(!store.use_account_token(&reset.token_hash, t + secs(11)).await.unwrap(), "single use");
+    assert_eq!(store.account_token(&reset.token_hash).await.unwrap().unwrap().used_at, Some(t + secs(10)));
+    assert!(!store.use_account_token("unknown", t).await.unwrap());
+
+    let expired = token(TokenPurpose::Unlock, t + secs(5), None);
+    store.insert_account_token(&expired, &[]).await.unwrap();
+    assert!(!store.use_account_token(&expired.token_hash, t + secs(5)).await.unwrap(), "expired links fail");
+
+    let (a, b) = (token(TokenPurpose::Unlock, t + secs(60), None), token(TokenPurpose::Unlock, t + secs(60), None));
+    let c = token(TokenPurpose::PasswordReset, t + secs(60), None);
+    for x in [&a, &b, &c] {
+        store.insert_account_token(x, &[]).await.unwrap();
+    }
+    assert_eq!(store.void_account_tokens(user, TokenPurpose::Unlock, t).await.unwrap(), 3, "expired ones too");
+    assert!(!store.use_account_token(&a.token_hash, t).await.unwrap());
+    assert!(store.use_account_token(&c.token_hash, t).await.unwrap(), "other purposes are untouched");
+
+    let group = tag();
+    let old = token(TokenPurpose::EmailChangeOld, t + secs(60), Some(group.clone()));
+    let new = token(TokenPurpose::EmailChangeNew, t + secs(60), Some(group.clone()));
+    store.insert_account_token(&old, &[]).await.unwrap();
+    store.insert_account_token(&new, &[]).await.unwrap();
+    let grouped = store.grouped_tokens(&group).await.unwrap();
+    assert_eq!(grouped.len(), 2);
+    assert!(grouped.contains(&old) && grouped.contains(&new));
+}
+
+pub async fn address_failures_are_counted_per_window(store: &dyn Store) {
+    let address = format!("198.51.100.{}", tag());
+    let base = now().as_second() / 60;
+    assert_eq!(store.address_failures_since(&address, base - 15).await.unwrap(), 0);
+    assert_eq!(store.record_address_failure(&address, base - 20, base - 35, base - 60).await.unwrap(), 1);
+    assert_eq!(store.record_address_failure(&address, base - 1, base - 15, base - 60).await.unwrap(), 1);
+    assert_eq!(store.record_address_failure(&address, base, base - 15, base - 60).await.unwrap(), 2);
+    assert_eq!(store.record_address_failure(&address, base, base - 15, base - 60).await.unwrap(), 3);
+    assert_eq!(store.address_failures_since(&address, base - 15).await.unwrap(), 3);
+    assert_eq!(store.address_failures_since(&address, base - 30).await.unwrap(), 4);
+    // Old buckets are forgotten.
+    store.record_address_failure(&address, base, base - 15, base - 10).await.unwrap();
+    assert_eq!(store.address_failures_since(&address, base - 30).await.unwrap(), 5 - 1);
+    assert_eq!(store.address_failures_since("203.0.113.9-unused", base - 30).await.unwrap(), 0);
+}
+
+pub async fn security_events_newest_first(store: &dyn Store) {
+    let ph = setup_pharmacy(store).await;
+    let t = now();
+    let first = SecurityEvent::new(SecurityEventKind::SignInFailed, Some(ph.manager.id), "192.0.2.7", t);
+    let second = SecurityEvent::new(SecurityEventKind::Locked, Some(ph.manager.id), "192.0.2.7", t + secs(1))
+        .detail("6 failures");
+    let by_other =
+        SecurityEvent::new(SecurityEventKind::UnlockedByManager, Some(ph.manager.id), "192.0.2.8", t + secs(2))
+            .by(ph.manager.id)
+            .detail("phoned and confirmed");
+    let anonymous = SecurityEvent::new(SecurityEventKind::AddressThrottled, None, "192.0.2.9", t);
+    for e in [&first, &second, &by_other, &anonymous] {
+        store.insert_security_event(e).await.unwrap();
+    }
+    assert_eq!(
+        store.security_events_of_user(ph.manager.id, 10).await.unwrap(),
+        vec![by_other.clone(), second.clone(), first]
+    );
+    assert_eq!(store.security_events_of_user(ph.manager.id, 1).await.unwrap(), vec![by_other]);
 }

@@ -69,6 +69,65 @@ pub trait Store: Send + Sync + 'static {
     async fn touch_session(&self, token_hash: &str, last_seen_at: Timestamp) -> StoreResult<()>;
     async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
     async fn delete_sessions_of_user(&self, user: UserId) -> StoreResult<u64>;
+    /// Every unexpired session of the account, newest first.
+    async fn sessions_of_user(&self, user: UserId, now: Timestamp) -> StoreResult<Vec<SessionRecord>>;
+    /// Ends every session of the account but `keep`.
+    async fn delete_other_sessions(&self, user: UserId, keep: &str) -> StoreResult<u64>;
+    /// Replaces a session by a new one (a new id on privilege change), atomically.
+    async fn rotate_session(&self, old_token_hash: &str, new: &SessionRecord) -> StoreResult<()>;
+    /// Fails with `Conflict` if the address already has an account.
+    async fn set_user_email(&self, user: UserId, email: &Email) -> StoreResult<()>;
+    /// The accounts a manager or operator looks after, with their sign-in protection, by name.
+    async fn list_accounts(&self, scope: AccountScope) -> StoreResult<Vec<(UserAccount, AccountSecurity)>>;
+
+    // --- account security (lockout, second factor, emailed links, throttling, events) ---
+    async fn account_security(&self, user: UserId) -> StoreResult<Option<AccountSecurity>>;
+    /// Reads the account's protection, lets `change` modify it, and writes it back if `change`
+    /// returns true, all under the write lock, so that concurrent attempts on several servers
+    /// each see the previous one's count. Returns the (possibly changed) state and whether it
+    /// was written; `None` if there is no such account. Recovery codes are not touched.
+    async fn update_account_security(
+        &self,
+        user: UserId,
+        change: &mut (dyn for<'s> FnMut(&'s mut AccountSecurity) -> bool + Send),
+    ) -> StoreResult<Option<(AccountSecurity, bool)>>;
+    /// Confirms TOTP enrolment: the pending secret becomes the secret, and the recovery codes
+    /// are replaced by these hashes, atomically. Fails with `Conflict` if `secret` is not the
+    /// pending secret any more.
+    async fn enable_totp(
+        &self,
+        user: UserId,
+        secret: &str,
+        step: i64,
+        recovery_hashes: &[String],
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    async fn replace_recovery_codes(&self, user: UserId, recovery_hashes: &[String]) -> StoreResult<()>;
+    /// Marks an unused recovery code used; false if it is unknown or already used.
+    async fn use_recovery_code(&self, user: UserId, code_hash: &str, now: Timestamp) -> StoreResult<bool>;
+    /// Stores an emailed link together with the email that carries it, atomically.
+    async fn insert_account_token(&self, token: &AccountToken, emails: &[OutgoingEmail]) -> StoreResult<()>;
+    async fn account_token(&self, token_hash: &str) -> StoreResult<Option<AccountToken>>;
+    /// Marks an unused, unexpired link used; false if it was used already or has expired (so two
+    /// servers can never both accept it).
+    async fn use_account_token(&self, token_hash: &str, now: Timestamp) -> StoreResult<bool>;
+    /// Every link sharing a grouping (the two confirmations of an email change).
+    async fn grouped_tokens(&self, grouping: &str) -> StoreResult<Vec<AccountToken>>;
+    /// Marks every unused link of this purpose for the account used (superseded).
+    async fn void_account_tokens(&self, user: UserId, purpose: TokenPurpose, now: Timestamp) -> StoreResult<u64>;
+    /// Counts a failed sign-in from `address` in the bucket starting at `bucket` (unix minutes),
+    /// forgets buckets older than `forget_before`, and returns the failures since `since`.
+    async fn record_address_failure(
+        &self,
+        address: &str,
+        bucket: i64,
+        since: i64,
+        forget_before: i64,
+    ) -> StoreResult<u64>;
+    async fn address_failures_since(&self, address: &str, since: i64) -> StoreResult<u64>;
+    async fn insert_security_event(&self, event: &SecurityEvent) -> StoreResult<()>;
+    /// Newest first.
+    async fn security_events_of_user(&self, user: UserId, limit: u32) -> StoreResult<Vec<SecurityEvent>>;
 
     // --- patients and repeat lists ---
     /// Creates the patient and, when given, their sign-in account, atomically.

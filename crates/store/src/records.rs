@@ -4,6 +4,7 @@ use jiff::Timestamp;
 use repeatrx_domain::access::Role;
 use repeatrx_domain::ids::*;
 use repeatrx_domain::order::{Order, OrderStage};
+use repeatrx_domain::security::{LockState, SecurityEventKind, SessionStage};
 use repeatrx_domain::text::Email;
 use std::fmt;
 
@@ -81,6 +82,10 @@ pub struct SessionRecord {
     pub last_seen_at: Timestamp,
     pub expires_at: Timestamp,
     pub user_agent: String,
+    /// How far through sign-in the session is; only `Full` sessions reach dashboards.
+    pub stage: SessionStage,
+    /// The client address the session was opened from.
+    pub address: String,
 }
 
 impl fmt::Debug for SessionRecord {
@@ -175,4 +180,134 @@ pub struct OrderFilter {
     pub patients: Option<Vec<PatientId>>,
     pub limit: u32,
     pub offset: u32,
+}
+
+/// An account's sign-in protection: lockout counters and second factor.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccountSecurity {
+    pub user_id: UserId,
+    pub failed_sign_ins: u32,
+    pub lock_state: LockState,
+    pub locked_at: Option<Timestamp>,
+    pub dob_failures: u32,
+    /// Base32 TOTP secret, once enrolment is confirmed.
+    pub totp_secret: Option<String>,
+    /// The secret shown during enrolment, before the first code confirms it.
+    pub totp_pending_secret: Option<String>,
+    pub totp_enrolled_at: Option<Timestamp>,
+    /// The last 30-second step whose code was accepted.
+    pub totp_last_step: i64,
+    pub recovery_codes_left: u32,
+}
+
+impl fmt::Debug for AccountSecurity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccountSecurity")
+            .field("user_id", &self.user_id)
+            .field("failed_sign_ins", &self.failed_sign_ins)
+            .field("lock_state", &self.lock_state)
+            .field("dob_failures", &self.dob_failures)
+            .field("totp", &self.totp_secret.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an emailed single-use link is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPurpose {
+    Unlock,
+    PasswordReset,
+    /// Confirms an email change from the old address.
+    EmailChangeOld,
+    /// Confirms an email change from the new address.
+    EmailChangeNew,
+}
+
+impl TokenPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenPurpose::Unlock => "unlock",
+            TokenPurpose::PasswordReset => "password_reset",
+            TokenPurpose::EmailChangeOld => "email_change_old",
+            TokenPurpose::EmailChangeNew => "email_change_new",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [TokenPurpose::Unlock, TokenPurpose::PasswordReset, TokenPurpose::EmailChangeOld, TokenPurpose::EmailChangeNew]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+}
+
+/// An emailed single-use link. Only the SHA-256 of its token is stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccountToken {
+    pub token_hash: String,
+    pub user_id: UserId,
+    pub purpose: TokenPurpose,
+    /// For email changes: the new address.
+    pub payload: Option<String>,
+    /// Links that must all be used for the change to happen (the two of an email change).
+    pub grouping: Option<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub used_at: Option<Timestamp>,
+}
+
+impl fmt::Debug for AccountToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccountToken")
+            .field("user_id", &self.user_id)
+            .field("purpose", &self.purpose)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A sign-in event for the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityEvent {
+    pub id: SecurityEventId,
+    pub at: Timestamp,
+    /// The account the event is about, when known.
+    pub user_id: Option<UserId>,
+    /// Who did it, when someone else acted on the account (a manager unlocking it).
+    pub actor_id: Option<UserId>,
+    pub kind: SecurityEventKind,
+    pub address: String,
+    /// Free text without secrets: e.g. the reason a lock was lifted.
+    pub detail: String,
+}
+
+impl SecurityEvent {
+    pub fn new(kind: SecurityEventKind, user: Option<UserId>, address: &str, at: Timestamp) -> Self {
+        Self {
+            id: SecurityEventId::new(),
+            at,
+            user_id: user,
+            actor_id: None,
+            kind,
+            address: address.chars().take(64).collect(),
+            detail: String::new(),
+        }
+    }
+
+    pub fn by(mut self, actor: UserId) -> Self {
+        self.actor_id = Some(actor);
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = detail.into().chars().take(500).collect();
+        self
+    }
+}
+
+/// Which accounts to list for a manager or operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountScope {
+    Pharmacy(PharmacyId),
+    Practice(PracticeId),
+    /// Organisation managers and platform accounts (what operators look after).
+    ManagersAndPlatform,
 }

@@ -19,6 +19,7 @@ use repeatrx_domain::ids::*;
 use repeatrx_domain::order::{Decision, ItemState, Order, OrderItem, OrderStage, Transition};
 use repeatrx_domain::patient::{DateOfBirth, Fulfilment, NhsNumber, Patient};
 use repeatrx_domain::repeat::{CycleDays, RepeatItem, RepeatTerms};
+use repeatrx_domain::security::{LockState, SecurityEventKind, SessionStage};
 use repeatrx_domain::text::{Email, PersonName};
 use repeatrx_domain::DomainError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
@@ -296,7 +297,13 @@ const PHARMACY_COLS: &str = "id, name, ods_code, address, email, created_at";
 const PRACTICE_COLS: &str = "id, name, ods_code, address, email, on_repeatrx, created_at";
 const USER_COLS: &str =
     "id, email, display_name, role, pharmacy_id, practice_id, patient_id, password_hash, active, created_at";
-const SESSION_COLS: &str = "token_hash, user_id, kind, csrf_token, created_at, last_seen_at, expires_at, user_agent";
+const SESSION_COLS: &str =
+    "token_hash, user_id, kind, csrf_token, created_at, last_seen_at, expires_at, user_agent, stage, address";
+const SECURITY_COLS: &str = "id AS user_id, failed_sign_ins, lock_state, locked_at, dob_failures, totp_secret, \
+     totp_pending_secret, totp_enrolled_at, totp_last_step, \
+     (SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = users.id AND r.used_at IS NULL) AS recovery_codes_left";
+const TOKEN_COLS: &str = "token_hash, user_id, purpose, payload, grouping, created_at, expires_at, used_at";
+const EVENT_COLS: &str = "id, at, user_id, actor_id, kind, address, detail";
 const PATIENT_COLS: &str =
     "id, pharmacy_id, practice_id, given_name, family_name, date_of_birth, nhs_number, email, phone, address";
 const REPEAT_COLS: &str =
@@ -357,6 +364,50 @@ fn session_from(row: &SqliteRow) -> StoreResult<SessionRecord> {
         last_seen_at: ts_col(row, "last_seen_at")?,
         expires_at: ts_col(row, "expires_at")?,
         user_agent: col(row, "user_agent")?,
+        stage: SessionStage::parse(&col::<String>(row, "stage")?).map_err(|e| corrupt("stage", e))?,
+        address: col(row, "address")?,
+    })
+}
+
+fn security_from(row: &SqliteRow) -> StoreResult<AccountSecurity> {
+    Ok(AccountSecurity {
+        user_id: id_col(row, "user_id")?,
+        failed_sign_ins: u32_col(row, "failed_sign_ins")?,
+        lock_state: LockState::parse(&col::<String>(row, "lock_state")?).map_err(|e| corrupt("lock_state", e))?,
+        locked_at: opt_ts_col(row, "locked_at")?,
+        dob_failures: u32_col(row, "dob_failures")?,
+        totp_secret: col(row, "totp_secret")?,
+        totp_pending_secret: col(row, "totp_pending_secret")?,
+        totp_enrolled_at: opt_ts_col(row, "totp_enrolled_at")?,
+        totp_last_step: col(row, "totp_last_step")?,
+        recovery_codes_left: u32_col(row, "recovery_codes_left")?,
+    })
+}
+
+fn token_from(row: &SqliteRow) -> StoreResult<AccountToken> {
+    let purpose: String = col(row, "purpose")?;
+    Ok(AccountToken {
+        token_hash: col(row, "token_hash")?,
+        user_id: id_col(row, "user_id")?,
+        purpose: TokenPurpose::parse(&purpose)
+            .ok_or_else(|| corrupt("purpose", format!("'{purpose}' is not a link purpose")))?,
+        payload: col(row, "payload")?,
+        grouping: col(row, "grouping")?,
+        created_at: ts_col(row, "created_at")?,
+        expires_at: ts_col(row, "expires_at")?,
+        used_at: opt_ts_col(row, "used_at")?,
+    })
+}
+
+fn event_from(row: &SqliteRow) -> StoreResult<SecurityEvent> {
+    Ok(SecurityEvent {
+        id: id_col(row, "id")?,
+        at: ts_col(row, "at")?,
+        user_id: opt_id_col(row, "user_id")?,
+        actor_id: opt_id_col(row, "actor_id")?,
+        kind: SecurityEventKind::parse(&col::<String>(row, "kind")?).map_err(|e| corrupt("kind", e))?,
+        address: col(row, "address")?,
+        detail: col(row, "detail")?,
     })
 }
 
@@ -498,6 +549,41 @@ async fn insert_user_on(conn: &mut SqliteConnection, u: &UserAccount) -> StoreRe
     .execute(conn)
     .await
     .map_err(map_err)?;
+    Ok(())
+}
+
+async fn insert_session_on(conn: &mut SqliteConnection, session: &SessionRecord) -> StoreResult<()> {
+    sqlx::query(&format!("INSERT INTO sessions ({SESSION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"))
+        .bind(&session.token_hash)
+        .bind(session.user_id.to_string())
+        .bind(session.kind.as_str())
+        .bind(&session.csrf_token)
+        .bind(us(session.created_at))
+        .bind(us(session.last_seen_at))
+        .bind(us(session.expires_at))
+        .bind(&session.user_agent)
+        .bind(session.stage.as_str())
+        .bind(&session.address)
+        .execute(conn)
+        .await
+        .map_err(map_err)?;
+    Ok(())
+}
+
+async fn replace_recovery_codes_on(conn: &mut SqliteConnection, user: UserId, hashes: &[String]) -> StoreResult<()> {
+    sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+        .bind(user.to_string())
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    for h in hashes {
+        sqlx::query("INSERT INTO recovery_codes (user_id, code_hash, used_at) VALUES ($1, $2, NULL)")
+            .bind(user.to_string())
+            .bind(h)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+    }
     Ok(())
 }
 
@@ -806,19 +892,8 @@ impl Store for SqliteStore {
     }
 
     async fn insert_session(&self, session: &SessionRecord) -> StoreResult<()> {
-        sqlx::query(&format!("INSERT INTO sessions ({SESSION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
-            .bind(&session.token_hash)
-            .bind(session.user_id.to_string())
-            .bind(session.kind.as_str())
-            .bind(&session.csrf_token)
-            .bind(us(session.created_at))
-            .bind(us(session.last_seen_at))
-            .bind(us(session.expires_at))
-            .bind(&session.user_agent)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(())
+        let mut conn = self.conn().await?;
+        insert_session_on(&mut conn, session).await
     }
 
     async fn session(&self, token_hash: &str) -> StoreResult<Option<SessionRecord>> {
@@ -856,6 +931,304 @@ impl Store for SqliteStore {
             .await
             .map_err(map_err)?;
         Ok(done.rows_affected())
+    }
+
+    async fn sessions_of_user(&self, user: UserId, now: Timestamp) -> StoreResult<Vec<SessionRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SESSION_COLS} FROM sessions WHERE user_id = $1 AND expires_at > $2 \
+             ORDER BY created_at DESC, token_hash"
+        ))
+        .bind(user.to_string())
+        .bind(us(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(session_from).collect()
+    }
+
+    async fn delete_other_sessions(&self, user: UserId, keep: &str) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
+            .bind(user.to_string())
+            .bind(keep)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn rotate_session(&self, old_token_hash: &str, new: &SessionRecord) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        let gone = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(old_token_hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if gone.rows_affected() == 0 {
+            return Err(not_found("the session"));
+        }
+        insert_session_on(&mut tx, new).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn set_user_email(&self, user: UserId, email: &Email) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE users SET email = $2 WHERE id = $1")
+            .bind(user.to_string())
+            .bind(email.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(not_found("the account"));
+        }
+        Ok(())
+    }
+
+    async fn list_accounts(&self, scope: AccountScope) -> StoreResult<Vec<(UserAccount, AccountSecurity)>> {
+        let (condition, bound) = match scope {
+            AccountScope::Pharmacy(id) => ("pharmacy_id = $1", Some(id.to_string())),
+            AccountScope::Practice(id) => ("practice_id = $1", Some(id.to_string())),
+            AccountScope::ManagersAndPlatform => {
+                ("role IN ('pharmacy_manager', 'practice_manager', 'operator', 'custodian')", None)
+            }
+        };
+        let sql = format!(
+            "SELECT {USER_COLS}, {SECURITY_COLS} FROM users WHERE {condition} ORDER BY display_name, email LIMIT 1000"
+        );
+        let mut q = sqlx::query(&sql);
+        if let Some(b) = bound {
+            q = q.bind(b);
+        }
+        let rows = q.fetch_all(&self.pool).await.map_err(map_err)?;
+        rows.iter().map(|r| Ok((user_from(r)?, security_from(r)?))).collect()
+    }
+
+    // --- account security ---
+
+    async fn account_security(&self, user: UserId) -> StoreResult<Option<AccountSecurity>> {
+        let row = sqlx::query(&format!("SELECT {SECURITY_COLS} FROM users WHERE id = $1"))
+            .bind(user.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(security_from).transpose()
+    }
+
+    async fn update_account_security(
+        &self,
+        user: UserId,
+        change: &mut (dyn for<'s> FnMut(&'s mut AccountSecurity) -> bool + Send),
+    ) -> StoreResult<Option<(AccountSecurity, bool)>> {
+        let mut tx = self.write_tx().await?;
+        let row = sqlx::query(&format!("SELECT {SECURITY_COLS} FROM users WHERE id = $1"))
+            .bind(user.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let Some(mut state) = row.as_ref().map(security_from).transpose()? else {
+            return Ok(None);
+        };
+        if !change(&mut state) {
+            return Ok(Some((state, false)));
+        }
+        sqlx::query(
+            "UPDATE users SET failed_sign_ins = $2, lock_state = $3, locked_at = $4, dob_failures = $5, \
+             totp_secret = $6, totp_pending_secret = $7, totp_enrolled_at = $8, totp_last_step = $9 WHERE id = $1",
+        )
+        .bind(user.to_string())
+        .bind(i64::from(state.failed_sign_ins))
+        .bind(state.lock_state.as_str())
+        .bind(opt_us(state.locked_at))
+        .bind(i64::from(state.dob_failures))
+        .bind(&state.totp_secret)
+        .bind(&state.totp_pending_secret)
+        .bind(opt_us(state.totp_enrolled_at))
+        .bind(state.totp_last_step)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some((state, true)))
+    }
+
+    async fn enable_totp(
+        &self,
+        user: UserId,
+        secret: &str,
+        step: i64,
+        recovery_hashes: &[String],
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query(
+            "UPDATE users SET totp_secret = totp_pending_secret, totp_pending_secret = NULL, totp_enrolled_at = $3, \
+             totp_last_step = $4 WHERE id = $1 AND totp_pending_secret = $2",
+        )
+        .bind(user.to_string())
+        .bind(secret)
+        .bind(us(now))
+        .bind(step)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict("the set-up of the authenticator app has changed; start again".into()));
+        }
+        replace_recovery_codes_on(&mut tx, user, recovery_hashes).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn replace_recovery_codes(&self, user: UserId, recovery_hashes: &[String]) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        replace_recovery_codes_on(&mut tx, user, recovery_hashes).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn use_recovery_code(&self, user: UserId, code_hash: &str, now: Timestamp) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE recovery_codes SET used_at = $3 WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL",
+        )
+        .bind(user.to_string())
+        .bind(code_hash)
+        .bind(us(now))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_account_token(&self, token: &AccountToken, emails: &[OutgoingEmail]) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(&format!("INSERT INTO account_tokens ({TOKEN_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
+            .bind(&token.token_hash)
+            .bind(token.user_id.to_string())
+            .bind(token.purpose.as_str())
+            .bind(&token.payload)
+            .bind(&token.grouping)
+            .bind(us(token.created_at))
+            .bind(us(token.expires_at))
+            .bind(opt_us(token.used_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        insert_emails_on(&mut tx, emails).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn account_token(&self, token_hash: &str) -> StoreResult<Option<AccountToken>> {
+        let row = sqlx::query(&format!("SELECT {TOKEN_COLS} FROM account_tokens WHERE token_hash = $1"))
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(token_from).transpose()
+    }
+
+    async fn use_account_token(&self, token_hash: &str, now: Timestamp) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE account_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(us(now))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn grouped_tokens(&self, grouping: &str) -> StoreResult<Vec<AccountToken>> {
+        let rows =
+            sqlx::query(&format!("SELECT {TOKEN_COLS} FROM account_tokens WHERE grouping = $1 ORDER BY purpose"))
+                .bind(grouping)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+        rows.iter().map(token_from).collect()
+    }
+
+    async fn void_account_tokens(&self, user: UserId, purpose: TokenPurpose, now: Timestamp) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE account_tokens SET used_at = $3 WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL",
+        )
+        .bind(user.to_string())
+        .bind(purpose.as_str())
+        .bind(us(now))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn record_address_failure(
+        &self,
+        address: &str,
+        bucket: i64,
+        since: i64,
+        forget_before: i64,
+    ) -> StoreResult<u64> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO address_failures (address, bucket, failures) VALUES ($1, $2, 1) \
+             ON CONFLICT (address, bucket) DO UPDATE SET failures = address_failures.failures + 1",
+        )
+        .bind(address)
+        .bind(bucket)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        sqlx::query("DELETE FROM address_failures WHERE bucket < $1")
+            .bind(forget_before)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(failures), 0) FROM address_failures WHERE address = $1 AND bucket >= $2",
+        )
+        .bind(address)
+        .bind(since)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(u64::try_from(total).unwrap_or(0))
+    }
+
+    async fn address_failures_since(&self, address: &str, since: i64) -> StoreResult<u64> {
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(failures), 0) FROM address_failures WHERE address = $1 AND bucket >= $2",
+        )
+        .bind(address)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(u64::try_from(total).unwrap_or(0))
+    }
+
+    async fn insert_security_event(&self, event: &SecurityEvent) -> StoreResult<()> {
+        sqlx::query(&format!("INSERT INTO security_events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"))
+            .bind(event.id.to_string())
+            .bind(us(event.at))
+            .bind(event.user_id.map(|u| u.to_string()))
+            .bind(event.actor_id.map(|u| u.to_string()))
+            .bind(event.kind.as_str())
+            .bind(&event.address)
+            .bind(&event.detail)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn security_events_of_user(&self, user: UserId, limit: u32) -> StoreResult<Vec<SecurityEvent>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLS} FROM security_events WHERE user_id = $1 ORDER BY seq DESC LIMIT $2"
+        ))
+        .bind(user.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(event_from).collect()
     }
 
     // --- patients and repeat lists ---

@@ -73,7 +73,7 @@ async fn opening_twice_runs_migrations_once() {
     conformance::health(&first).await;
     let applied: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations").fetch_one(second.pool()).await.unwrap();
-    assert_eq!(applied, 4);
+    assert_eq!(applied, 5);
 }
 
 #[tokio::test]

@@ -12,7 +12,9 @@ pub fn status_of(e: &AppError) -> (StatusCode, String) {
     let status = match e {
         AppError::Invalid(_) | AppError::InvalidFields(_) => StatusCode::UNPROCESSABLE_ENTITY,
         AppError::NotOrderable(_) | AppError::IllegalTransition(_) | AppError::Conflict(_) => StatusCode::CONFLICT,
-        AppError::Unauthenticated | AppError::BadCredentials => StatusCode::UNAUTHORIZED,
+        AppError::Unauthenticated | AppError::BadCredentials | AppError::WrongCode => StatusCode::UNAUTHORIZED,
+        AppError::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
+        AppError::LinkExpired => StatusCode::GONE,
         AppError::Forbidden => StatusCode::FORBIDDEN,
         AppError::NotFound(_) => StatusCode::NOT_FOUND,
         AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

@@ -5,7 +5,7 @@ use crate::error::{ApiError, PageError};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
-use repeatrx_app::auth::CurrentSession;
+use repeatrx_app::auth::{Client, CurrentSession};
 use repeatrx_app::AppError;
 
 /// `__Host-` pins the cookie to this exact origin over HTTPS with Path=/.
@@ -43,13 +43,19 @@ fn resolved(parts: &Parts) -> Option<CurrentSession> {
     parts.extensions.get::<ResolvedSession>().map(|s| s.0.clone())
 }
 
+/// The fully signed-in session (password and, where needed, second factor done). Sessions half
+/// way through sign-in are not this: they reach only the sign-in steps.
+fn full(parts: &Parts) -> Option<CurrentSession> {
+    resolved(parts).filter(CurrentSession::is_full)
+}
+
 /// A signed-in user on an HTML page; anyone else is sent to the sign-in page.
 pub struct Signed(pub CurrentSession);
 
 impl<S: Send + Sync> FromRequestParts<S> for Signed {
     type Rejection = PageError;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        resolved(parts).map(Signed).ok_or(PageError(AppError::Unauthenticated))
+        full(parts).map(Signed).ok_or(PageError(AppError::Unauthenticated))
     }
 }
 
@@ -59,17 +65,74 @@ pub struct ApiCaller(pub CurrentSession);
 impl<S: Send + Sync> FromRequestParts<S> for ApiCaller {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        resolved(parts).map(ApiCaller).ok_or(ApiError(AppError::Unauthenticated))
+        full(parts).map(ApiCaller).ok_or(ApiError(AppError::Unauthenticated))
     }
 }
 
-/// The session, if any (for pages that anyone may see, such as the home page).
+/// The fully signed-in session, if any (for pages that anyone may see, such as the home page).
 pub struct MaybeSigned(pub Option<CurrentSession>);
 
 impl<S: Send + Sync> FromRequestParts<S> for MaybeSigned {
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(MaybeSigned(resolved(parts)))
+        Ok(MaybeSigned(full(parts)))
+    }
+}
+
+/// A sign-in half way through: password given, second factor (or its enrolment) still to do.
+/// Only the sign-in step pages and endpoints take this.
+pub struct PendingSignIn(pub CurrentSession);
+
+impl<S: Send + Sync> FromRequestParts<S> for PendingSignIn {
+    type Rejection = PageError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        resolved(parts).filter(|s| !s.is_full()).map(PendingSignIn).ok_or(PageError(AppError::Unauthenticated))
+    }
+}
+
+/// The same for API callers (401 otherwise).
+pub struct ApiPendingSignIn(pub CurrentSession);
+
+impl<S: Send + Sync> FromRequestParts<S> for ApiPendingSignIn {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        resolved(parts).filter(|s| !s.is_full()).map(ApiPendingSignIn).ok_or(ApiError(AppError::Unauthenticated))
+    }
+}
+
+/// Any session, full or half way through sign-in (for TOTP enrolment, which both use).
+pub struct AnySession(pub CurrentSession);
+
+impl<S: Send + Sync> FromRequestParts<S> for AnySession {
+    type Rejection = PageError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        resolved(parts).map(AnySession).ok_or(PageError(AppError::Unauthenticated))
+    }
+}
+
+/// Any session, for API callers.
+pub struct ApiAnySession(pub CurrentSession);
+
+impl<S: Send + Sync> FromRequestParts<S> for ApiAnySession {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        resolved(parts).map(ApiAnySession).ok_or(ApiError(AppError::Unauthenticated))
+    }
+}
+
+/// The client's address (the TCP peer) and user agent, for sessions, throttling and events.
+pub struct ClientInfo(pub Client);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let address = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let agent = parts.headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        Ok(ClientInfo(Client::new(address, agent)))
     }
 }
 

@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each test file uses a different part of the harness
 
 use repeatrx::startup::{start_demo, Server};
-use repeatrx_app::demo::DEMO_PASSWORD;
+use repeatrx_app::demo::{DEMO_PASSWORD, DEMO_TOTP_SECRET};
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -15,6 +15,11 @@ pub const API: &str = "/api/v1";
 pub struct TestApp {
     /// The running server; `server.app` reaches the store (e.g. the email outbox).
     pub server: Server,
+    /// The last TOTP step whose code each account has used: a code works once, so the harness
+    /// hands out each step's code at most once per account.
+    used_steps: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// Authenticator secrets of accounts enrolled during the test (demo staff use the demo's).
+    secrets: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// "https://127.0.0.1:PORT"
     pub address: String,
     pub client: reqwest::Client,
@@ -46,6 +51,14 @@ impl Reply {
         self.body
     }
 
+    /// Asserts the status and that the body is the API's JSON error; returns the whole body.
+    #[track_caller]
+    pub fn expect_error_body(self, status: StatusCode) -> Value {
+        let body = self.body.clone();
+        self.expect_error(status);
+        body
+    }
+
     /// Asserts the status and that the body is the API's JSON error; returns its message.
     #[track_caller]
     pub fn expect_error(self, status: StatusCode) -> String {
@@ -71,7 +84,7 @@ impl TestApp {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("HTTP client");
-        TestApp { server, address, client, _dir: dir }
+        TestApp { server, address, client, used_steps: Default::default(), secrets: Default::default(), _dir: dir }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -83,12 +96,71 @@ impl TestApp {
         self.sign_in_with(email, DEMO_PASSWORD).await
     }
 
+    /// Signs in through the API, finishing with a TOTP code of `secret` when the account asks
+    /// for one (demo staff share [`DEMO_TOTP_SECRET`]).
     pub async fn sign_in_with(&self, email: &str, password: &str) -> String {
         let body = self
             .post_json_anon(&format!("{API}/sessions"), &json!({"email": email, "password": password}))
             .await
             .expect(StatusCode::CREATED);
-        body["token"].as_str().expect("a token").to_string()
+        let token = body["token"].as_str().expect("a token").to_string();
+        match body["stage"].as_str() {
+            Some("full") => token,
+            Some("second_factor") => {
+                let code = self.next_code(email, &self.secret_of(email)).await;
+                let full = self
+                    .post_json(&format!("{API}/sessions/second-factor"), &token, &json!({"code": code}))
+                    .await
+                    .expect(StatusCode::CREATED);
+                assert_eq!(full["stage"], "full");
+                full["token"].as_str().expect("a token").to_string()
+            }
+            Some("enrol") => {
+                let setup =
+                    self.post_json(&format!("{API}/sessions/totp"), &token, &json!({})).await.expect(StatusCode::OK);
+                let secret = setup["secret"].as_str().expect("a secret").to_string();
+                self.secrets.lock().expect("lock").insert(email.to_string(), secret.clone());
+                let code = self.next_code(email, &secret).await;
+                let done = self
+                    .post_json(&format!("{API}/sessions/totp/confirm"), &token, &json!({"code": code}))
+                    .await
+                    .expect(StatusCode::OK);
+                assert_eq!(done["recovery_codes"].as_array().map(Vec::len), Some(10));
+                done["session"]["token"].as_str().expect("a full token").to_string()
+            }
+            other => panic!("unexpected sign-in stage {other:?}: {body}"),
+        }
+    }
+
+    /// The authenticator secret of an account: its own if it enrolled in this test, else the
+    /// demo staff's.
+    pub fn secret_of(&self, account: &str) -> String {
+        self.secrets.lock().expect("lock").get(account).cloned().unwrap_or_else(|| DEMO_TOTP_SECRET.to_string())
+    }
+
+    /// A TOTP code for `account` that it has not used yet: the current step's, else the next
+    /// step's (accepted thanks to the one-step skew), else it waits for the next step.
+    pub async fn next_code(&self, account: &str, secret: &str) -> String {
+        loop {
+            let now = jiff::Timestamp::now().as_second();
+            let step = repeatrx_app::totp::step_of(now);
+            let chosen = {
+                let mut used = self.used_steps.lock().expect("lock");
+                let last = used.get(account).copied().unwrap_or(i64::MIN);
+                let candidate = step.max(last.saturating_add(1));
+                if candidate <= step + 1 {
+                    used.insert(account.to_string(), candidate);
+                    Some(candidate)
+                } else {
+                    None
+                }
+            };
+            if let Some(step) = chosen {
+                return repeatrx_app::totp::code_at_step(secret, step).expect("a code");
+            }
+            let wait = 30 - now.rem_euclid(30);
+            tokio::time::sleep(std::time::Duration::from_millis(wait as u64 * 1000 + 200)).await;
+        }
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Reply {

@@ -5,7 +5,7 @@
 //! API modules share: every response is an explicit DTO, never a serialised domain type.
 use super::{created, path_id, ApiJson, ApiPath, ApiResult, Created};
 use crate::error::ErrorBody;
-use crate::session::ApiCaller;
+use crate::session::{ApiCaller, ClientInfo};
 use crate::WebState;
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -421,6 +421,10 @@ pub struct RepeatTermsRequest {
     pub issues: i64,
     /// YYYY-MM-DD, in the future and within two years.
     pub review_date: String,
+    /// Prescribers sign a new authorisation with the current one-time code of their
+    /// authenticator app; pharmacy staff recording one leave it out.
+    #[serde(default)]
+    pub code: Option<String>,
 }
 
 impl From<RepeatTermsRequest> for RepeatTermsInput {
@@ -586,12 +590,14 @@ async fn add_repeat_item(
     State(state): State<WebState>,
     ApiCaller(s): ApiCaller,
     ApiPath(id): ApiPath<String>,
+    ClientInfo(client): ClientInfo,
     ApiJson(body): ApiJson<RepeatTermsRequest>,
 ) -> Created<RepeatItemDto> {
     let id: PatientId = path_id(&id, "patient")?;
+    let body_code = body.code.clone();
     let input = RepeatTermsInput::from(body);
     let item = if s.actor.role == Role::Prescriber {
-        state.app.issue_authorisation(&s.actor, id, &input).await?
+        state.app.issue_authorisation(&s.actor, id, &input, body_code.as_deref().unwrap_or(""), &client).await?
     } else {
         state.app.add_repeat_item(&s.actor, id, &input).await?
     };

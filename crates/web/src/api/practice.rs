@@ -5,7 +5,7 @@ use super::patient::OrderDto;
 use super::pharmacy::{stage_filter, QueueRowDto};
 use super::{path_id, ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::error::ErrorBody;
-use crate::session::ApiCaller;
+use crate::session::{ApiCaller, ClientInfo};
 use crate::WebState;
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -68,6 +68,10 @@ pub struct DecisionRequest {
     /// For a rejection: what the patient should do next; a sensible default follows the reason.
     #[serde(default)]
     pub next_step: Option<String>,
+    /// Prescribers sign an approval or change with the current one-time code of their
+    /// authenticator app (each code signs once); not needed to reject.
+    #[serde(default)]
+    pub code: Option<String>,
 }
 
 /// Requests waiting for the practice's prescribers, oldest first.
@@ -106,6 +110,7 @@ async fn requests(
 async fn decide(
     State(state): State<WebState>,
     ApiCaller(s): ApiCaller,
+    ClientInfo(client): ClientInfo,
     ApiPath((id, item)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<DecisionRequest>,
 ) -> ApiResult<OrderDto> {
@@ -118,6 +123,6 @@ async fn decide(
         body.next_step.as_deref(),
     )
     .map_err(AppError::from)?;
-    let order = state.app.decide_item(&s.actor, id, item, decision).await?;
+    let order = state.app.decide_item(&s.actor, id, item, decision, body.code.as_deref(), &client).await?;
     Ok(Json(OrderDto::from(&order)))
 }

@@ -33,6 +33,8 @@ pub struct Nav {
     pub role: &'static str,
     pub csrf: String,
     pub links: Vec<(&'static str, &'static str)>,
+    /// Seconds without activity before the session ends (the page warns before then).
+    pub idle_secs: i64,
 }
 
 impl Nav {
@@ -43,11 +45,21 @@ impl Nav {
             OrgKind::Practice => vec![("/practice", "Requests")],
             OrgKind::Platform => vec![("/admin", "Organisations")],
         };
+        let mut links = links;
+        if s.actor.role == repeatrx_domain::access::Role::PharmacyManager {
+            links.push(("/pharmacy/staff", "Staff"));
+        } else if s.actor.role == repeatrx_domain::access::Role::PracticeManager {
+            links.push(("/practice/staff", "Staff"));
+        } else if s.actor.role.kind() == OrgKind::Platform {
+            links.push(("/admin/accounts", "Accounts"));
+        }
+        links.push(("/account", "Account"));
         Some(Nav {
             name: s.user.display_name.clone(),
             role: s.actor.role.label(),
             csrf: s.session.csrf_token.clone(),
             links,
+            idle_secs: s.idle.as_secs(),
         })
     }
 }

@@ -452,6 +452,8 @@ pub(super) struct DecisionInput {
     pub reason: String,
     pub note: String,
     pub next_step: String,
+    /// The prescriber's one-time code that signs an approval.
+    pub code: String,
 }
 
 impl DecisionInput {
@@ -461,6 +463,7 @@ impl DecisionInput {
             reason: form.kept("reason", 40),
             note: form.kept("note", 600),
             next_step: form.kept("next_step", 400),
+            code: form.kept("code", 12),
         }
     }
 
@@ -478,6 +481,7 @@ pub(super) const DECISION_FIELDS: &[(&str, &str)] = &[
     ("note", "Note"),
     ("reason", "Reason for not approving"),
     ("next_step", "What the patient should do next"),
+    ("code", "Security code"),
 ];
 
 /// A decision form for one item, filled with what was typed last time.
@@ -713,6 +717,8 @@ pub(super) struct TermsForm {
     pub issues: String,
     pub review_date: String,
     pub problems: Vec<Problem>,
+    /// Whether the form signs an authorisation (prescribers), so asks for a one-time code.
+    pub signing: bool,
 }
 
 /// The terms form's fields; element ids are "rt-" + field name.
@@ -726,6 +732,7 @@ pub(super) const TERMS_FIELDS: &[(&str, &str)] = &[
     ("cycle_days", "Days between issues"),
     ("issues", "Number of issues"),
     ("review_date", "Medication review date"),
+    ("code", "Security code"),
 ];
 
 /// Builds the terms form for catalogue search `q`; `typed` is the submitted form when it is
@@ -768,6 +775,7 @@ pub(super) fn terms_form(q: &str, typed: Option<&FormData>, problems: Vec<Proble
         issues: get("issues", "6", 10),
         review_date: get("review_date", "", 20),
         problems,
+        signing: false,
     }
 }
 

@@ -8,7 +8,7 @@ use super::patient::{
 };
 use super::{render, Nav, PageResult};
 use crate::error::PageError;
-use crate::session::Signed;
+use crate::session::{ClientInfo, Signed};
 use crate::WebState;
 use askama::Template;
 use axum::body::Bytes;
@@ -266,6 +266,7 @@ async fn send(State(state): State<WebState>, Signed(s): Signed, Path(id): Path<S
 async fn decide(
     State(state): State<WebState>,
     Signed(s): Signed,
+    ClientInfo(client): ClientInfo,
     Path((id, item)): Path<(String, String)>,
     body: Bytes,
 ) -> PageResult {
@@ -274,7 +275,7 @@ async fn decide(
     let item: OrderItemId = parse_id(&item, "order item")?;
     let input = DecisionInput::read(&FormData::parse(&body));
     let result = match input.decision() {
-        Ok(decision) => state.app.decide_item(&s.actor, id, item, decision).await,
+        Ok(decision) => state.app.decide_item(&s.actor, id, item, decision, None, &client).await,
         Err(e) => Err(e),
     };
     match result {

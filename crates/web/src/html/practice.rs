@@ -6,7 +6,7 @@ use super::patient::{
     TermsForm, DECISION_FIELDS, TERMS_FIELDS,
 };
 use super::{Nav, PageResult};
-use crate::session::Signed;
+use crate::session::{ClientInfo, Signed};
 use crate::WebState;
 use askama::Template;
 use axum::body::Bytes;
@@ -117,6 +117,7 @@ async fn order_page(
 async fn decide(
     State(state): State<WebState>,
     Signed(s): Signed,
+    ClientInfo(client): ClientInfo,
     Path((id, item)): Path<(String, String)>,
     body: Bytes,
 ) -> PageResult {
@@ -125,7 +126,7 @@ async fn decide(
     let item: OrderItemId = parse_id(&item, "order item")?;
     let input = DecisionInput::read(&FormData::parse(&body));
     let result = match input.decision() {
-        Ok(decision) => state.app.decide_item(&s.actor, id, item, decision).await,
+        Ok(decision) => state.app.decide_item(&s.actor, id, item, decision, Some(&input.code), &client).await,
         Err(e) => Err(e),
     };
     match result {
@@ -184,7 +185,7 @@ async fn patient_page(
         patient: patient_summary(&patient),
         lines,
         stopped,
-        terms: terms_form(q, typed, problems),
+        terms: TermsForm { signing: true, ..terms_form(q, typed, problems) },
         search_action: format!("/practice/patients/{id}#add-item"),
         terms_action: format!("/practice/patients/{id}/authorisations"),
         can_authorise: role_permits(s.actor.role, Action::AuthoriseMedication),
@@ -195,6 +196,7 @@ async fn patient_page(
 async fn authorise(
     State(state): State<WebState>,
     Signed(s): Signed,
+    ClientInfo(client): ClientInfo,
     Path(id): Path<String>,
     body: Bytes,
 ) -> PageResult {
@@ -202,7 +204,7 @@ async fn authorise(
     let id: PatientId = parse_id(&id, "patient")?;
     let form = FormData::parse(&body);
     let problems = match read_terms(&form) {
-        Ok(input) => match state.app.issue_authorisation(&s.actor, id, &input).await {
+        Ok(input) => match state.app.issue_authorisation(&s.actor, id, &input, form.get("code"), &client).await {
             Ok(_) => return Ok(see_other(&format!("/practice/patients/{id}?notice=authorised"))),
             Err(e) if is_form_error(&e) => problems_of(&e, TERMS_FIELDS, "rt-"),
             Err(e) => return Err(e.into()),

@@ -1,0 +1,63 @@
+//! The shared harness of the application tests: a real SQLite file seeded with the demo data,
+//! and an injected clock so that timeouts and link lifetimes are tested without sleeping.
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use jiff::{SignedDuration, Timestamp};
+use repeatrx_app::auth::SessionPolicy;
+use repeatrx_app::{App, Settings};
+use repeatrx_domain::access::Actor;
+use repeatrx_domain::clock::Clock;
+use repeatrx_domain::text::Email;
+use repeatrx_store::sqlite::SqliteStore;
+use secrecy::SecretString;
+use std::sync::{Arc, Mutex};
+
+pub struct TestClock(Mutex<Timestamp>);
+
+impl TestClock {
+    pub fn advance(&self, by: SignedDuration) {
+        let mut t = self.0.lock().unwrap();
+        *t += by;
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().unwrap()
+    }
+}
+
+pub struct Harness {
+    pub app: App,
+    pub clock: Arc<TestClock>,
+    pub _dir: tempfile::TempDir,
+}
+
+pub async fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("test.db")).await.unwrap();
+    let clock = Arc::new(TestClock(Mutex::new("2026-11-23T10:00:00Z".parse().unwrap())));
+    let settings = Settings {
+        ordering: Default::default(),
+        stage_targets: Default::default(),
+        sessions: SessionPolicy::default(),
+        public_url: "https://repeats.example".into(),
+        demo: true,
+    };
+    let app = App::new(Arc::new(store), clock.clone(), settings);
+    repeatrx_app::demo::seed(&app).await.unwrap();
+    Harness { app, clock, _dir: dir }
+}
+
+pub fn client() -> repeatrx_app::auth::Client {
+    repeatrx_app::auth::Client::new("192.0.2.10", "services-test")
+}
+
+pub fn password() -> SecretString {
+    SecretString::from(repeatrx_app::demo::DEMO_PASSWORD)
+}
+
+pub async fn actor(app: &App, email: &str) -> Actor {
+    let user = app.store.user_by_email(&Email::parse(email).unwrap()).await.unwrap().unwrap();
+    app.actor_of(&user).await.unwrap()
+}
