@@ -14,6 +14,7 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import { chromium } from 'playwright-core';
 
 const require = createRequire(import.meta.url);
@@ -82,21 +83,21 @@ function binaryPath() {
  * start hashes passwords and seeds data) for its "running at" line.
  * @returns {Promise<{url: string, dataDir: string, output: () => string, stop: () => Promise<void>}>}
  */
-export async function startServer() {
+export async function startServer(extraArgs = []) {
   try {
-    return await startServerOnce();
+    return await startServerOnce(extraArgs);
   } catch (e) {
     // The free port can be taken between finding it and binding it: try once more on another.
-    if (/already in use|address in use/i.test(e.message)) return startServerOnce();
+    if (/already in use|address in use/i.test(e.message)) return startServerOnce(extraArgs);
     throw e;
   }
 }
 
-async function startServerOnce() {
+async function startServerOnce(extraArgs) {
   const bin = binaryPath();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'repeatrx-e2e-'));
   const port = await freePort();
-  const child = spawn(bin, ['demo', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`], {
+  const child = spawn(bin, ['demo', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`, ...extraArgs], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, REPEATRX_LOG: process.env.REPEATRX_LOG ?? 'warn' },
   });
@@ -205,15 +206,78 @@ export function newPhonePage(browser, options = {}) {
   return newPage(browser, { ...options, viewport: PHONE });
 }
 
-/** Signs in through the sign-in form and waits to leave it. */
+/** The authenticator secret every demo staff account shares (demo databases only). */
+export const DEMO_TOTP_SECRET = 'OJSXAZLBORZHQLLEMVWW6LLUN52HAIJB';
+
+/** Authenticator secrets of accounts enrolled during the run, by email. */
+const enrolledSecrets = new Map();
+/** The last TOTP step whose code each account used: a code works once. */
+const usedSteps = new Map();
+
+/** Remembers the secret an account enrolled with, so later sign-ins can answer its codes. */
+export function rememberSecret(email, secret) {
+  enrolledSecrets.set(email, secret.replace(/\s+/g, ''));
+}
+
+function base32Decode(text) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const c of text.replace(/[\s=]/g, '').toUpperCase()) {
+    const v = alphabet.indexOf(c);
+    if (v < 0) throw new Error(`not base32: ${c}`);
+    bits += v.toString(2).padStart(5, '0');
+  }
+  const bytes = [];
+  for (let i = 0; i + 8 <= bits.length; i += 8) bytes.push(parseInt(bits.slice(i, i + 8), 2));
+  return Buffer.from(bytes);
+}
+
+/** RFC 6238 TOTP (SHA-1, 6 digits, 30 s) for a step. */
+export function totpAt(secret, step) {
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(step));
+  const mac = crypto.createHmac('sha1', base32Decode(secret)).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0x0f;
+  const value = (mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000;
+  return String(value).padStart(6, '0');
+}
+
+/**
+ * A code the account has not used yet: this step's, else the next step's (the server accepts one
+ * step of skew), else it waits for the next step.
+ */
+export async function nextCode(email, secret = enrolledSecrets.get(email) ?? DEMO_TOTP_SECRET) {
+  for (;;) {
+    const now = Date.now() / 1000;
+    const step = Math.floor(now / 30);
+    const candidate = Math.max(step, (usedSteps.get(email) ?? -1) + 1);
+    if (candidate <= step + 1) {
+      usedSteps.set(email, candidate);
+      return totpAt(secret, candidate);
+    }
+    await new Promise((r) => setTimeout(r, (30 - (now % 30)) * 1000 + 200));
+  }
+}
+
+/**
+ * Signs in through the sign-in form and waits to leave it; staff accounts then answer the
+ * security-code page with their authenticator code.
+ */
 export async function signIn(page, url, email, password = PASSWORD) {
   await page.goto(`${url}/sign-in`);
   await page.locator('#email').fill(email);
   await page.locator('#password').fill(password);
   await Promise.all([
-    page.waitForURL((u) => !u.pathname.startsWith('/sign-in'), { waitUntil: 'load' }),
+    page.waitForURL((u) => u.pathname !== '/sign-in', { waitUntil: 'load' }),
     page.getByRole('button', { name: 'Sign in', exact: true }).click(),
   ]);
+  if (new URL(page.url()).pathname === '/sign-in/code') {
+    await page.locator('#code').fill(await nextCode(email));
+    await Promise.all([
+      page.waitForURL((u) => !u.pathname.startsWith('/sign-in'), { waitUntil: 'load' }),
+      page.getByRole('button', { name: 'Continue', exact: true }).click(),
+    ]);
+  }
 }
 
 /** Signs out with the header's button. */
@@ -314,10 +378,10 @@ export async function submit(page, locator) {
  * One server and one browser for a test file: call in the file's top level;
  * `env.url`, `env.browser` are set in `before`, torn down in `after`.
  */
-export function useServer({ before, after }) {
+export function useServer({ before, after }, { args = () => [] } = {}) {
   const env = { url: '', browser: null, server: null };
   before(async () => {
-    env.server = await startServer();
+    env.server = await startServer(await args());
     env.url = env.server.url;
     env.browser = await launchBrowser();
   });
@@ -326,4 +390,43 @@ export function useServer({ before, after }) {
     if (env.server) await env.server.stop();
   });
   return env;
+}
+
+/**
+ * A real SMTP server on a free loopback port that keeps every message it receives (the demo's
+ * `--smtp` sends there). `waitFor` resolves with the first parsed message matching a predicate.
+ * @returns {Promise<{port: number, messages: object[], waitFor: (pred: (m: object) => boolean, ms?: number) => Promise<object>, close: () => Promise<void>}>}
+ */
+export async function startSmtpSink() {
+  const { SMTPServer } = await import('smtp-server');
+  const { simpleParser } = await import('mailparser');
+  const messages = [];
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['STARTTLS', 'AUTH'],
+    logger: false,
+    onData(stream, _session, callback) {
+      simpleParser(stream)
+        .then((mail) => {
+          messages.push({ to: mail.to?.text ?? '', subject: mail.subject ?? '', text: mail.text ?? '' });
+          callback();
+        })
+        .catch(callback);
+    },
+  });
+  const port = await freePort();
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', resolve);
+  });
+  const waitFor = async (pred, ms = 30_000) => {
+    const until = Date.now() + ms;
+    while (Date.now() < until) {
+      const found = messages.find(pred);
+      if (found) return found;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`no matching email within ${ms / 1000} s; received: ${messages.map((m) => `${m.to}: ${m.subject}`).join('; ')}`);
+  };
+  return { port, messages, waitFor, close: () => new Promise((r) => server.close(r)) };
 }

@@ -13,6 +13,7 @@ import {
   newPage,
   newPhonePage,
   signIn,
+  nextCode,
   checkPage,
   shot,
   submit,
@@ -353,11 +354,16 @@ describe('the journey of a repeat order', { timeout: 600_000 }, () => {
     await checkPage(page, 'practice-order-error');
   });
 
-  step('prescriber: approves one item', async () => {
+  step('prescriber: an approval without a security code is refused; with a fresh code it is signed', async () => {
     const page = await as('prescriber');
     await page.goto(`${env.url}/practice/orders/${state.orderId}`);
-    const form = decisionForm(page, ORDERED);
+    let form = decisionForm(page, ORDERED);
     await form.getByLabel('Approve', { exact: true }).check();
+    assert.equal(await submit(page, form.getByRole('button', { name: 'Record decision' })), 422);
+    assert.match(await decisionForm(page, ORDERED).getByRole('alert').innerText(), /Security code/);
+    form = decisionForm(page, ORDERED);
+    await form.getByLabel('Approve', { exact: true }).check();
+    await form.getByLabel('Security code to sign an approval').fill(await nextCode(ACCOUNTS.prescriber));
     await submit(page, form.getByRole('button', { name: 'Record decision' }));
     assert.match(await page.getByRole('status').innerText(), /The decision has been recorded/);
     const item = page.locator('main ul.item-list > li').filter({ has: page.getByRole('heading', { name: ORDERED }) });

@@ -3,7 +3,7 @@
 // patient data.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { useServer, newPage, signIn, checkPage, submit, mainText, ACCOUNTS } from '../lib/harness.js';
+import { useServer, newPage, signIn, signOut, checkPage, submit, mainText, nextCode, rememberSecret, ACCOUNTS } from '../lib/harness.js';
 
 describe('operator: organisations', { timeout: 300_000 }, () => {
   const env = useServer({ before, after });
@@ -67,18 +67,54 @@ describe('operator: organisations', { timeout: 300_000 }, () => {
     assert.ok(!list.includes(created.password), 'the one-time password is never shown again');
   });
 
-  it('the new manager signs in with the one-time password to an empty Pharmacy Dashboard', async () => {
+  it('the new manager must set up an authenticator app (QR code) before reaching the dashboard', async () => {
     assert.ok(created.password, 'needs the pharmacy added by the previous test');
     const manager = await newPage(env.browser);
     try {
-      await signIn(manager, env.url, created.email, created.password);
-      // A first sign-in may ask for a new password; either way it must not be refused.
-      assert.notEqual(new URL(manager.url()).pathname, '/sign-in', 'the one-time password works');
-      if (new URL(manager.url()).pathname === '/pharmacy') {
-        await manager.getByRole('heading', { level: 1, name: 'Order queue' }).waitFor();
-        assert.match(await mainText(manager), /No open orders/);
-        assert.match(await manager.locator('header').innerText(), /Lena Marsh/);
-      }
+      await manager.goto(`${env.url}/sign-in`);
+      await manager.locator('#email').fill(created.email);
+      await manager.locator('#password').fill(created.password);
+      await Promise.all([
+        manager.waitForURL('**/sign-in/enrol'),
+        manager.getByRole('button', { name: 'Sign in', exact: true }).click(),
+      ]);
+      await manager.getByRole('heading', { level: 1, name: 'Set up your authenticator app' }).waitFor();
+      // Nothing else is reachable until the second factor is set up.
+      const blocked = await manager.goto(`${env.url}/pharmacy`);
+      assert.equal(new URL(manager.url()).pathname, '/sign-in', `the dashboard needs the second factor (${blocked.status()})`);
+      await manager.goto(`${env.url}/sign-in/enrol`);
+      const qr = manager.locator('#totp-qr svg');
+      assert.ok((await qr.boundingBox()).width >= 150, 'a scannable QR code is shown');
+      const secret = (await manager.locator('#totp-secret').innerText()).replace(/\s+/g, '');
+      assert.match(secret, /^[A-Z2-7]{32}$/, 'the secret is also given as text');
+      assert.match(await manager.locator('#totp-url').textContent(), /^otpauth:\/\/totp\/RepeatRx:/);
+      await checkPage(manager, 'totp-enrol');
+
+      await manager.locator('#code').fill('000000');
+      assert.equal(await submit(manager, manager.getByRole('button', { name: 'Confirm' })), 422);
+      assert.match(await manager.getByRole('alert').innerText(), /not right/);
+
+      rememberSecret(created.email, secret);
+      await manager.locator('#code').fill(await nextCode(created.email));
+      await submit(manager, manager.getByRole('button', { name: 'Confirm' }));
+      await manager.getByRole('heading', { level: 1, name: 'Your recovery codes' }).waitFor();
+      const codes = await manager.locator('#recovery-codes li').allInnerTexts();
+      assert.equal(codes.length, 10);
+      assert.equal(new Set(codes).size, 10);
+      await checkPage(manager, 'totp-recovery-codes');
+      await manager.getByRole('link', { name: /continue/i }).click();
+      await manager.getByRole('heading', { level: 1, name: 'Order queue' }).waitFor();
+      assert.match(await mainText(manager), /No open orders/);
+      assert.match(await manager.locator('header').innerText(), /Lena Marsh/);
+
+      // Signing in again asks for a code; a recovery code works once instead.
+      await signOut(manager);
+      await manager.locator('#email').fill(created.email);
+      await manager.locator('#password').fill(created.password);
+      await Promise.all([manager.waitForURL('**/sign-in/code'), manager.getByRole('button', { name: 'Sign in', exact: true }).click()]);
+      await checkPage(manager, 'sign-in-code');
+      await manager.locator('#code').fill(codes[0]);
+      await Promise.all([manager.waitForURL('**/pharmacy'), manager.getByRole('button', { name: 'Continue' }).click()]);
     } finally {
       await manager.context().close();
     }

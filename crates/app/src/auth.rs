@@ -282,7 +282,7 @@ impl App {
                     .detail(format!("{MAX_FAILED_SIGN_INS} failed attempts in a row")),
             )
             .await?;
-            // Whoever holds a half-finished sign-in loses it too.
+            // A locked account is used by nobody until it is unlocked: its sessions end too.
             self.store.delete_sessions_of_user(user).await?;
         }
         self.count_address_failure(client).await?;

@@ -42,6 +42,27 @@ pub fn demo_code(now: jiff::Timestamp) -> String {
     crate::totp::code_at_step(DEMO_TOTP_SECRET, crate::totp::step_of(now.as_second())).unwrap_or_default()
 }
 
+impl App {
+    /// For the demo's code page: a code this demo account has not used yet (this step's or the
+    /// next one's), or `None` when both are used and the next step must be waited for. Only for
+    /// accounts on the shared demo secret, and only in demo deployments.
+    pub async fn demo_code_for(&self, user: repeatrx_domain::ids::UserId) -> AppResult<Option<String>> {
+        if !self.settings.demo {
+            return Ok(None);
+        }
+        let Some(security) = self.store.account_security(user).await? else { return Ok(None) };
+        if security.totp_secret.as_deref() != Some(DEMO_TOTP_SECRET) {
+            return Ok(None);
+        }
+        let now = crate::totp::step_of(self.clock.now().as_second());
+        let step = now.max(security.totp_last_step + 1);
+        if step > now + 1 {
+            return Ok(None);
+        }
+        Ok(Some(crate::totp::code_at_step(DEMO_TOTP_SECRET, step)?))
+    }
+}
+
 /// Every staff account of the demo data uses [`DEMO_TOTP_SECRET`], with no recovery codes.
 async fn enrol_demo_staff(app: &App) -> AppResult<()> {
     use repeatrx_store::AccountScope;

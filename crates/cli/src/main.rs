@@ -40,6 +40,16 @@ enum Command {
         /// Also listen for plain HTTP here, only to redirect to HTTPS.
         #[arg(long)]
         http_redirect: Option<SocketAddr>,
+        /// Send the demo's emails to this SMTP server on this machine (e.g. a mail catcher on
+        /// 127.0.0.1:1025) instead of keeping them on the /demo/outbox page.
+        #[arg(long)]
+        smtp: Option<SocketAddr>,
+        /// Minutes without activity before a patient is signed out (default 30).
+        #[arg(long)]
+        patient_idle_minutes: Option<u32>,
+        /// Minutes without activity before staff are signed out (default 15).
+        #[arg(long)]
+        staff_idle_minutes: Option<u32>,
     },
     /// Run in production from a configuration file (environment variables override it).
     Serve {
@@ -131,7 +141,10 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Demo { data_dir, listen, http_redirect } => demo(data_dir, listen, http_redirect).await,
+        Command::Demo { data_dir, listen, http_redirect, smtp, patient_idle_minutes, staff_idle_minutes } => {
+            let options = startup::DemoOptions { smtp, patient_idle_minutes, staff_idle_minutes };
+            demo(data_dir, listen, http_redirect, options).await
+        }
         Command::Serve { config } => serve(config).await,
         Command::Migrate { database_url } => {
             startup::open_store(&database_url).await?;
@@ -142,8 +155,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-async fn demo(data_dir: PathBuf, listen: SocketAddr, http_redirect: Option<SocketAddr>) -> anyhow::Result<()> {
-    let server = startup::start_demo(&data_dir, listen, http_redirect).await?;
+async fn demo(
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    http_redirect: Option<SocketAddr>,
+    options: startup::DemoOptions,
+) -> anyhow::Result<()> {
+    let smtp = options.smtp;
+    let server = startup::start_demo_with(&data_dir, listen, http_redirect, options).await?;
     println!("RepeatRx demo running at {}", server.url());
     if let Some(http) = server.running.http_addr {
         println!("Plain HTTP on http://{http} redirects to HTTPS.");
@@ -153,7 +172,14 @@ async fn demo(data_dir: PathBuf, listen: SocketAddr, http_redirect: Option<Socke
     for (email, who) in repeatrx_app::demo::DEMO_ACCOUNTS {
         println!("  {email:<28} {who}");
     }
-    println!("Emails the demo sends: {}/demo/outbox", server.url());
+    println!(
+        "Staff accounts then ask for a security code: the demo's code page shows one (authenticator secret {}).",
+        repeatrx_app::demo::DEMO_TOTP_SECRET
+    );
+    match smtp {
+        Some(addr) => println!("Emails the demo sends go to the SMTP server at {addr}."),
+        None => println!("Emails the demo sends: {}/demo/outbox", server.url()),
+    }
     println!("Press Ctrl+C to stop.");
     tokio::signal::ctrl_c().await.context("could not wait for Ctrl+C")?;
     server.stop().await;

@@ -82,12 +82,45 @@ pub fn demo_settings(public_url: String) -> Settings {
     }
 }
 
+/// Choices for a demo run beyond where it listens.
+#[derive(Debug, Clone, Default)]
+pub struct DemoOptions {
+    /// Deliver the demo's emails to this SMTP server (plain, loopback only: e.g. a mail catcher)
+    /// instead of keeping them in the outbox page.
+    pub smtp: Option<SocketAddr>,
+    /// Override the idle timeouts (minutes), e.g. to try the inactivity warning quickly.
+    pub patient_idle_minutes: Option<u32>,
+    pub staff_idle_minutes: Option<u32>,
+}
+
 /// Opens (creating and seeding if new) the demo database in `data_dir` and starts the server.
 pub async fn start_demo(
     data_dir: &Path,
     listen: SocketAddr,
     http_redirect: Option<SocketAddr>,
 ) -> anyhow::Result<Server> {
+    start_demo_with(data_dir, listen, http_redirect, DemoOptions::default()).await
+}
+
+/// [`start_demo`] with [`DemoOptions`].
+pub async fn start_demo_with(
+    data_dir: &Path,
+    listen: SocketAddr,
+    http_redirect: Option<SocketAddr>,
+    options: DemoOptions,
+) -> anyhow::Result<Server> {
+    let mail = match options.smtp {
+        Some(addr) if addr.ip().is_loopback() => MailTransport::Smtp(repeatrx_app::mail::SmtpSettings {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+            security: repeatrx_app::mail::SmtpSecurity::None,
+            username: None,
+            password: None,
+            from: "RepeatRx demo <demo@repeatrx.example>".into(),
+        }),
+        Some(addr) => bail!("--smtp must be a loopback address (the demo sends mail without TLS); got {addr}"),
+        None => MailTransport::DemoOutbox,
+    };
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("could not create the data folder {}", data_dir.display()))?;
     let db: PathBuf = data_dir.join("repeatrx-demo.db");
@@ -105,7 +138,18 @@ pub async fn start_demo(
     let probe = std::net::TcpListener::bind(listen).with_context(|| format!("could not listen on {listen}"))?;
     let bound = probe.local_addr()?;
     drop(probe);
-    let settings = demo_settings(format!("https://{bound}"));
+    let mut settings = demo_settings(format!("https://{bound}"));
+    for (minutes, slot) in [
+        (options.patient_idle_minutes, &mut settings.sessions.patient_idle),
+        (options.staff_idle_minutes, &mut settings.sessions.staff_idle),
+    ] {
+        if let Some(m) = minutes {
+            if !(1..=120).contains(&m) {
+                bail!("idle timeouts must be between 1 and 120 minutes (got {m})");
+            }
+            *slot = jiff::SignedDuration::from_mins(i64::from(m));
+        }
+    }
     let seeding_app = App::new(store.clone(), clock.clone(), settings.clone());
     repeatrx_app::demo::seed(&seeding_app).await.context("could not create the demo data")?;
     start(ServerOptions {
@@ -115,7 +159,7 @@ pub async fn start_demo(
         tls,
         listen: bound,
         http_redirect,
-        mail: MailTransport::DemoOutbox,
+        mail,
         jobs_every: Duration::from_secs(2),
     })
 }

@@ -2,6 +2,7 @@
 //! as the dashboards; callers authenticate with a bearer token from `POST /api/v1/sessions` (or a
 //! browser session cookie plus the `X-CSRF-Token` header). The OpenAPI document is generated from
 //! the handlers' annotations and served at `/api/v1/openapi.json`.
+pub mod account;
 pub mod admin;
 pub mod patient;
 pub mod pharmacy;
@@ -28,6 +29,7 @@ pub fn routes() -> Router<WebState> {
         .merge(pharmacy::routes())
         .merge(practice::routes())
         .merge(admin::routes())
+        .merge(account::routes())
         .fallback(|| async { json_error(StatusCode::NOT_FOUND, "no such API endpoint".into(), vec![]) })
 }
 
@@ -129,6 +131,7 @@ impl Modify for BearerAuth {
         (path = "/api/v1", api = pharmacy::PharmacyApi),
         (path = "/api/v1", api = practice::PracticeApi),
         (path = "/api/v1", api = admin::AdminApi),
+        (path = "/api/v1", api = account::AccountApi),
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail))
 )]

@@ -129,24 +129,30 @@ struct CodePage {
     flash: Option<String>,
     csrf: String,
     error: Option<String>,
+    demo: bool,
     demo_code: Option<String>,
 }
 
-fn code_form(state: &WebState, s: &repeatrx_app::auth::CurrentSession, error: Option<String>) -> CodePage {
-    CodePage {
+async fn code_form(
+    state: &WebState,
+    s: &repeatrx_app::auth::CurrentSession,
+    error: Option<String>,
+) -> Result<CodePage, crate::error::PageError> {
+    Ok(CodePage {
         nav: None,
         flash: None,
         csrf: s.session.csrf_token.clone(),
         error,
-        demo_code: state.app.settings.demo.then(|| repeatrx_app::demo::demo_code(state.app.clock.now())),
-    }
+        demo: state.app.settings.demo,
+        demo_code: state.app.demo_code_for(s.user.id).await?,
+    })
 }
 
 async fn code_page(State(state): State<WebState>, PendingSignIn(s): PendingSignIn) -> PageResult {
     if s.session.stage == SessionStage::Enrol {
         return Ok(Redirect::to("/sign-in/enrol").into_response());
     }
-    render(&code_form(&state, &s, None))
+    render(&code_form(&state, &s, None).await?)
 }
 
 #[derive(Deserialize)]
@@ -164,8 +170,8 @@ async fn code(
     match state.app.complete_second_factor(&s, &form.code, &client).await {
         Ok(new) => Ok(start(&state, &new)),
         Err(AppError::WrongCode) => {
-            let mut resp =
-                render(&code_form(&state, &s, Some(crate::error::sentence(&AppError::WrongCode.to_string()))))?;
+            let message = crate::error::sentence(&AppError::WrongCode.to_string());
+            let mut resp = render(&code_form(&state, &s, Some(message)).await?)?;
             *resp.status_mut() = StatusCode::UNAUTHORIZED;
             Ok(resp)
         }

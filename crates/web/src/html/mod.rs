@@ -1,11 +1,14 @@
 //! The server-rendered dashboards. One module per audience; each page handler extracts the
 //! session and typed input, calls one `App` method, and renders an askama template.
+pub mod account;
 pub mod admin;
 pub mod auth;
 pub mod demo;
 pub mod patient;
 pub mod pharmacy;
 pub mod practice;
+pub mod recovery;
+pub mod staff;
 
 use crate::error::PageError;
 use crate::WebState;
@@ -24,6 +27,9 @@ pub fn routes() -> Router<WebState> {
         .merge(practice::routes())
         .merge(admin::routes())
         .merge(demo::routes())
+        .merge(account::routes())
+        .merge(recovery::routes())
+        .merge(staff::routes())
 }
 
 /// The header of every signed-in page: who is signed in, their links, and the CSRF token that

@@ -39,6 +39,7 @@ pub fn routes() -> Router<WebState> {
         .route("/pharmacy/patients/{id}", get(patient))
         .route("/pharmacy/patients/{id}/repeat-items", post(add_item))
         .route("/pharmacy/patients/{id}/orders", post(order_for_patient))
+        .route("/pharmacy/patients/{id}/unlock", post(unlock_patient_account))
         .route("/pharmacy/repeat-items/{id}/stop", post(stop_item))
 }
 
@@ -490,6 +491,12 @@ struct PatientPage {
     orders: Vec<OrderRow>,
     can_edit: bool,
     can_order: bool,
+    /// The sign-in protection of the patient's online account (`None`: no online account).
+    account_lock: Option<&'static str>,
+    account_locked: bool,
+    can_lift_lock: bool,
+    lock_problems: Vec<Problem>,
+    lock_reason: String,
 }
 
 /// What a re-shown patient page carries besides the record.
@@ -500,6 +507,8 @@ struct PatientExtras {
     order_problems: Vec<Problem>,
     terms_typed: Option<FormData>,
     terms_problems: Vec<Problem>,
+    lock_problems: Vec<Problem>,
+    lock_reason: String,
 }
 
 async fn patient(
@@ -510,7 +519,7 @@ async fn patient(
 ) -> PageResult {
     let id: PatientId = parse_id(&id, "patient")?;
     let f = FormData::from_query(q);
-    let extras = PatientExtras { flash: notice(&f), ..Default::default() };
+    let extras = PatientExtras { flash: notice(&f).or_else(|| lock_notice(&f)), ..Default::default() };
     patient_page(&state, &s, id, f.get("q"), extras).await
 }
 
@@ -530,7 +539,9 @@ async fn patient_page(
         Some(p) => format!("{} ({}), not on RepeatRx: the pharmacy records its decisions", p.name, p.ods_code),
         None => "Unknown practice".into(),
     };
-    let failed = !extras.order_problems.is_empty() || !extras.terms_problems.is_empty();
+    let lock = state.app.patient_account_lock(&s.actor, id).await?;
+    let failed =
+        !extras.order_problems.is_empty() || !extras.terms_problems.is_empty() || !extras.lock_problems.is_empty();
     let (active, stopped) = split_lines(&lines, &extras.order.items);
     let page = PatientPage {
         nav: Nav::of(s),
@@ -552,6 +563,11 @@ async fn patient_page(
         orders: order_rows(orders),
         can_edit: role_permits(s.actor.role, Action::EditRepeatList),
         can_order: role_permits(s.actor.role, Action::PlaceOrder),
+        account_lock: lock.map(|l| l.label()),
+        account_locked: lock.is_some_and(|l| l.is_locked()),
+        can_lift_lock: role_permits(s.actor.role, Action::LiftIdentityLock),
+        lock_problems: extras.lock_problems,
+        lock_reason: extras.lock_reason,
     };
     render_form(&page, failed)
 }
@@ -615,4 +631,52 @@ async fn stop_item(State(state): State<WebState>, Signed(s): Signed, Path(id): P
     let id: RepeatItemId = parse_id(&id, "repeat item")?;
     let item = state.app.stop_repeat_item(&s.actor, id).await?;
     Ok(see_other(&format!("/pharmacy/patients/{}?notice=stopped", item.patient_id)))
+}
+
+/// The fixed sentence after a patient's account was unlocked (never the query text itself).
+fn lock_notice(q: &FormData) -> Option<String> {
+    (q.get("notice") == "account_unlocked")
+        .then(|| "The patient's online account is unlocked: they can sign in again.".to_string())
+}
+
+/// After checking the patient's identity in person, staff open their locked online account; how
+/// they checked is recorded.
+async fn unlock_patient_account(
+    State(state): State<WebState>,
+    Signed(s): Signed,
+    ClientInfo(client): ClientInfo,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> PageResult {
+    require(&s, OrgKind::Pharmacy)?;
+    let id: PatientId = parse_id(&id, "patient")?;
+    let form = FormData::parse(&body);
+    let reason = form.kept("reason", 500);
+    match state.app.lift_identity_lock(&s.actor, id, &reason, &client).await {
+        Ok(()) => Ok(see_other(&format!("/pharmacy/patients/{id}?notice=account_unlocked"))),
+        Err(e) if is_form_error(&e) => {
+            let extras = PatientExtras {
+                lock_problems: problems_of(&e, LOCK_FIELDS, "lock-"),
+                lock_reason: reason,
+                ..Default::default()
+            };
+            patient_page(&state, &s, id, "", extras).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+const LOCK_FIELDS: &[(&str, &str)] = &[("reason", "Reason")];
+
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+
+    #[test]
+    fn the_unlock_notice_is_a_fixed_sentence() {
+        let n = |q: &str| lock_notice(&FormData::from_query(Some(q.into())));
+        assert!(n("notice=account_unlocked").is_some_and(|t| t.contains("unlocked")));
+        assert_eq!(n("notice=%3Cscript%3E"), None);
+        assert_eq!(n(""), None);
+    }
 }

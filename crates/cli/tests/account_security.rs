@@ -1,0 +1,326 @@
+//! Account security through the real server over HTTPS, by HTML form and by JSON API alike:
+//! lockout, the second factor on every staff route, a new session id after the second factor,
+//! identical answers for existing and unknown accounts, and the emailed links.
+mod common;
+
+use common::{TestApp, API};
+use reqwest::header::{COOKIE, SET_COOKIE};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const PATIENT: &str = "patient@demo.example";
+const PHARMACIST: &str = "pharmacist@demo.example";
+const PASSWORD: &str = repeatrx_app::demo::DEMO_PASSWORD;
+
+/// A form post without a session; returns status, the session cookie it set (if any), Location
+/// and body.
+async fn post_form(app: &TestApp, path: &str, cookie: Option<&str>, form: &[(&str, &str)]) -> Answer {
+    let mut req = app.client.post(app.url(path)).form(form);
+    if let Some(c) = cookie {
+        req = req.header(COOKIE, c);
+    }
+    Answer::read(req.send().await.expect("request sent")).await
+}
+
+async fn get_page(app: &TestApp, path: &str, cookie: Option<&str>) -> Answer {
+    let mut req = app.client.get(app.url(path));
+    if let Some(c) = cookie {
+        req = req.header(COOKIE, c);
+    }
+    Answer::read(req.send().await.expect("request sent")).await
+}
+
+struct Answer {
+    status: StatusCode,
+    cookie: Option<String>,
+    location: Option<String>,
+    body: String,
+}
+
+impl Answer {
+    async fn read(resp: reqwest::Response) -> Answer {
+        let status = resp.status();
+        let cookie = resp
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("__Host-rrx_session=") && !v.contains("Max-Age=0"))
+            .and_then(|v| v.split(';').next())
+            .map(str::to_string);
+        let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let body = resp.text().await.unwrap_or_default();
+        Answer { status, cookie, location, body }
+    }
+}
+
+/// The value of the hidden `_csrf` field on a page.
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"_csrf\" value=\"").expect("a CSRF field") + "name=\"_csrf\" value=\"".len();
+    html[at..].chars().take_while(|c| *c != '"').collect()
+}
+
+fn sign_in_form<'a>(email: &'a str, password: &'a str) -> [(&'static str, &'a str); 2] {
+    [("email", email), ("password", password)]
+}
+
+#[tokio::test]
+async fn the_seventh_attempt_is_refused_by_form_and_by_api_alike() {
+    let app = TestApp::spawn().await;
+    let wrong = post_form(&app, "/sign-in", None, &sign_in_form(PATIENT, "not the password")).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    for _ in 0..2 {
+        post_form(&app, "/sign-in", None, &sign_in_form(PATIENT, "not the password")).await;
+    }
+    for _ in 0..3 {
+        app.post_json_anon(&format!("{API}/sessions"), &json!({"email": PATIENT, "password": "nope nope nope"}))
+            .await
+            .expect_error(StatusCode::UNAUTHORIZED);
+    }
+    // Six failures, mixed between the form and the API: the right password is now refused by both,
+    // with the same answer as a wrong one, and the page points to the unlock procedure.
+    let html = post_form(&app, "/sign-in", None, &sign_in_form(PATIENT, PASSWORD)).await;
+    assert_eq!(html.status, StatusCode::UNAUTHORIZED);
+    assert!(html.cookie.is_none());
+    assert!(html.body.contains("href=\"/unlock\""), "a link to the unlock procedure");
+    assert_eq!(strip_email(&html.body), strip_email(&wrong.body), "same page as a wrong password");
+    let api = app
+        .post_json_anon(&format!("{API}/sessions"), &json!({"email": PATIENT, "password": PASSWORD}))
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED);
+    let unknown = app
+        .post_json_anon(&format!("{API}/sessions"), &json!({"email": "nobody@demo.example", "password": PASSWORD}))
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED);
+    assert_eq!(api, unknown);
+}
+
+fn strip_email(html: &str) -> String {
+    html.replace(PATIENT, "")
+}
+
+#[tokio::test]
+async fn staff_reach_no_dashboard_page_and_no_api_route_without_the_second_factor() {
+    let app = TestApp::spawn().await;
+    // API: the half-way token reaches nothing but the sign-in steps.
+    let half = app
+        .post_json_anon(&format!("{API}/sessions"), &json!({"email": PHARMACIST, "password": PASSWORD}))
+        .await
+        .expect(StatusCode::CREATED);
+    assert_eq!(half["stage"], "second_factor");
+    let token = half["token"].as_str().expect("token");
+    let doc = app.get_anon(&format!("{API}/openapi.json")).await.expect(StatusCode::OK);
+    let some_id = uuid::Uuid::new_v4().to_string();
+    let mut probed = 0;
+    for (path, ops) in doc["paths"].as_object().expect("paths") {
+        let path = path.strip_prefix(API).expect("every documented path is under /api/v1");
+        if path.starts_with("/sessions") || path == "/openapi.json" || path == "/password-strength" {
+            continue;
+        }
+        let concrete = path
+            .split('/')
+            .map(|seg| if seg.starts_with('{') { some_id.as_str() } else { seg })
+            .collect::<Vec<_>>()
+            .join("/");
+        for method in ops.as_object().expect("operations").keys() {
+            let url = app.url(&format!("{API}{concrete}"));
+            let req = match method.as_str() {
+                "get" => app.client.get(&url),
+                "post" => app.client.post(&url).json(&json!({})),
+                "put" => app.client.put(&url).json(&json!({})),
+                "delete" => app.client.delete(&url),
+                other => panic!("unexpected method {other}"),
+            };
+            let status = req.bearer_auth(token).send().await.expect("sent").status();
+            if matches!(path, "/password-resets" | "/unlock-requests") {
+                continue; // open to anyone, signed in or not
+            }
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} must need the second factor");
+            probed += 1;
+        }
+    }
+    assert!(probed >= 20, "every API route was probed ({probed})");
+
+    // HTML: the half-way cookie session is sent back to sign in from every dashboard page.
+    let started = post_form(&app, "/sign-in", None, &sign_in_form(PHARMACIST, PASSWORD)).await;
+    assert_eq!(started.location.as_deref(), Some("/sign-in/code"));
+    let cookie = started.cookie.expect("a half-way session");
+    for page in ["/pharmacy", "/pharmacy/patients", "/practice", "/admin", "/patient", "/account", "/pharmacy/staff"] {
+        let r = get_page(&app, page, Some(&cookie)).await;
+        assert_eq!(r.location.as_deref(), Some("/sign-in"), "{page} needs the second factor ({})", r.status);
+    }
+
+    // The code page finishes sign-in with a new session id; the old one stops working.
+    let code_page = get_page(&app, "/sign-in/code", Some(&cookie)).await;
+    assert_eq!(code_page.status, StatusCode::OK);
+    let csrf = csrf_of(&code_page.body);
+    let wrong = post_form(&app, "/sign-in/code", Some(&cookie), &[("_csrf", &csrf), ("code", "000000")]).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let code = app.next_code(PHARMACIST, &app.secret_of(PHARMACIST)).await;
+    let done = post_form(&app, "/sign-in/code", Some(&cookie), &[("_csrf", &csrf), ("code", &code)]).await;
+    assert_eq!(done.location.as_deref(), Some("/pharmacy"));
+    let full = done.cookie.expect("a new session cookie");
+    assert_ne!(full, cookie, "a new session id after the second factor");
+    assert_eq!(get_page(&app, "/pharmacy", Some(&full)).await.status, StatusCode::OK);
+    assert_eq!(get_page(&app, "/pharmacy", Some(&cookie)).await.location.as_deref(), Some("/sign-in"));
+
+    // The same code again is refused (a code works once).
+    let again = post_form(&app, "/sign-in", None, &sign_in_form(PHARMACIST, PASSWORD)).await;
+    let again_cookie = again.cookie.expect("a half-way session");
+    let page = get_page(&app, "/sign-in/code", Some(&again_cookie)).await;
+    let replay =
+        post_form(&app, "/sign-in/code", Some(&again_cookie), &[("_csrf", &csrf_of(&page.body)), ("code", &code)])
+            .await;
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED, "a replayed code is refused");
+}
+
+/// Median time of `n` runs of `f`.
+async fn median<F, Fut>(n: usize, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        f().await;
+        times.push(start.elapsed());
+    }
+    times.sort();
+    times[n / 2]
+}
+
+#[tokio::test]
+async fn existing_and_unknown_accounts_get_the_same_answer_in_similar_time() {
+    let app = TestApp::spawn().await;
+    let sessions = format!("{API}/sessions");
+    let body = |email: &str| json!({"email": email, "password": "wrong but long enough"});
+    let known = app.post_json_anon(&sessions, &body(PATIENT)).await;
+    let unknown = app.post_json_anon(&sessions, &body("nobody@demo.example")).await;
+    assert_eq!((known.status, &known.body), (unknown.status, &unknown.body));
+    // Two more failures each, timed (below the lockout: 1 + 2 = 3 for the real account).
+    let t_known =
+        median(3, || async { drop(app.post_json_anon(&sessions, &body("manager@demo.example")).await) }).await;
+    let t_unknown =
+        median(3, || async { drop(app.post_json_anon(&sessions, &body("ghost@demo.example")).await) }).await;
+    let (slow, fast) = if t_known > t_unknown { (t_known, t_unknown) } else { (t_unknown, t_known) };
+    assert!(
+        slow.saturating_sub(fast) < Duration::from_millis(250) || slow.as_secs_f64() < fast.as_secs_f64() * 1.5,
+        "sign-in refusals take similar time: known {t_known:?}, unknown {t_unknown:?}"
+    );
+
+    for (path, key) in [("/password-resets", "email"), ("/unlock-requests", "email")] {
+        let url = format!("{API}{path}");
+        let a = app.post_json_anon(&url, &json!({key: PATIENT})).await;
+        let b = app.post_json_anon(&url, &json!({key: "nobody@demo.example"})).await;
+        assert_eq!(a.status, StatusCode::ACCEPTED, "{path}: {}", a.body);
+        assert_eq!((a.status, &a.body), (b.status, &b.body), "{path} answers the same");
+        let t_a = median(3, || async { drop(app.post_json_anon(&url, &json!({key: PATIENT})).await) }).await;
+        let t_b =
+            median(3, || async { drop(app.post_json_anon(&url, &json!({key: "nobody@demo.example"})).await) }).await;
+        let (slow, fast) = if t_a > t_b { (t_a, t_b) } else { (t_b, t_a) };
+        assert!(slow.saturating_sub(fast) < Duration::from_millis(100), "{path}: {t_a:?} vs {t_b:?}");
+    }
+    for path in ["/forgot-password", "/unlock"] {
+        let a = post_form(&app, path, None, &[("email", PATIENT)]).await;
+        let b = post_form(&app, path, None, &[("email", "nobody@demo.example")]).await;
+        assert_eq!(a.status, StatusCode::OK, "{path}");
+        assert_eq!((a.status, a.body.replace(PATIENT, "")), (b.status, b.body.replace("nobody@demo.example", "")));
+    }
+}
+
+/// Waits for the background job that answers a request to queue its email.
+async fn wait_for_email(app: &TestApp, to: &str, subject: &str) -> repeatrx_store::OutgoingEmail {
+    for _ in 0..100 {
+        let found = app
+            .server
+            .app
+            .store
+            .recent_emails(200)
+            .await
+            .expect("outbox")
+            .into_iter()
+            .find(|e| e.to.as_str() == to && e.subject.contains(subject));
+        if let Some(e) = found {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no email '{subject}' to {to}")
+}
+
+fn link_path(email: &repeatrx_store::OutgoingEmail, path: &str) -> String {
+    let marker = format!("/{path}/");
+    let at = email.body.find(&marker).expect("a link");
+    email.body[at..].chars().take_while(|c| !c.is_whitespace()).collect()
+}
+
+#[tokio::test]
+async fn locked_patient_unlocks_by_form_with_the_emailed_link_and_reset_ends_sessions() {
+    let app = TestApp::spawn().await;
+    let other_session = app.sign_in(PATIENT).await;
+    let me = app.get(&format!("{API}/me"), &other_session).await.expect(StatusCode::OK);
+    let patient = app.get(&format!("{API}/patients/{}", me["patient_id"].as_str().expect("id")), &other_session).await;
+    let dob = patient.body["date_of_birth"].as_str().expect("a date of birth").to_string();
+    for _ in 0..6 {
+        post_form(&app, "/sign-in", None, &sign_in_form(PATIENT, "not the password")).await;
+    }
+    assert_eq!(
+        post_form(&app, "/sign-in", None, &sign_in_form(PATIENT, PASSWORD)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    post_form(&app, "/unlock", None, &[("email", PATIENT)]).await;
+    let email = wait_for_email(&app, PATIENT, "Unlock").await;
+    let path = link_path(&email, "unlock");
+    let form = get_page(&app, &path, None).await;
+    assert_eq!(form.status, StatusCode::OK);
+    let wrong = post_form(&app, &path, None, &[("date_of_birth", "1901-01-01")]).await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(wrong.body.contains("3"), "tries left are given");
+    app.get(&format!("{API}/me"), &other_session).await.expect_error(StatusCode::UNAUTHORIZED);
+    let right = post_form(&app, &path, None, &[("date_of_birth", &dob)]).await;
+    assert_eq!(right.status, StatusCode::OK, "{}", right.body);
+    assert_eq!(get_page(&app, &path, None).await.status, StatusCode::GONE, "the link works once");
+    let back = post_form(&app, "/sign-in", None, &sign_in_form(PATIENT, PASSWORD)).await;
+    assert_eq!(back.location.as_deref(), Some("/patient"));
+
+    // Reset by email: the link sets a new password and ends every other session.
+    let other_session = app.sign_in(PATIENT).await;
+    post_form(&app, "/forgot-password", None, &[("email", PATIENT)]).await;
+    let reset = wait_for_email(&app, PATIENT, "Reset your").await;
+    let path = link_path(&reset, "reset-password");
+    assert_eq!(get_page(&app, &path, None).await.status, StatusCode::OK);
+    let new_password = "a completely new passphrase";
+    let done = post_form(&app, &path, None, &[("password", new_password), ("confirm", new_password)]).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    app.get(&format!("{API}/me"), &other_session).await.expect_error(StatusCode::UNAUTHORIZED);
+    let reused =
+        post_form(&app, &path, None, &[("password", "yet another passphrase"), ("confirm", "yet another passphrase")])
+            .await;
+    assert_eq!(reused.status, StatusCode::GONE);
+    app.sign_in_with(PATIENT, new_password).await;
+}
+
+#[tokio::test]
+async fn the_account_api_lists_sessions_and_signs_out_everywhere() {
+    let app = TestApp::spawn().await;
+    let a = app.sign_in(PATIENT).await;
+    let b = app.sign_in(PATIENT).await;
+    let listed: Value = app.get(&format!("{API}/account/sessions"), &a).await.expect(StatusCode::OK);
+    let rows = listed.as_array().expect("a list");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows.iter().filter(|r| r["current"] == json!(true)).count(), 1);
+    let events = app.get(&format!("{API}/account/events"), &a).await.expect(StatusCode::OK);
+    assert!(events.as_array().expect("a list").iter().any(|e| e["kind"] == "signed_in"));
+    let ended = app
+        .client
+        .delete(app.url(&format!("{API}/account/sessions?keep_current=true")))
+        .bearer_auth(&a)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(ended.status(), StatusCode::OK);
+    app.get(&format!("{API}/me"), &b).await.expect_error(StatusCode::UNAUTHORIZED);
+    app.get(&format!("{API}/me"), &a).await.expect(StatusCode::OK);
+}
