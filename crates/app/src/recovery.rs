@@ -15,8 +15,8 @@ use repeatrx_domain::access::{Action, Actor, Scope};
 use repeatrx_domain::ids::{PatientId, UserId};
 use repeatrx_domain::patient::DateOfBirth;
 use repeatrx_domain::security::{
-    self, LockState, SecurityEventKind, Unlocker, EMAIL_CHANGE_LINK_LIFETIME, MAX_DOB_FAILURES, RESET_LINK_LIFETIME,
-    UNLOCK_LINK_LIFETIME,
+    self, LockState, SecurityEventKind, Unlocker, EMAIL_CHANGE_LINK_LIFETIME, LINK_RESEND_INTERVAL, MAX_DOB_FAILURES,
+    RESET_LINK_LIFETIME, UNLOCK_LINK_LIFETIME,
 };
 use repeatrx_domain::text::Email;
 use repeatrx_store::{
@@ -99,6 +99,12 @@ impl App {
         }
     }
 
+    /// Whether a link of this kind went to the account less than [`LINK_RESEND_INTERVAL`] ago.
+    async fn sent_lately(&self, user: &UserAccount, purpose: TokenPurpose) -> AppResult<bool> {
+        let last = self.store.latest_account_token_at(user.id, purpose).await?;
+        Ok(last.is_some_and(|at| self.clock.now().duration_since(at) < LINK_RESEND_INTERVAL))
+    }
+
     async fn user_by_address(&self, email: &str) -> AppResult<Option<UserAccount>> {
         match Email::parse(email) {
             Ok(e) => Ok(self.store.user_by_email(&e).await?),
@@ -116,8 +122,16 @@ impl App {
         if !sec.lock_state.is_locked() || !user.active {
             return Ok(());
         }
-        self.record_event(self.security_event(SecurityEventKind::UnlockRequested, Some(user.id), client)).await?;
+        // Whatever the email says, at most one per interval: nobody can flood a mailbox.
         let now = self.clock.now();
+        let recent = self.store.security_events_of_user(user.id, 20).await?;
+        if recent
+            .iter()
+            .any(|e| e.kind == SecurityEventKind::UnlockRequested && now.duration_since(e.at) < LINK_RESEND_INTERVAL)
+        {
+            return Ok(());
+        }
+        self.record_event(self.security_event(SecurityEventKind::UnlockRequested, Some(user.id), client)).await?;
         let greeting = format!("Dear {},", user.display_name);
         match (security::unlocker_of(user.role), sec.lock_state) {
             (Unlocker::PatientByDateOfBirth, LockState::Locked) => {
@@ -376,7 +390,7 @@ impl App {
     /// "Forgot password": emails a reset link if the address has an account; nothing otherwise.
     pub async fn request_password_reset(&self, email: &str, client: &Client) -> AppResult<()> {
         let Some(user) = self.user_by_address(email).await? else { return Ok(()) };
-        if !user.active {
+        if !user.active || self.sent_lately(&user, TokenPurpose::PasswordReset).await? {
             return Ok(());
         }
         let now = self.clock.now();

@@ -374,8 +374,11 @@ async fn reset_links_work_once_for_30_minutes_and_end_every_session() {
         .is_ok());
     assert!(email_to(&h, PATIENT, "password was changed").await.is_some());
 
+    h.clock.advance(SignedDuration::from_mins(2));
     h.app.request_password_reset(PATIENT, &client()).await.unwrap();
     let late = link_token(&email_to(&h, PATIENT, "Reset your").await.unwrap(), "reset-password");
+    assert_ne!(late, token, "a new link");
+    h.app.check_reset_link(&late).await.unwrap();
     h.clock.advance(SignedDuration::from_mins(30));
     assert!(matches!(
         h.app.reset_password(&late, "yet another passphrase", &client()).await,
@@ -383,6 +386,31 @@ async fn reset_links_work_once_for_30_minutes_and_end_every_session() {
     ));
     let kinds = events(&h, PATIENT).await;
     assert!(kinds.contains(&SecurityEventKind::ResetRequested) && kinds.contains(&SecurityEventKind::PasswordReset));
+}
+
+#[tokio::test]
+async fn asking_again_within_a_minute_sends_no_second_email() {
+    let h = harness().await;
+    let count = |subject: &'static str| {
+        let store = h.app.store.clone();
+        async move {
+            let all = store.recent_emails(500).await.unwrap();
+            all.iter().filter(|e| e.to.as_str() == PATIENT && e.subject.contains(subject)).count()
+        }
+    };
+    for _ in 0..5 {
+        h.app.request_password_reset(PATIENT, &client()).await.unwrap();
+    }
+    assert_eq!(count("Reset your").await, 1, "one reset email per minute");
+    fail_times(&h, PATIENT, 6).await;
+    for _ in 0..5 {
+        h.app.request_unlock(PATIENT, &client()).await.unwrap();
+    }
+    assert_eq!(count("Unlock").await, 1, "one unlock email per minute");
+    h.clock.advance(SignedDuration::from_secs(61));
+    h.app.request_password_reset(PATIENT, &client()).await.unwrap();
+    h.app.request_unlock(PATIENT, &client()).await.unwrap();
+    assert_eq!((count("Reset your").await, count("Unlock").await), (2, 2));
 }
 
 #[tokio::test]

@@ -324,3 +324,104 @@ async fn the_account_api_lists_sessions_and_signs_out_everywhere() {
     app.get(&format!("{API}/me"), &b).await.expect_error(StatusCode::UNAUTHORIZED);
     app.get(&format!("{API}/me"), &a).await.expect(StatusCode::OK);
 }
+
+/// Signs in through the forms (password, then the code page) and returns the session cookie.
+async fn browser_sign_in(app: &TestApp, email: &str) -> String {
+    let started = post_form(app, "/sign-in", None, &sign_in_form(email, PASSWORD)).await;
+    let cookie = started.cookie.expect("a session cookie");
+    if started.location.as_deref() != Some("/sign-in/code") {
+        return cookie;
+    }
+    let page = get_page(app, "/sign-in/code", Some(&cookie)).await;
+    let code = app.next_code(email, &app.secret_of(email)).await;
+    let done =
+        post_form(app, "/sign-in/code", Some(&cookie), &[("_csrf", &csrf_of(&page.body)), ("code", &code)]).await;
+    done.cookie.expect("a full session cookie")
+}
+
+#[tokio::test]
+async fn a_manager_unlocks_staff_and_the_pharmacy_lifts_an_identity_lock_by_form() {
+    let app = TestApp::spawn().await;
+    let pharmacist = app
+        .server
+        .app
+        .store
+        .user_by_email(&repeatrx_domain::text::Email::parse(PHARMACIST).expect("email"))
+        .await
+        .expect("db")
+        .expect("user");
+    for _ in 0..6 {
+        post_form(&app, "/sign-in", None, &sign_in_form(PHARMACIST, "not the password")).await;
+    }
+    let manager = browser_sign_in(&app, "manager@demo.example").await;
+    let page = get_page(&app, "/pharmacy/staff", Some(&manager)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let action = format!("/pharmacy/staff/accounts/{}/unlock", pharmacist.id);
+    assert!(page.body.contains(&action), "a locked pharmacist has an unlock form");
+    let csrf = csrf_of(&page.body);
+    let no_reason = post_form(&app, &action, Some(&manager), &[("_csrf", &csrf), ("reason", "")]).await;
+    assert_eq!(no_reason.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let done =
+        post_form(&app, &action, Some(&manager), &[("_csrf", &csrf), ("reason", "spoke to Dev in person")]).await;
+    assert!(done.status.is_redirection(), "{} {}", done.status, done.body);
+    browser_sign_in(&app, PHARMACIST).await;
+
+    // A pharmacist cannot see the staff page; another pharmacy's manager cannot unlock Riverside's staff.
+    let pharmacist_cookie = browser_sign_in(&app, PHARMACIST).await;
+    assert_eq!(get_page(&app, "/pharmacy/staff", Some(&pharmacist_cookie)).await.status, StatusCode::FORBIDDEN);
+    let hilltop = browser_sign_in(&app, "hilltop.manager@demo.example").await;
+    let hilltop_page = get_page(&app, "/pharmacy/staff", Some(&hilltop)).await;
+    assert!(!hilltop_page.body.contains(&pharmacist.id.to_string()), "only their own staff are listed");
+    let probe = post_form(
+        &app,
+        &action,
+        Some(&hilltop),
+        &[("_csrf", &csrf_of(&hilltop_page.body)), ("reason", "trying it on")],
+    )
+    .await;
+    assert_eq!(probe.status, StatusCode::NOT_FOUND);
+
+    // The patient locks themselves out for good with four wrong dates of birth.
+    let patient_session = app.sign_in(PATIENT).await;
+    let me = app.get(&format!("{API}/me"), &patient_session).await.expect(StatusCode::OK);
+    let patient_id = me["patient_id"].as_str().expect("id").to_string();
+    for _ in 0..6 {
+        post_form(&app, "/sign-in", None, &sign_in_form(PATIENT, "not the password")).await;
+    }
+    post_form(&app, "/unlock", None, &[("email", PATIENT)]).await;
+    let path = link_path(&wait_for_email(&app, PATIENT, "Unlock").await, "unlock");
+    for _ in 0..3 {
+        assert_eq!(
+            post_form(&app, &path, None, &[("date_of_birth", "01/01/1901")]).await.status,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+    }
+    assert_eq!(post_form(&app, &path, None, &[("date_of_birth", "01/01/1901")]).await.status, StatusCode::FORBIDDEN);
+
+    // The pharmacist sees it on the patient's page and lifts it, saying how identity was checked.
+    let patient_page = format!("/pharmacy/patients/{patient_id}");
+    let page = get_page(&app, &patient_page, Some(&pharmacist_cookie)).await;
+    assert!(page.body.contains("Unlock after checking identity"), "the lift form is shown");
+    let lift = format!("{patient_page}/unlock");
+    let csrf = csrf_of(&page.body);
+    assert_eq!(
+        post_form(&app, &lift, Some(&pharmacist_cookie), &[("_csrf", &csrf), ("reason", "")]).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let other =
+        post_form(&app, &lift, Some(&hilltop), &[("_csrf", &csrf_of(&hilltop_page.body)), ("reason", "photo ID")])
+            .await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND, "another pharmacy cannot");
+    let done = post_form(
+        &app,
+        &lift,
+        Some(&pharmacist_cookie),
+        &[("_csrf", &csrf), ("reason", "photo ID seen at the counter")],
+    )
+    .await;
+    assert!(done.status.is_redirection(), "{} {}", done.status, done.body);
+    assert_eq!(
+        post_form(&app, "/sign-in", None, &sign_in_form(PATIENT, PASSWORD)).await.location.as_deref(),
+        Some("/patient")
+    );
+}

@@ -15,6 +15,9 @@ pub const UNLOCK_LINK_LIFETIME: SignedDuration = SignedDuration::from_mins(30);
 pub const RESET_LINK_LIFETIME: SignedDuration = SignedDuration::from_mins(30);
 /// How long the links that confirm an email change work.
 pub const EMAIL_CHANGE_LINK_LIFETIME: SignedDuration = SignedDuration::from_hours(24);
+/// The shortest time between two emailed links of one kind to one account: asking again sooner
+/// sends nothing (the answer is the same), so nobody can flood a mailbox.
+pub const LINK_RESEND_INTERVAL: SignedDuration = SignedDuration::from_mins(1);
 /// How long a half-finished sign-in (password given, second factor not yet) may wait.
 pub const SECOND_FACTOR_WINDOW: SignedDuration = SignedDuration::from_mins(10);
 /// Recovery codes issued at TOTP enrolment.

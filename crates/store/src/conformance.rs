@@ -1191,10 +1191,15 @@ pub async fn account_tokens_are_single_use(store: &dyn Store) {
         expires_at,
         used_at: None,
     };
+    assert_eq!(store.latest_account_token_at(user, TokenPurpose::PasswordReset).await.unwrap(), None);
     let reset = token(TokenPurpose::PasswordReset, t + secs(1800), None);
     let email = OutgoingEmail::new(ph.manager.email.clone(), "Reset your password", "link", t);
     store.insert_account_token(&reset, std::slice::from_ref(&email)).await.unwrap();
     assert_eq!(store.account_token(&reset.token_hash).await.unwrap(), Some(reset.clone()));
+    let newer = AccountToken { created_at: t + secs(5), ..token(TokenPurpose::PasswordReset, t + secs(1800), None) };
+    store.insert_account_token(&newer, &[]).await.unwrap();
+    assert_eq!(store.latest_account_token_at(user, TokenPurpose::PasswordReset).await.unwrap(), Some(t + secs(5)));
+    assert_eq!(store.latest_account_token_at(user, TokenPurpose::Unlock).await.unwrap(), None);
     assert!(store.recent_emails(50).await.unwrap().iter().any(|e| e.id == email.id), "the email goes with it");
 
     assert!(store.use_account_token(&reset.token_hash, t + secs(10)).await.unwrap());

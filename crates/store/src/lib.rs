@@ -113,6 +113,8 @@ pub trait Store: Send + Sync + 'static {
     async fn use_account_token(&self, token_hash: &str, now: Timestamp) -> StoreResult<bool>;
     /// Every link sharing a grouping (the two confirmations of an email change).
     async fn grouped_tokens(&self, grouping: &str) -> StoreResult<Vec<AccountToken>>;
+    /// When the newest link of this purpose was issued to the account, if ever.
+    async fn latest_account_token_at(&self, user: UserId, purpose: TokenPurpose) -> StoreResult<Option<Timestamp>>;
     /// Marks every unused link of this purpose for the account used (superseded).
     async fn void_account_tokens(&self, user: UserId, purpose: TokenPurpose, now: Timestamp) -> StoreResult<u64>;
     /// Counts a failed sign-in from `address` in the bucket starting at `bucket` (unix minutes),

@@ -1145,6 +1145,17 @@ impl Store for SqliteStore {
         rows.iter().map(token_from).collect()
     }
 
+    async fn latest_account_token_at(&self, user: UserId, purpose: TokenPurpose) -> StoreResult<Option<Timestamp>> {
+        let at: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(created_at) FROM account_tokens WHERE user_id = $1 AND purpose = $2")
+                .bind(user.to_string())
+                .bind(purpose.as_str())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(map_err)?;
+        at.map(|v| Timestamp::from_microsecond(v).map_err(|e| corrupt("created_at", e))).transpose()
+    }
+
     async fn void_account_tokens(&self, user: UserId, purpose: TokenPurpose, now: Timestamp) -> StoreResult<u64> {
         let done = sqlx::query(
             "UPDATE account_tokens SET used_at = $3 WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL",
