@@ -143,6 +143,9 @@ pub struct CurrentSession {
     pub session: SessionRecord,
     /// The idle timeout that applies to this account.
     pub idle: SignedDuration,
+    /// How long until this session ends if nothing else happens (idle timeout or absolute
+    /// lifetime, whichever is sooner), as of this request.
+    pub ends_in: SignedDuration,
 }
 
 impl CurrentSession {
@@ -599,11 +602,14 @@ impl App {
             return Err(AppError::Unauthenticated);
         }
         // Touch at most once a minute: idle timeouts need no finer grain, and it spares writes.
+        let mut session = session;
         if now.duration_since(session.last_seen_at) > SignedDuration::from_mins(1) {
             self.store.touch_session(&hash, now).await?;
+            session.last_seen_at = now;
         }
+        let ends_in = (session.last_seen_at + idle).min(session.expires_at).duration_since(now);
         let actor = self.actor_of(&user).await?;
-        Ok(CurrentSession { actor, user, session, idle })
+        Ok(CurrentSession { actor, user, session, idle, ends_in })
     }
 
     /// "Stay signed in": restarts the idle timer now (the absolute lifetime still applies).

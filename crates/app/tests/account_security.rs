@@ -488,6 +488,26 @@ async fn sessions_are_listed_and_signed_out_everywhere() {
 }
 
 #[tokio::test]
+async fn a_session_knows_how_long_it_has_left() {
+    let h = harness().await;
+    let new = h.app.sign_in(PATIENT, password(), SessionKind::Browser, &client()).await.unwrap();
+    assert_eq!(current(&h, &new).await.ends_in, SignedDuration::from_mins(30));
+    // Activity is noted at most once a minute, so 40 seconds later 29m20s are left...
+    h.clock.advance(SignedDuration::from_secs(40));
+    assert_eq!(current(&h, &new).await.ends_in, SignedDuration::from_secs(29 * 60 + 20));
+    // ...and after more than a minute the use is noted and a full period is left again.
+    h.clock.advance(SignedDuration::from_secs(30));
+    assert_eq!(current(&h, &new).await.ends_in, SignedDuration::from_mins(30));
+    // Near the absolute lifetime, that is what is left.
+    for _ in 0..28 {
+        h.clock.advance(SignedDuration::from_mins(25));
+        current(&h, &new).await;
+    }
+    let s = current(&h, &new).await;
+    assert!(s.ends_in < SignedDuration::from_mins(30) && s.ends_in > SignedDuration::ZERO, "{:?}", s.ends_in);
+}
+
+#[tokio::test]
 async fn half_finished_sign_ins_expire_after_ten_minutes_and_reach_nothing() {
     let h = harness().await;
     let new = h.app.sign_in(PHARMACIST, password(), SessionKind::Browser, &client()).await.unwrap();

@@ -32,6 +32,11 @@ function rrxHeaders(el, extra) {
   if (!meta || !box) { return; }
   var idle = parseInt(meta.content, 10);
   if (!(idle > 0)) { return; }
+  // What is left of the session as this page was made: the server notes activity at most once a
+  // minute, so this can be a little less than a full idle period.
+  var leftMeta = document.querySelector('meta[name="rrx-session-left-seconds"]');
+  var leftAtLoad = leftMeta ? parseInt(leftMeta.content, 10) : idle;
+  if (!(leftAtLoad >= 0) || leftAtLoad > idle) { leftAtLoad = idle; }
   var left = document.getElementById('idle-left');
   var stay = document.getElementById('idle-stay');
   var intro = document.getElementById('idle-p');
@@ -110,8 +115,8 @@ function rrxHeaders(el, extra) {
   }
 
   var now = Date.now();
-  share(now);
-  restart(now);
+  share(now - (idle - leftAtLoad) * 1000);
+  restart(now - (idle - leftAtLoad) * 1000);
   ticker = window.setInterval(tick, 1000);
   document.addEventListener('visibilitychange', function () { if (!document.hidden) { tick(); } });
   window.addEventListener('storage', function (e) {

@@ -39,8 +39,10 @@ pub struct Nav {
     pub role: &'static str,
     pub csrf: String,
     pub links: Vec<(&'static str, &'static str)>,
-    /// Seconds without activity before the session ends (the page warns before then).
+    /// The idle timeout in seconds (how long each use keeps the session open).
     pub idle_secs: i64,
+    /// Seconds until the session ends unless it is used again (the page warns before then).
+    pub left_secs: i64,
 }
 
 impl Nav {
@@ -66,6 +68,7 @@ impl Nav {
             csrf: s.session.csrf_token.clone(),
             links,
             idle_secs: s.idle.as_secs(),
+            left_secs: s.ends_in.as_secs().max(0),
         })
     }
 }

@@ -25,7 +25,7 @@ pub fn routes() -> Router<WebState> {
         .route("/practice/staff", get(practice_list))
         .route("/practice/staff/accounts/{id}/unlock", post(practice_unlock))
         .route("/admin/accounts", get(platform_list))
-        .route("/admin/accounts/accounts/{id}/unlock", post(platform_unlock))
+        .route("/admin/accounts/{id}/unlock", post(platform_unlock))
 }
 
 async fn pharmacy_list(State(state): State<WebState>, Signed(s): Signed, RawQuery(q): RawQuery) -> PageResult {
@@ -121,7 +121,10 @@ impl Area {
     }
 
     fn unlock_path(self, id: UserId) -> String {
-        format!("{}/accounts/{id}/unlock", self.base())
+        match self {
+            Area::Platform => format!("/admin/accounts/{id}/unlock"),
+            _ => format!("{}/accounts/{id}/unlock", self.base()),
+        }
     }
 }
 
@@ -245,7 +248,7 @@ mod tests {
         let id = UserId::new();
         assert_eq!(Area::Pharmacy.unlock_path(id), format!("/pharmacy/staff/accounts/{id}/unlock"));
         assert_eq!(Area::Practice.unlock_path(id), format!("/practice/staff/accounts/{id}/unlock"));
-        assert_eq!(Area::Platform.unlock_path(id), format!("/admin/accounts/accounts/{id}/unlock"));
+        assert_eq!(Area::Platform.unlock_path(id), format!("/admin/accounts/{id}/unlock"));
         assert_eq!(Area::Platform.kind(), OrgKind::Platform);
     }
 
