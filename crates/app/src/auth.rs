@@ -230,7 +230,8 @@ impl App {
     /// Records a sign-in event for the audit trail.
     pub async fn record_event(&self, event: SecurityEvent) -> AppResult<()> {
         tracing::info!(kind = event.kind.as_str(), user = ?event.user_id, "security event");
-        Ok(self.store.insert_security_event(&event).await?)
+        self.store.insert_security_event(&event).await?;
+        self.audit_security_event(&event).await
     }
 
     fn event(&self, kind: SecurityEventKind, user: Option<UserId>, client: &Client) -> SecurityEvent {

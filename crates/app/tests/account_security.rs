@@ -533,3 +533,35 @@ async fn events_never_hold_passwords_or_codes() {
         }
     }
 }
+
+#[tokio::test]
+async fn sign_in_events_join_a_verifiable_audit_trail() {
+    let h = harness().await;
+    fail_times(&h, PATIENT, 1).await;
+    h.app.sign_in(PATIENT, password(), SessionKind::Browser, &client()).await.unwrap();
+    fail_times(&h, PHARMACIST, 6).await;
+    let manager = actor(&h.app, "manager@demo.example").await;
+    let pharmacist = user(&h, PHARMACIST).await;
+    h.app.unlock_account(&manager, pharmacist.id, "spoke to them in person", &client()).await.unwrap();
+
+    let entries = h.app.store.audit_entries(0, 1000).await.unwrap();
+    let actions: Vec<&str> = entries.iter().map(|e| e.record.action.as_str()).collect();
+    for expected in ["sign_in.sign_in_failed", "sign_in.signed_in", "sign_in.locked", "sign_in.unlocked_by_manager"] {
+        assert!(actions.contains(&expected), "{expected} in {actions:?}");
+    }
+    let unlock = entries.iter().find(|e| e.record.action == "sign_in.unlocked_by_manager").unwrap();
+    assert_eq!(unlock.record.actor, Some(manager.user_id), "the manager is the actor");
+    assert_eq!(unlock.record.actor_role, Some(repeatrx_domain::access::Role::PharmacyManager));
+    assert!(unlock.record.organisation.starts_with("pharmacy:"));
+    assert!(unlock.record.detail.contains(&pharmacist.id.to_string()) && unlock.record.detail.contains("in person"));
+    let signed_in = entries.iter().find(|e| e.record.action == "sign_in.signed_in").unwrap();
+    assert_eq!((signed_in.record.organisation.as_str(), signed_in.record.address.as_str()), ("patient", "192.0.2.10"));
+    assert!(signed_in.record.patient.is_some(), "a patient's own sign-in names their record");
+
+    let mut seen = 0;
+    let report = h.app.verify_audit(|n| seen = n).await.unwrap();
+    assert_eq!(report.first_broken, None);
+    assert_eq!(report.checked as usize, entries.len());
+    assert_eq!(seen as usize, entries.len());
+    assert_eq!(report.head, entries.last().unwrap().hash);
+}

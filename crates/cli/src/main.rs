@@ -63,6 +63,22 @@ enum Command {
     },
     /// Onboard organisations and operators (platform operators only; no patient data).
     Admin(AdminArgs),
+    /// Check the audit trail.
+    Audit(AuditArgs),
+}
+
+#[derive(Args)]
+struct AuditArgs {
+    #[arg(long, env = "REPEATRX_DATABASE_URL")]
+    database_url: String,
+    #[command(subcommand)]
+    action: AuditAction,
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Check that no entry was changed, removed or reordered; names the first broken entry.
+    Verify,
 }
 
 #[derive(Args)]
@@ -152,6 +168,32 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin(args) => admin(args).await,
+        Command::Audit(args) => audit(args).await,
+    }
+}
+
+async fn audit(args: AuditArgs) -> anyhow::Result<()> {
+    let store = startup::open_store(&args.database_url).await?;
+    let mut settings = startup::demo_settings(String::new());
+    settings.demo = false;
+    let app = App::new(store, Arc::new(SystemClock), settings);
+    match args.action {
+        AuditAction::Verify => {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_message("checking the audit trail");
+            let report = app.verify_audit(|n| bar.set_message(format!("{n} entries checked"))).await?;
+            bar.finish_and_clear();
+            match report.first_broken {
+                None => {
+                    println!("The audit trail is intact: {} entries, last hash {}.", report.checked, report.head);
+                    Ok(())
+                }
+                Some((seq, why)) => anyhow::bail!(
+                    "the audit trail is broken at entry #{seq}: {why}. The {} entries before it are intact.",
+                    report.checked
+                ),
+            }
+        }
     }
 }
 

@@ -22,6 +22,8 @@ fn help_is_available_for_every_command() {
         vec!["serve", "--help"],
         vec!["migrate", "--help"],
         vec!["admin", "--help"],
+        vec!["audit", "--help"],
+        vec!["audit", "verify", "--help"],
     ] {
         let out = repeatrx(&args);
         assert!(out.status.success(), "{args:?}: {}", text(&out));

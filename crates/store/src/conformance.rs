@@ -42,6 +42,7 @@ pub async fn run_all(store: &dyn Store) {
     account_tokens_are_single_use(store).await;
     address_failures_are_counted_per_window(store).await;
     security_events_newest_first(store).await;
+    audit_entries_form_one_chain(store).await;
     patient_and_account_are_inserted_together(store).await;
     patient_update(store).await;
     search_patients_by_name_prefix(store).await;
@@ -1265,4 +1266,40 @@ pub async fn security_events_newest_first(store: &dyn Store) {
         vec![by_other.clone(), second.clone(), first]
     );
     assert_eq!(store.security_events_of_user(ph.manager.id, 1).await.unwrap(), vec![by_other]);
+}
+
+pub async fn audit_entries_form_one_chain(store: &dyn Store) {
+    use repeatrx_domain::audit::{check_link, AuditRecord};
+    let record = |action: String| AuditRecord {
+        at: now(),
+        actor: Some(UserId::new()),
+        actor_role: Some(Role::Pharmacist),
+        organisation: format!("pharmacy:{}", tag()),
+        action,
+        patient: Some(PatientId::new()),
+        address: "192.0.2.5".into(),
+        purpose: Some("checking an order".into()),
+        detail: "conformance".into(),
+    };
+    let first = store.append_audit(&record(format!("conformance.{}", tag()))).await.unwrap();
+    // Concurrent appends still make one chain.
+    let records: Vec<AuditRecord> = (0..4).map(|_| record(format!("conformance.{}", tag()))).collect();
+    let (a, b, c, d) = tokio::join!(
+        store.append_audit(&records[0]),
+        store.append_audit(&records[1]),
+        store.append_audit(&records[2]),
+        store.append_audit(&records[3]),
+    );
+    let mut seqs: Vec<i64> = [a, b, c, d].into_iter().map(|e| e.unwrap().seq).collect();
+    seqs.sort();
+    assert_eq!(seqs, (first.seq + 1..=first.seq + 4).collect::<Vec<_>>(), "numbered without gaps or repeats");
+    let stored = store.audit_entries(first.seq - 1, 10).await.unwrap();
+    assert!(stored.len() >= 5);
+    assert_eq!(stored[0], first, "round-trips exactly");
+    for w in stored.windows(2) {
+        assert_eq!(check_link(Some(&w[0]), &w[1]), Ok(()), "entry {} chains to {}", w[1].seq, w[0].seq);
+    }
+    let all = store.audit_entries(0, 100_000).await.unwrap();
+    assert_eq!(check_link(None, &all[0]), Ok(()));
+    assert_eq!(store.audit_entries(first.seq, 2).await.unwrap().len(), 2, "the limit holds");
 }

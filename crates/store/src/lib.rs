@@ -12,6 +12,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 use jiff::civil::Date;
 use jiff::Timestamp;
+use repeatrx_domain::audit::{AuditEntry, AuditRecord};
 use repeatrx_domain::ids::*;
 use repeatrx_domain::order::{Order, OrderStage, Transition};
 use repeatrx_domain::patient::Patient;
@@ -177,6 +178,13 @@ pub trait Store: Send + Sync + 'static {
     async fn pharmacy_stage_counts(&self, pharmacy: PharmacyId) -> StoreResult<Vec<(OrderStage, i64)>>;
     /// A practice's orders, oldest first.
     async fn practice_orders(&self, practice: PracticeId, filter: &OrderFilter) -> StoreResult<Vec<Order>>;
+
+    // --- audit trail ---
+    /// Appends a record at the end of the chain (numbered and hashed under the write lock, so
+    /// concurrent appends from several servers still form one chain) and returns the entry.
+    async fn append_audit(&self, record: &AuditRecord) -> StoreResult<AuditEntry>;
+    /// Entries with `seq` greater than `after`, in order, at most `limit`.
+    async fn audit_entries(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditEntry>>;
 
     // --- email outbox ---
     async fn enqueue_emails(&self, emails: &[OutgoingEmail]) -> StoreResult<()>;

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use jiff::civil::Date;
 use jiff::Timestamp;
 use repeatrx_domain::access::Role;
+use repeatrx_domain::audit::{AuditEntry, AuditRecord};
 use repeatrx_domain::catalogue::ControlledSchedule;
 use repeatrx_domain::ids::*;
 use repeatrx_domain::order::{Decision, ItemState, Order, OrderItem, OrderStage, Transition};
@@ -303,6 +304,8 @@ const SECURITY_COLS: &str = "id AS user_id, failed_sign_ins, lock_state, locked_
      totp_pending_secret, totp_enrolled_at, totp_last_step, \
      (SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = users.id AND r.used_at IS NULL) AS recovery_codes_left";
 const TOKEN_COLS: &str = "token_hash, user_id, purpose, payload, grouping, created_at, expires_at, used_at";
+const AUDIT_COLS: &str = "seq, at, actor_user_id, actor_role, organisation, action, patient_id, address, purpose, \
+     detail, prev_hash, hash";
 const EVENT_COLS: &str = "id, at, user_id, actor_id, kind, address, detail";
 const PATIENT_COLS: &str =
     "id, pharmacy_id, practice_id, given_name, family_name, date_of_birth, nhs_number, email, phone, address";
@@ -396,6 +399,26 @@ fn token_from(row: &SqliteRow) -> StoreResult<AccountToken> {
         created_at: ts_col(row, "created_at")?,
         expires_at: ts_col(row, "expires_at")?,
         used_at: opt_ts_col(row, "used_at")?,
+    })
+}
+
+fn audit_from(row: &SqliteRow) -> StoreResult<AuditEntry> {
+    let role: Option<String> = col(row, "actor_role")?;
+    Ok(AuditEntry {
+        seq: col(row, "seq")?,
+        record: AuditRecord {
+            at: ts_col(row, "at")?,
+            actor: opt_id_col(row, "actor_user_id")?,
+            actor_role: role.map(|r| Role::parse(&r).map_err(|e| corrupt("actor_role", e))).transpose()?,
+            organisation: col(row, "organisation")?,
+            action: col(row, "action")?,
+            patient: opt_id_col(row, "patient_id")?,
+            address: col(row, "address")?,
+            purpose: col(row, "purpose")?,
+            detail: col(row, "detail")?,
+        },
+        prev_hash: col(row, "prev_hash")?,
+        hash: col(row, "hash")?,
     })
 }
 
@@ -1559,6 +1582,49 @@ impl Store for SqliteStore {
     }
 
     // --- email outbox ---
+
+    async fn append_audit(&self, record: &AuditRecord) -> StoreResult<AuditEntry> {
+        let mut tx = self.write_tx().await?;
+        let last: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let (seq, prev_hash) = match last {
+            Some((seq, hash)) => (seq + 1, hash),
+            None => (1, repeatrx_domain::audit::GENESIS.to_string()),
+        };
+        let hash = repeatrx_domain::audit::chain_hash(&prev_hash, seq, record);
+        sqlx::query(&format!(
+            "INSERT INTO audit_log ({AUDIT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        ))
+        .bind(seq)
+        .bind(us(record.at))
+        .bind(record.actor.map(|u| u.to_string()))
+        .bind(record.actor_role.map(|r| r.as_str()))
+        .bind(&record.organisation)
+        .bind(&record.action)
+        .bind(record.patient.map(|p| p.to_string()))
+        .bind(&record.address)
+        .bind(&record.purpose)
+        .bind(&record.detail)
+        .bind(&prev_hash)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(AuditEntry { seq, record: record.clone(), prev_hash, hash })
+    }
+
+    async fn audit_entries(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditEntry>> {
+        let rows = sqlx::query(&format!("SELECT {AUDIT_COLS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"))
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(audit_from).collect()
+    }
 
     async fn enqueue_emails(&self, emails: &[OutgoingEmail]) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;

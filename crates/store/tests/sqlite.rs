@@ -73,7 +73,7 @@ async fn opening_twice_runs_migrations_once() {
     conformance::health(&first).await;
     let applied: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations").fetch_one(second.pool()).await.unwrap();
-    assert_eq!(applied, 5);
+    assert_eq!(applied, 6);
 }
 
 #[tokio::test]
@@ -118,4 +118,15 @@ async fn corrupt_rows_are_reported_not_panicked_on() {
         .await
         .unwrap();
     assert!(matches!(store.list_pharmacies().await, Err(StoreError::Corrupt(_))));
+}
+
+#[tokio::test]
+async fn the_audit_trail_refuses_changes_through_sql() {
+    let (_dir, path) = temp_db();
+    let store = SqliteStore::open(&path).await.unwrap();
+    conformance::audit_entries_form_one_chain(&store).await;
+    for sql in ["UPDATE audit_log SET detail = 'edited' WHERE seq = 1", "DELETE FROM audit_log WHERE seq = 1"] {
+        let err = sqlx::query(sql).execute(store.pool()).await.unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
 }

@@ -1,0 +1,94 @@
+//! The audit trail (issue #4, promise P9): what is appended, and the check of its chain.
+//! Sign-in events are appended as they happen; staff reads and changes of patient data join them
+//! through the tenant gate (`access.rs`).
+use crate::error::AppResult;
+use crate::App;
+use repeatrx_domain::audit::{check_link, AuditEntry, AuditRecord, ChainBreak};
+use repeatrx_store::{SecurityEvent, UserAccount};
+
+/// The result of checking the whole trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditReport {
+    /// Entries checked (up to the first broken one).
+    pub checked: u64,
+    /// The hash of the last good entry (the genesis hash for an empty trail).
+    pub head: String,
+    /// The first entry that does not fit, and why.
+    pub first_broken: Option<(i64, ChainBreak)>,
+}
+
+/// Where an account belongs, as the trail names it.
+pub fn organisation_of(user: &UserAccount) -> String {
+    match (user.pharmacy_id, user.practice_id, user.role.kind()) {
+        (_, _, repeatrx_domain::access::OrgKind::Patient) => "patient".into(),
+        (Some(p), _, _) => format!("pharmacy:{p}"),
+        (None, Some(p), _) => format!("practice:{p}"),
+        _ => "platform".into(),
+    }
+}
+
+const PAGE: u32 = 1000;
+
+impl App {
+    /// Appends a record to the trail.
+    pub async fn audit(&self, record: &AuditRecord) -> AppResult<AuditEntry> {
+        Ok(self.store.append_audit(record).await?)
+    }
+
+    /// A sign-in event as a trail record: the actor is whoever acted (a manager unlocking an
+    /// account), else the account itself.
+    pub(crate) async fn audit_security_event(&self, event: &SecurityEvent) -> AppResult<()> {
+        let actor_id = event.actor_id.or(event.user_id);
+        let actor = match actor_id {
+            Some(id) => self.store.user(id).await?,
+            None => None,
+        };
+        let subject = match (event.user_id, event.actor_id) {
+            (Some(user), Some(actor)) if user != actor => format!("account {user}"),
+            _ => String::new(),
+        };
+        let detail = [subject, event.detail.clone()].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>();
+        let record = AuditRecord {
+            at: event.at,
+            actor: actor_id,
+            actor_role: actor.as_ref().map(|u| u.role),
+            organisation: actor.as_ref().map(organisation_of).unwrap_or_else(|| "unknown".into()),
+            action: format!("sign_in.{}", event.kind.as_str()),
+            patient: actor.as_ref().filter(|_| event.actor_id.is_none()).and_then(|u| u.patient_id),
+            address: event.address.clone(),
+            purpose: None,
+            detail: detail.join("; "),
+        };
+        self.audit(&record).await.map(|_| ())
+    }
+
+    /// Checks every entry of the trail in order; `progress` hears the count so far.
+    pub async fn verify_audit(&self, mut progress: impl FnMut(u64)) -> AppResult<AuditReport> {
+        let mut previous: Option<AuditEntry> = None;
+        let mut checked = 0u64;
+        loop {
+            let after = previous.as_ref().map(|e| e.seq).unwrap_or(0);
+            let page = self.store.audit_entries(after, PAGE).await?;
+            if page.is_empty() {
+                break;
+            }
+            for entry in page {
+                if let Err(why) = check_link(previous.as_ref(), &entry) {
+                    return Ok(AuditReport {
+                        checked,
+                        head: previous.map(|p| p.hash).unwrap_or_else(|| repeatrx_domain::audit::GENESIS.into()),
+                        first_broken: Some((entry.seq, why)),
+                    });
+                }
+                checked += 1;
+                previous = Some(entry);
+            }
+            progress(checked);
+        }
+        Ok(AuditReport {
+            checked,
+            head: previous.map(|p| p.hash).unwrap_or_else(|| repeatrx_domain::audit::GENESIS.into()),
+            first_broken: None,
+        })
+    }
+}
