@@ -1,7 +1,7 @@
 //! The one gate to tenant data. Every service loads patient data through these functions, which
 //! apply [`repeatrx_domain::access::authorise`]; data of another tenant is reported as not found,
-//! so ids cannot be probed. This is also the single place where reads of patient data by staff
-//! are to be recorded in the audit trail.
+//! so ids cannot be probed. This is also the single place where staff reads and changes of
+//! patient data are recorded in the audit trail.
 use crate::error::{AppError, AppResult};
 use crate::App;
 use repeatrx_domain::access::{authorise, Action, Actor, Membership, Scope};
@@ -40,6 +40,7 @@ impl App {
         }
         let patient = self.store.patient(id).await?.ok_or(AppError::NotFound("patient"))?;
         check(actor, action, patient_scope(&patient), "patient")?;
+        self.audit_access(actor, action, patient.id, "").await?;
         Ok(patient)
     }
 
@@ -57,7 +58,16 @@ impl App {
             "order",
         )?;
         let patient = self.store.patient(o.patient_id).await?.ok_or(AppError::NotFound("order"))?;
+        self.audit_access(actor, action, patient.id, &format!("order {}", o.id)).await?;
         Ok((stored, patient))
+    }
+
+    /// Staff access to a patient's record goes to the audit trail (P9); a patient's own does not.
+    async fn audit_access(&self, actor: &Actor, action: Action, patient: PatientId, detail: &str) -> AppResult<()> {
+        if actor.role.is_staff() {
+            self.audit_act(actor, &format!("patient.{}", action.as_str()), Some(patient), detail).await?;
+        }
+        Ok(())
     }
 }
 

@@ -45,7 +45,12 @@ impl App {
     /// The actor the `repeatrx admin` console acts as: whoever can run it already holds the
     /// server's configuration, so it acts as a platform operator.
     pub fn console_actor() -> Actor {
-        Actor { user_id: UserId::from_uuid(uuid::Uuid::nil()), role: Role::Operator, membership: Membership::Platform }
+        Actor {
+            user_id: UserId::from_uuid(uuid::Uuid::nil()),
+            role: Role::Operator,
+            membership: Membership::Platform,
+            address: None,
+        }
     }
 
     async fn manager(
@@ -106,6 +111,13 @@ impl App {
         let (manager, password) = self.manager(input, Role::PharmacyManager, Some(pharmacy.id), None).await?;
         self.store.insert_pharmacy(&pharmacy, &manager).await.map_err(Self::taken)?;
         tracing::info!(pharmacy = %pharmacy.id, by = %actor.user_id, "pharmacy created");
+        self.audit_act(
+            actor,
+            "admin.create_pharmacy",
+            None,
+            format!("pharmacy {} with manager {}", pharmacy.id, manager.id),
+        )
+        .await?;
         Ok(Onboarded { organisation: pharmacy, manager_email: manager.email, initial_password: password })
     }
 
@@ -123,6 +135,13 @@ impl App {
         let (manager, password) = self.manager(input, Role::PracticeManager, None, Some(practice.id)).await?;
         self.store.insert_practice(&practice, Some(&manager)).await.map_err(Self::taken)?;
         tracing::info!(practice = %practice.id, by = %actor.user_id, "practice created");
+        self.audit_act(
+            actor,
+            "admin.create_practice",
+            None,
+            format!("practice {} with manager {}", practice.id, manager.id),
+        )
+        .await?;
         Ok(Onboarded { organisation: practice, manager_email: manager.email, initial_password: password })
     }
 
@@ -147,6 +166,8 @@ impl App {
             NewOrganisationInput { manager_email: email.into(), manager_name: name.into(), ..Default::default() };
         let (account, password) = self.manager(&input, Role::Operator, None, None).await?;
         self.store.insert_user(&account).await.map_err(Self::taken)?;
+        self.audit_act(&Self::console_actor(), "admin.create_operator", None, format!("operator {}", account.id))
+            .await?;
         Ok((account, password))
     }
 }

@@ -1,9 +1,11 @@
 //! The audit trail (issue #4, promise P9): what is appended, and the check of its chain.
-//! Sign-in events are appended as they happen; staff reads and changes of patient data join them
-//! through the tenant gate (`access.rs`).
+//! Sign-in events are appended as they happen; every pass of staff through the tenant gate
+//! (`access.rs`: each read or change of a patient's record) and every administrative act too.
 use crate::error::AppResult;
 use crate::App;
+use repeatrx_domain::access::{Actor, Membership};
 use repeatrx_domain::audit::{check_link, AuditEntry, AuditRecord, ChainBreak};
+use repeatrx_domain::ids::PatientId;
 use repeatrx_store::{SecurityEvent, UserAccount};
 
 /// The result of checking the whole trail.
@@ -27,12 +29,44 @@ pub fn organisation_of(user: &UserAccount) -> String {
     }
 }
 
+/// Where an actor belongs, as the trail names it.
+pub fn organisation_of_actor(actor: &Actor) -> String {
+    match actor.membership {
+        Membership::Patient { .. } => "patient".into(),
+        Membership::Pharmacy(p) => format!("pharmacy:{p}"),
+        Membership::Practice(p) => format!("practice:{p}"),
+        Membership::Platform => "platform".into(),
+    }
+}
+
 const PAGE: u32 = 1000;
 
 impl App {
     /// Appends a record to the trail.
     pub async fn audit(&self, record: &AuditRecord) -> AppResult<AuditEntry> {
         Ok(self.store.append_audit(record).await?)
+    }
+
+    /// Appends what an actor did (to a patient's data, when `patient` is given).
+    pub async fn audit_act(
+        &self,
+        actor: &Actor,
+        action: &str,
+        patient: Option<PatientId>,
+        detail: impl Into<String>,
+    ) -> AppResult<()> {
+        let record = AuditRecord {
+            at: self.clock.now(),
+            actor: Some(actor.user_id),
+            actor_role: Some(actor.role),
+            organisation: organisation_of_actor(actor),
+            action: action.to_string(),
+            patient,
+            address: actor.address.map(|a| a.to_string()).unwrap_or_else(|| "console".into()),
+            purpose: None,
+            detail: detail.into(),
+        };
+        self.audit(&record).await.map(|_| ())
     }
 
     /// A sign-in event as a trail record: the actor is whoever acted (a manager unlocking an

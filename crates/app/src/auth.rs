@@ -224,7 +224,7 @@ impl App {
             ),
             repeatrx_domain::access::OrgKind::Platform => Membership::Platform,
         };
-        Ok(Actor { user_id: user.id, role: user.role, membership })
+        Ok(Actor { user_id: user.id, role: user.role, membership, address: None })
     }
 
     /// Records a sign-in event for the audit trail.
@@ -589,6 +589,12 @@ impl App {
 
     /// Resolves a session token, enforcing the idle and absolute timeouts.
     pub async fn session(&self, token: &str) -> AppResult<CurrentSession> {
+        self.session_from(token, None).await
+    }
+
+    /// [`App::session`] for a request from `address`, which the actor then carries into the
+    /// audit trail.
+    pub async fn session_from(&self, token: &str, address: Option<std::net::IpAddr>) -> AppResult<CurrentSession> {
         let hash = token_hash(token);
         let session = self.store.session(&hash).await?.ok_or(AppError::Unauthenticated)?;
         let user = self.store.user(session.user_id).await?.ok_or(AppError::Unauthenticated)?;
@@ -609,7 +615,7 @@ impl App {
             session.last_seen_at = now;
         }
         let ends_in = (session.last_seen_at + idle).min(session.expires_at).duration_since(now);
-        let actor = self.actor_of(&user).await?;
+        let actor = Actor { address, ..self.actor_of(&user).await? };
         Ok(CurrentSession { actor, user, session, idle, ends_in })
     }
 

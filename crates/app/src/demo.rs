@@ -262,7 +262,7 @@ impl Seeder {
 }
 
 fn actor(user: &UserAccount, membership: Membership) -> Actor {
-    Actor { user_id: user.id, role: user.role, membership }
+    Actor { user_id: user.id, role: user.role, membership, address: None }
 }
 
 /// Seeds the demo data set once; a database that already has it is left alone.
@@ -383,6 +383,7 @@ pub async fn seed(app: &App) -> AppResult<bool> {
             .ok_or_else(|| AppError::Internal("demo patient account".into()))?,
         role: Role::Patient,
         membership: Membership::Patient { patient: ann.id, pharmacy: ann.pharmacy_id, practice: ann.practice_id },
+        address: None,
     };
     // A finished order from last month, so Ann has history.
     let omeprazole = s.item(&ann, terms("omeprazole 20", 28, 6, 200, today)?).await?;
@@ -422,8 +423,12 @@ pub async fn seed(app: &App) -> AppResult<bool> {
         }
         let age = SignedDuration::from_hours(s.rng.gen_range(1..60));
         let at = s.at(age);
-        let who =
-            Actor { user_id: pharmacist.id, role: Role::Pharmacist, membership: Membership::Pharmacy(riverside.id) };
+        let who = Actor {
+            user_id: pharmacist.id,
+            role: Role::Pharmacist,
+            membership: Membership::Pharmacy(riverside.id),
+            address: None,
+        };
         let fulfilment = if n % 2 == 0 { Fulfilment::Collection } else { Fulfilment::Delivery };
         let order = at
             .submit_order(

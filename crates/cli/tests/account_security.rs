@@ -425,3 +425,19 @@ async fn a_manager_unlocks_staff_and_the_pharmacy_lifts_an_identity_lock_by_form
         Some("/patient")
     );
 }
+
+#[tokio::test]
+async fn a_staff_read_over_https_is_audited_with_its_address() {
+    let app = TestApp::spawn().await;
+    let patient = app.sign_in(PATIENT).await;
+    let me = app.get(&format!("{API}/me"), &patient).await.expect(StatusCode::OK);
+    let id = me["patient_id"].as_str().expect("id").to_string();
+    let staff = app.sign_in(PHARMACIST).await;
+    app.get(&format!("{API}/patients/{id}"), &staff).await.expect(StatusCode::OK);
+    let trail = app.server.app.store.audit_entries(0, 100_000).await.expect("trail");
+    let read = trail.iter().rev().find(|e| e.record.action == "patient.view_patient").expect("the read is recorded");
+    assert_eq!(read.record.patient.map(|p| p.to_string()), Some(id));
+    assert_eq!(read.record.address, "127.0.0.1");
+    assert_eq!(read.record.actor_role, Some(repeatrx_domain::access::Role::Pharmacist));
+    assert_eq!(app.server.app.verify_audit(|_| {}).await.expect("verified").first_broken, None);
+}

@@ -108,6 +108,8 @@ pub struct Actor {
     pub user_id: UserId,
     pub role: Role,
     pub membership: Membership,
+    /// Where the request comes from, for the audit trail (`None` for the console and jobs).
+    pub address: Option<std::net::IpAddr>,
 }
 
 /// Everything a request can ask to do.
@@ -141,6 +143,28 @@ pub enum Action {
     ManageStaffAccounts,
     /// Lift a patient's identity lock after checking their identity in person.
     LiftIdentityLock,
+}
+
+impl Action {
+    /// The name the audit trail uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::ViewPatient => "view_patient",
+            Action::PlaceOrder => "place_order",
+            Action::CancelOrder => "cancel_order",
+            Action::ViewPharmacyQueue => "view_pharmacy_queue",
+            Action::RegisterPatient => "register_patient",
+            Action::EditRepeatList => "edit_repeat_list",
+            Action::ProcessOrder => "process_order",
+            Action::RecordPrescriberDecision => "record_prescriber_decision",
+            Action::ViewPracticeRequests => "view_practice_requests",
+            Action::AuthoriseMedication => "authorise_medication",
+            Action::ManageOrganisations => "manage_organisations",
+            Action::SearchCatalogue => "search_catalogue",
+            Action::ManageStaffAccounts => "manage_staff_accounts",
+            Action::LiftIdentityLock => "lift_identity_lock",
+        }
+    }
 }
 
 /// The permission table: which roles may take which action at all (the tenant is checked apart).
@@ -219,7 +243,12 @@ mod tests {
     #[test]
     fn pharmacy_staff_reach_only_their_own_pharmacys_patients() {
         let (mine, other, practice) = (PharmacyId::new(), PharmacyId::new(), PracticeId::new());
-        let actor = Actor { user_id: UserId::new(), role: Role::Pharmacist, membership: Membership::Pharmacy(mine) };
+        let actor = Actor {
+            user_id: UserId::new(),
+            role: Role::Pharmacist,
+            membership: Membership::Pharmacy(mine),
+            address: None,
+        };
         let (_, own_patient) = patient_scope(mine, practice);
         let (_, foreign_patient) = patient_scope(other, practice);
         assert!(authorise(&actor, Action::ViewPatient, own_patient).is_ok());
@@ -236,6 +265,7 @@ mod tests {
             user_id: UserId::new(),
             role: Role::Patient,
             membership: Membership::Patient { patient: me, pharmacy, practice },
+            address: None,
         };
         assert!(authorise(&actor, Action::PlaceOrder, my_scope).is_ok());
         assert!(authorise(&actor, Action::PlaceOrder, neighbour).is_err());
@@ -244,7 +274,8 @@ mod tests {
 
     #[test]
     fn operators_never_reach_patient_data() {
-        let actor = Actor { user_id: UserId::new(), role: Role::Operator, membership: Membership::Platform };
+        let actor =
+            Actor { user_id: UserId::new(), role: Role::Operator, membership: Membership::Platform, address: None };
         let (_, scope) = patient_scope(PharmacyId::new(), PracticeId::new());
         for action in [Action::ViewPatient, Action::PlaceOrder, Action::ProcessOrder] {
             assert!(authorise(&actor, action, scope).is_err());
@@ -257,7 +288,8 @@ mod tests {
         let practice = PracticeId::new();
         let (_, scope) = patient_scope(PharmacyId::new(), practice);
         for role in Role::ALL {
-            let actor = Actor { user_id: UserId::new(), role, membership: Membership::Practice(practice) };
+            let actor =
+                Actor { user_id: UserId::new(), role, membership: Membership::Practice(practice), address: None };
             assert_eq!(
                 authorise(&actor, Action::AuthoriseMedication, scope).is_ok(),
                 role == Role::Prescriber,

@@ -64,7 +64,8 @@ pub async fn verify(State(state): State<WebState>, mut req: Request, next: Next)
     let Some((token, source)) = credential(req.headers()) else {
         return next.run(req).await;
     };
-    let current = match state.app.session(&token).await {
+    let address = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    let current = match state.app.session_from(&token, address).await {
         Ok(s) => s,
         Err(AppError::Unauthenticated) => {
             // An expired or unknown token: carry on signed out, and drop a stale cookie.
