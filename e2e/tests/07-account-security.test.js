@@ -80,6 +80,10 @@ describe('account security', { timeout: 600_000 }, () => {
 
       await signIn(page, env.url, ACCOUNTS.patient);
       assert.equal(new URL(page.url()).pathname, '/patient');
+      // The patient can see who at the pharmacy has been in their record.
+      await page.getByRole('link', { name: 'Who has seen my record' }).click();
+      await page.getByRole('heading', { level: 1, name: 'Who has seen my record' }).waitFor();
+      await checkPage(page, 'patient-access');
     } finally {
       await page.context().close();
     }

@@ -41,6 +41,35 @@ pub fn organisation_of_actor(actor: &Actor) -> String {
 
 const PAGE: u32 = 1000;
 
+/// One line of "who has seen my record", for the patient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLine {
+    pub at: jiff::Timestamp,
+    /// The member of staff's name.
+    pub who: String,
+    pub role: &'static str,
+    /// Their pharmacy or practice.
+    pub organisation: String,
+    /// What they did, in plain words.
+    pub what: &'static str,
+}
+
+/// Plain words for a gate action in the trail.
+fn what_was_done(action: &str) -> &'static str {
+    match action.strip_prefix("patient.").unwrap_or(action) {
+        "view_patient" => "Looked at your record",
+        "place_order" => "Placed an order for you",
+        "cancel_order" => "Cancelled an order",
+        "register_patient" => "Updated your details",
+        "edit_repeat_list" => "Changed your repeat medicines",
+        "process_order" => "Worked on your order",
+        "record_prescriber_decision" => "Recorded the prescriber's decision",
+        "authorise_medication" => "Decided on your medication",
+        "lift_identity_lock" => "Unlocked your account after checking your identity",
+        _ => "Used your record",
+    }
+}
+
 impl App {
     /// Appends a record to the trail.
     pub async fn audit(&self, record: &AuditRecord) -> AppResult<AuditEntry> {
@@ -94,6 +123,57 @@ impl App {
             detail: detail.join("; "),
         };
         self.audit(&record).await.map(|_| ())
+    }
+
+    /// Who among staff has reached a patient's record, newest first (the last 100 times): the
+    /// patient sees it on their dashboard; their pharmacy may look too (and is recorded doing so).
+    pub async fn patient_access_log(&self, actor: &Actor, patient: PatientId) -> AppResult<Vec<AccessLine>> {
+        let p = self.patient_for(actor, repeatrx_domain::access::Action::ViewPatient, patient).await?;
+        let entries = self.store.audit_entries_for_patient(p.id, 200).await?;
+        let mut names: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+        let mut people: std::collections::HashMap<repeatrx_domain::ids::UserId, String> =
+            std::collections::HashMap::new();
+        let mut out = Vec::new();
+        for e in entries {
+            let r = &e.record;
+            let (Some(who), Some(role)) = (r.actor, r.actor_role) else { continue };
+            if !role.is_staff() || !r.action.starts_with("patient.") {
+                continue;
+            }
+            if let std::collections::hash_map::Entry::Vacant(slot) = people.entry(who) {
+                let name = self.store.user(who).await?.map(|u| u.display_name);
+                slot.insert(name.unwrap_or_else(|| "A former member of staff".into()));
+            }
+            if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(r.organisation.clone()) {
+                slot.insert(self.organisation_name(&r.organisation).await?);
+            }
+            out.push(AccessLine {
+                at: r.at,
+                who: people.get(&who).cloned().unwrap_or_default(),
+                role: role.label(),
+                organisation: names.get(&r.organisation).cloned().unwrap_or_default(),
+                what: what_was_done(&r.action),
+            });
+            if out.len() == 100 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn organisation_name(&self, organisation: &str) -> AppResult<String> {
+        let name = match organisation.split_once(':') {
+            Some(("pharmacy", id)) => match id.parse() {
+                Ok(id) => self.store.pharmacy(id).await?.map(|p| p.name),
+                Err(_) => None,
+            },
+            Some(("practice", id)) => match id.parse() {
+                Ok(id) => self.store.practice(id).await?.map(|p| p.name),
+                Err(_) => None,
+            },
+            _ => None,
+        };
+        Ok(name.unwrap_or_else(|| "RepeatRx".into()))
     }
 
     /// Checks every entry of the trail in order; `progress` hears the count so far.

@@ -39,6 +39,15 @@ async fn staff_reads_and_changes_of_a_record_are_recorded_and_the_trail_verifies
     let report = h.app.verify_audit(|_| {}).await.unwrap();
     assert_eq!(report.first_broken, None);
     assert_eq!(report.checked as usize, entries.len());
+
+    // The patient sees who looked, newest first, in plain words.
+    let log = h.app.patient_access_log(&patient, patient_id).await.unwrap();
+    let newest = &log[0];
+    assert_eq!((newest.role, newest.what), ("Pharmacist", "Looked at your record"));
+    assert_eq!(newest.who, h.app.store.user(pharmacist.user_id).await.unwrap().unwrap().display_name);
+    assert!(!newest.organisation.is_empty() && newest.organisation != "RepeatRx");
+    let neighbour = actor(&h.app, "hilltop.manager@demo.example").await;
+    assert!(h.app.patient_access_log(&neighbour, patient_id).await.is_err(), "not another pharmacy's business");
 }
 
 #[tokio::test]

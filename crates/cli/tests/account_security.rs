@@ -436,8 +436,18 @@ async fn a_staff_read_over_https_is_audited_with_its_address() {
     app.get(&format!("{API}/patients/{id}"), &staff).await.expect(StatusCode::OK);
     let trail = app.server.app.store.audit_entries(0, 100_000).await.expect("trail");
     let read = trail.iter().rev().find(|e| e.record.action == "patient.view_patient").expect("the read is recorded");
-    assert_eq!(read.record.patient.map(|p| p.to_string()), Some(id));
+    assert_eq!(read.record.patient.map(|p| p.to_string()), Some(id.clone()));
     assert_eq!(read.record.address, "127.0.0.1");
     assert_eq!(read.record.actor_role, Some(repeatrx_domain::access::Role::Pharmacist));
     assert_eq!(app.server.app.verify_audit(|_| {}).await.expect("verified").first_broken, None);
+
+    // The patient sees who it was; another patient cannot look.
+    let log = app.get(&format!("{API}/patients/{id}/access-log"), &patient).await.expect(StatusCode::OK);
+    let first = &log.as_array().expect("a list")[0];
+    assert_eq!(first["who"], "Dev Mistry");
+    assert_eq!(first["role"], "Pharmacist");
+    assert_eq!(first["organisation"], "Riverside Pharmacy");
+    assert_eq!(first["what"], "Looked at your record");
+    let other = app.sign_in("hilltop.manager@demo.example").await;
+    app.get(&format!("{API}/patients/{id}/access-log"), &other).await.expect_error(StatusCode::NOT_FOUND);
 }

@@ -415,6 +415,13 @@ async fn the_openapi_document_lists_every_route() {
         ("get", "/admin/organisations"),
         ("post", "/admin/pharmacies"),
         ("post", "/admin/practices"),
+        ("get", "/patients/{id}/access-log"),
+        ("get", "/account/sessions"),
+        ("delete", "/account/sessions"),
+        ("get", "/account/events"),
+        ("post", "/account/password"),
+        ("post", "/sessions/second-factor"),
+        ("post", "/sessions/totp"),
     ];
     for (method, path) in expected {
         let op = &doc["paths"][format!("{API}{path}")][method];

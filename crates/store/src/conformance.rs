@@ -1302,4 +1302,14 @@ pub async fn audit_entries_form_one_chain(store: &dyn Store) {
     let all = store.audit_entries(0, 100_000).await.unwrap();
     assert_eq!(check_link(None, &all[0]), Ok(()));
     assert_eq!(store.audit_entries(first.seq, 2).await.unwrap().len(), 2, "the limit holds");
+    let patient = records[2].patient.unwrap();
+    let mine = store.audit_entries_for_patient(patient, 10).await.unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].record, records[2]);
+    let again =
+        store.append_audit(&AuditRecord { action: "conformance.again".into(), ..records[2].clone() }).await.unwrap();
+    let mine = store.audit_entries_for_patient(patient, 10).await.unwrap();
+    assert_eq!(mine.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![again.seq, mine[1].seq], "newest first");
+    assert_eq!(store.audit_entries_for_patient(patient, 1).await.unwrap().len(), 1);
+    assert!(store.audit_entries_for_patient(PatientId::new(), 10).await.unwrap().is_empty());
 }

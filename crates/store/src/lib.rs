@@ -185,6 +185,8 @@ pub trait Store: Send + Sync + 'static {
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<AuditEntry>;
     /// Entries with `seq` greater than `after`, in order, at most `limit`.
     async fn audit_entries(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditEntry>>;
+    /// The newest entries about one patient, newest first.
+    async fn audit_entries_for_patient(&self, patient: PatientId, limit: u32) -> StoreResult<Vec<AuditEntry>>;
 
     // --- email outbox ---
     async fn enqueue_emails(&self, emails: &[OutgoingEmail]) -> StoreResult<()>;

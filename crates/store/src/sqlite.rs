@@ -1626,6 +1626,18 @@ impl Store for SqliteStore {
         rows.iter().map(audit_from).collect()
     }
 
+    async fn audit_entries_for_patient(&self, patient: PatientId, limit: u32) -> StoreResult<Vec<AuditEntry>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {AUDIT_COLS} FROM audit_log WHERE patient_id = $1 ORDER BY seq DESC LIMIT $2"
+        ))
+        .bind(patient.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(audit_from).collect()
+    }
+
     async fn enqueue_emails(&self, emails: &[OutgoingEmail]) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         insert_emails_on(&mut tx, emails).await?;

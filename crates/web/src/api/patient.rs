@@ -29,13 +29,15 @@ pub fn routes() -> Router<WebState> {
         .route("/patients/{id}/orders", get(orders_of).post(place_order))
         .route("/orders/{id}", get(order))
         .route("/orders/{id}/cancel", post(cancel))
+        .route("/patients/{id}/access-log", get(access_log))
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(patient_details, repeat_items, add_repeat_item, orders_of, place_order, order, cancel),
+    paths(patient_details, repeat_items, add_repeat_item, orders_of, place_order, order, cancel, access_log),
     components(schemas(
         PatientDto,
+        AccessLineDto,
         PatientSummaryDto,
         RepeatItemDto,
         RepeatLineDto,
@@ -464,6 +466,45 @@ async fn patient_details(
     let id: PatientId = path_id(&id, "patient")?;
     let patient = state.app.patient_details(&s.actor, id).await?;
     Ok(Json(PatientDto::from(&patient)))
+}
+
+/// One time a member of staff reached the patient's record.
+#[derive(Serialize, ToSchema)]
+pub struct AccessLineDto {
+    pub at: String,
+    pub who: String,
+    pub role: String,
+    pub organisation: String,
+    pub what: String,
+}
+
+/// Who among staff has reached the patient's record, newest first (last 100), from the audit trail.
+#[utoipa::path(get, path = "/patients/{id}/access-log", tag = "patients", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Patient id")),
+    responses(
+        (status = 200, body = [AccessLineDto]),
+        (status = 401, body = ErrorBody, description = "Not signed in"),
+        (status = 404, body = ErrorBody, description = "No such patient in the caller's reach"),
+    ))]
+async fn access_log(
+    State(state): State<WebState>,
+    ApiCaller(s): ApiCaller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Vec<AccessLineDto>> {
+    let id: PatientId = path_id(&id, "patient")?;
+    let lines = state.app.patient_access_log(&s.actor, id).await?;
+    Ok(Json(
+        lines
+            .into_iter()
+            .map(|l| AccessLineDto {
+                at: l.at.to_string(),
+                who: l.who,
+                role: l.role.into(),
+                organisation: l.organisation,
+                what: l.what.into(),
+            })
+            .collect(),
+    ))
 }
 
 /// The patient's repeat list, active items first, each with whether it can be ordered today.

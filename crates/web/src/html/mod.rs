@@ -48,7 +48,11 @@ pub struct Nav {
 impl Nav {
     pub fn of(s: &CurrentSession) -> Option<Nav> {
         let links = match s.actor.role.kind() {
-            OrgKind::Patient => vec![("/patient", "My medicines"), ("/patient/orders", "My orders")],
+            OrgKind::Patient => vec![
+                ("/patient", "My medicines"),
+                ("/patient/orders", "My orders"),
+                ("/patient/access", "Who has seen my record"),
+            ],
             OrgKind::Pharmacy => vec![("/pharmacy", "Order queue"), ("/pharmacy/patients", "Patients")],
             OrgKind::Practice => vec![("/practice", "Requests")],
             OrgKind::Platform => vec![("/admin", "Organisations")],

@@ -33,6 +33,43 @@ pub fn routes() -> Router<WebState> {
         .route("/patient/orders", get(orders).post(submit))
         .route("/patient/orders/{id}", get(order))
         .route("/patient/orders/{id}/cancel", post(cancel))
+        .route("/patient/access", get(access))
+}
+
+struct AccessView {
+    when: String,
+    who: String,
+    role: &'static str,
+    organisation: String,
+    what: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "patient_access.html")]
+struct AccessPage {
+    nav: Option<Nav>,
+    flash: Option<String>,
+    lines: Vec<AccessView>,
+}
+
+/// Who among staff has reached the patient's record (from the audit trail).
+async fn access(State(state): State<WebState>, Signed(s): Signed) -> PageResult {
+    require(&s, OrgKind::Patient)?;
+    let me = state.app.resolve_patient(&s.actor, None)?;
+    let lines = state
+        .app
+        .patient_access_log(&s.actor, me)
+        .await?
+        .into_iter()
+        .map(|l| AccessView {
+            when: repeatrx_domain::timefmt::display_timestamp(l.at),
+            who: l.who,
+            role: l.role,
+            organisation: l.organisation,
+            what: l.what,
+        })
+        .collect();
+    render(&AccessPage { nav: Nav::of(&s), flash: None, lines })
 }
 
 // ---------------------------------------------------------------------------------------------
