@@ -469,13 +469,10 @@ impl App {
     /// Starts (or shows again) setting up an authenticator app: during a sign-in that must enrol,
     /// or for a signed-in patient who opts in.
     pub async fn totp_setup(&self, current: &CurrentSession) -> AppResult<TotpSetup> {
-        let allowed = match current.session.stage {
-            SessionStage::Enrol => true,
-            SessionStage::Full => true,
-            SessionStage::SecondFactor => false,
-        };
-        if !allowed {
-            return Err(AppError::Unauthenticated);
+        if current.session.stage == SessionStage::SecondFactor {
+            return Err(AppError::Conflict(
+                "this account has an authenticator app already: enter its code to finish signing in".into(),
+            ));
         }
         let fresh = crate::totp::new_secret();
         let mut secret = String::new();

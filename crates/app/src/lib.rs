@@ -17,6 +17,7 @@ pub mod patients;
 pub mod practice;
 pub mod queue;
 pub mod recovery;
+pub mod staff;
 pub mod totp;
 
 use repeatrx_domain::clock::Clock;

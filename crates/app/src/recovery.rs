@@ -51,12 +51,14 @@ pub struct ManagedAccount {
     pub security: AccountSecurity,
     /// Whether this viewer may lift the account's lock.
     pub can_unlock: bool,
+    /// The role changes, suspension or reinstatement this viewer may make.
+    pub changes: crate::staff::AllowedChanges,
 }
 
 const SIGN_OFF: &str = "RepeatRx";
 
 impl App {
-    fn link(&self, path: &str, token: &str) -> String {
+    pub(crate) fn link(&self, path: &str, token: &str) -> String {
         format!("{}/{path}/{token}", self.settings.public_url.trim_end_matches('/'))
     }
 
@@ -91,7 +93,7 @@ impl App {
     }
 
     /// A link of the given purpose that can still be used.
-    async fn live_link(&self, token: &str, purpose: TokenPurpose) -> AppResult<AccountToken> {
+    pub(crate) async fn live_link(&self, token: &str, purpose: TokenPurpose) -> AppResult<AccountToken> {
         let found = self.store.account_token(&token_hash(token)).await?;
         match found {
             Some(t) if t.purpose == purpose && t.used_at.is_none() && self.clock.now() < t.expires_at => Ok(t),
@@ -355,7 +357,8 @@ impl App {
             .filter(|(u, _)| u.role.is_staff())
             .map(|(user, security)| {
                 let can_unlock = Self::may_unlock(actor, &user);
-                ManagedAccount { user, security, can_unlock }
+                let changes = crate::staff::allowed_changes(actor, &user);
+                ManagedAccount { user, security, can_unlock, changes }
             })
             .collect())
     }

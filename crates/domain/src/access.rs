@@ -85,7 +85,7 @@ impl Role {
 }
 
 /// Which side of the service a role belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OrgKind {
     Patient,
     Pharmacy,
@@ -200,6 +200,69 @@ pub fn role_permits(role: Role, action: Action) -> bool {
     }
 }
 
+/// At most this many live-data custodian accounts may exist at once (P8); a third is refused.
+pub const MAX_CUSTODIANS: u32 = 2;
+
+/// How many accounts of a role may exist at most, if the role is capped.
+pub fn role_cap(role: Role) -> Option<u32> {
+    (role == Role::Custodian).then_some(MAX_CUSTODIANS)
+}
+
+/// The roles a manager gives to the accounts they invite, and between which they move them
+/// (least powerful first: the invitation form offers the first by default).
+pub fn assignable_roles(manager: Role) -> &'static [Role] {
+    use Role::*;
+    match manager {
+        PharmacyManager => &[CounterAssistant, Dispenser, Pharmacist, PharmacyManager],
+        PracticeManager => &[Receptionist, Prescriber, PracticeManager],
+        Operator => &[Operator, Custodian],
+        _ => &[],
+    }
+}
+
+/// What a manager does to an account they look after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaffChange {
+    /// Give the account another role.
+    Role(Role),
+    /// Stop the account signing in (its sessions end); it stays, with its history.
+    Suspend,
+    /// Let a suspended account sign in again.
+    Reinstate,
+}
+
+/// Whether `actor` may make `change` to the account `target` (its id, role and membership).
+/// Managers look after the accounts of their own organisation, operators the platform team's
+/// and (to suspend or reinstate) the organisations' managers. Nobody changes their own account
+/// here, so an organisation never loses its last manager by accident.
+pub fn may_change_account(
+    actor: &Actor,
+    target: UserId,
+    target_role: Role,
+    target_membership: Membership,
+    change: StaffChange,
+) -> bool {
+    if actor.user_id == target || !role_permits(actor.role, Action::ManageStaffAccounts) {
+        return false;
+    }
+    let same_tenant = match (actor.membership, target_membership) {
+        (Membership::Pharmacy(a), Membership::Pharmacy(b)) => a == b,
+        (Membership::Practice(a), Membership::Practice(b)) => a == b,
+        (Membership::Platform, Membership::Platform) => true,
+        _ => false,
+    };
+    let assignable = assignable_roles(actor.role);
+    let looks_after = same_tenant && assignable.contains(&target_role);
+    match change {
+        StaffChange::Role(new) => looks_after && assignable.contains(&new) && new != target_role,
+        StaffChange::Suspend | StaffChange::Reinstate => {
+            looks_after
+                || (actor.role == Role::Operator
+                    && matches!(target_role, Role::PharmacyManager | Role::PracticeManager))
+        }
+    }
+}
+
 /// Whose data an action touches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -296,6 +359,61 @@ mod tests {
                 "{role:?}"
             );
         }
+    }
+
+    #[test]
+    fn managers_change_only_their_own_organisations_staff_and_never_themselves() {
+        let (mine, other) = (PharmacyId::new(), PharmacyId::new());
+        let manager = Actor {
+            user_id: UserId::new(),
+            role: Role::PharmacyManager,
+            membership: Membership::Pharmacy(mine),
+            address: None,
+        };
+        let colleague = UserId::new();
+        let change = |target, role, membership, change| may_change_account(&manager, target, role, membership, change);
+        assert!(change(colleague, Role::Dispenser, Membership::Pharmacy(mine), StaffChange::Role(Role::Pharmacist)));
+        assert!(change(colleague, Role::Dispenser, Membership::Pharmacy(mine), StaffChange::Suspend));
+        assert!(!change(colleague, Role::Dispenser, Membership::Pharmacy(other), StaffChange::Suspend));
+        assert!(!change(colleague, Role::Dispenser, Membership::Pharmacy(mine), StaffChange::Role(Role::Prescriber)));
+        assert!(!change(colleague, Role::Dispenser, Membership::Pharmacy(mine), StaffChange::Role(Role::Custodian)));
+        assert!(!change(manager.user_id, Role::PharmacyManager, Membership::Pharmacy(mine), StaffChange::Suspend));
+        assert!(!change(colleague, Role::Dispenser, Membership::Pharmacy(mine), StaffChange::Role(Role::Dispenser)));
+
+        let pharmacist = Actor { role: Role::Pharmacist, ..manager };
+        assert!(!may_change_account(
+            &pharmacist,
+            colleague,
+            Role::Dispenser,
+            Membership::Pharmacy(mine),
+            StaffChange::Suspend
+        ));
+    }
+
+    #[test]
+    fn operators_make_custodians_and_suspend_managers_but_give_them_no_role() {
+        let operator =
+            Actor { user_id: UserId::new(), role: Role::Operator, membership: Membership::Platform, address: None };
+        let someone = UserId::new();
+        assert!(may_change_account(
+            &operator,
+            someone,
+            Role::Operator,
+            Membership::Platform,
+            StaffChange::Role(Role::Custodian)
+        ));
+        let manager_of = Membership::Pharmacy(PharmacyId::new());
+        assert!(may_change_account(&operator, someone, Role::PharmacyManager, manager_of, StaffChange::Suspend));
+        assert!(!may_change_account(
+            &operator,
+            someone,
+            Role::PharmacyManager,
+            manager_of,
+            StaffChange::Role(Role::Custodian)
+        ));
+        assert!(!may_change_account(&operator, someone, Role::Pharmacist, manager_of, StaffChange::Suspend));
+        assert_eq!(role_cap(Role::Custodian), Some(2));
+        assert_eq!(role_cap(Role::Operator), None);
     }
 
     #[test]

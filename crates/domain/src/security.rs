@@ -13,6 +13,8 @@ pub const MAX_DOB_FAILURES: u32 = 4;
 pub const UNLOCK_LINK_LIFETIME: SignedDuration = SignedDuration::from_mins(30);
 /// How long an emailed password-reset link works.
 pub const RESET_LINK_LIFETIME: SignedDuration = SignedDuration::from_mins(30);
+/// How long a new colleague has to accept an invitation and choose a password.
+pub const INVITATION_LINK_LIFETIME: SignedDuration = SignedDuration::from_hours(72);
 /// How long the links that confirm an email change work.
 pub const EMAIL_CHANGE_LINK_LIFETIME: SignedDuration = SignedDuration::from_hours(24);
 /// The shortest time between two emailed links of one kind to one account: asking again sooner

@@ -40,6 +40,7 @@ pub async fn run_all(store: &dyn Store) {
     account_security_counts_and_locks(store).await;
     totp_enrolment_and_recovery_codes(store).await;
     account_tokens_are_single_use(store).await;
+    invitations_roles_and_suspension(store).await;
     address_failures_are_counted_per_window(store).await;
     security_events_newest_first(store).await;
     audit_entries_form_one_chain(store).await;
@@ -1229,6 +1230,63 @@ pub async fn account_tokens_are_single_use(store: &dyn Store) {
     let grouped = store.grouped_tokens(&group).await.unwrap();
     assert_eq!(grouped.len(), 2);
     assert!(grouped.contains(&old) && grouped.contains(&new));
+}
+
+pub async fn invitations_roles_and_suspension(store: &dyn Store) {
+    let ph = setup_pharmacy(store).await;
+    let t = now();
+    let invite = |role: Role| {
+        let user = UserAccount { password_hash: "!invited".into(), ..account(role, Some(ph.pharmacy.id), None, None) };
+        let link = AccountToken {
+            token_hash: format!("{}{}", tag(), tag()),
+            user_id: user.id,
+            purpose: TokenPurpose::Invitation,
+            payload: None,
+            grouping: None,
+            created_at: t,
+            expires_at: t + secs(3600),
+            used_at: None,
+        };
+        let email = OutgoingEmail::new(user.email.clone(), "You are invited", "link", t);
+        (user, link, email)
+    };
+    let (user, link, email) = invite(Role::Dispenser);
+    assert!(store.invite_user(&user, &link, std::slice::from_ref(&email), None).await.unwrap());
+    assert_eq!(store.user(user.id).await.unwrap().map(|u| u.role), Some(Role::Dispenser));
+    assert_eq!(store.account_token(&link.token_hash).await.unwrap(), Some(link.clone()));
+    assert!(store.recent_emails(50).await.unwrap().iter().any(|e| e.id == email.id));
+    let again = UserAccount { id: UserId::new(), ..user.clone() };
+    let (_, other_link, _) = invite(Role::Dispenser);
+    assert!(matches!(store.invite_user(&again, &other_link, &[], None).await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.account_token(&other_link.token_hash).await.unwrap(), None, "nothing half-stored");
+
+    // A capped role: concurrent invitations never exceed the cap.
+    let before = store.count_users_with_role(Role::Custodian).await.unwrap();
+    let cap = u32::try_from(before).unwrap() + 2;
+    let attempts: Vec<_> = (0..5).map(|_| invite(Role::Custodian)).collect();
+    let try_invite = |n: usize| {
+        let (user, link, email) = &attempts[n];
+        store.invite_user(user, link, std::slice::from_ref(email), Some(cap))
+    };
+    let (a, b, c, d, e) = tokio::join!(try_invite(0), try_invite(1), try_invite(2), try_invite(3), try_invite(4));
+    let results = [a, b, c, d, e];
+    assert_eq!(results.iter().filter(|r| matches!(r, Ok(true))).count(), 2, "{results:?}");
+    assert_eq!(results.iter().filter(|r| matches!(r, Ok(false))).count(), 3, "{results:?}");
+    assert_eq!(store.count_users_with_role(Role::Custodian).await.unwrap(), before + 2);
+    assert!(!store.set_user_role(user.id, Role::Custodian, Some(cap)).await.unwrap(), "the cap holds for changes");
+    assert_eq!(store.user(user.id).await.unwrap().map(|u| u.role), Some(Role::Dispenser));
+
+    assert!(store.set_user_role(user.id, Role::Pharmacist, None).await.unwrap());
+    assert_eq!(store.user(user.id).await.unwrap().map(|u| u.role), Some(Role::Pharmacist));
+    assert!(matches!(store.set_user_role(UserId::new(), Role::Pharmacist, None).await, Err(StoreError::Database(_))));
+
+    let session = session_for(user.id, t, SessionStage::Full);
+    store.insert_session(&session).await.unwrap();
+    store.set_user_active(user.id, false).await.unwrap();
+    assert_eq!(store.user(user.id).await.unwrap().map(|u| u.active), Some(false));
+    assert_eq!(store.session(&session.token_hash).await.unwrap(), None, "suspension ends every session");
+    store.set_user_active(user.id, true).await.unwrap();
+    assert_eq!(store.user(user.id).await.unwrap().map(|u| u.active), Some(true));
 }
 
 pub async fn address_failures_are_counted_per_window(store: &dyn Store) {

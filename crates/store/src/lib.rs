@@ -12,6 +12,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 use jiff::civil::Date;
 use jiff::Timestamp;
+use repeatrx_domain::access::Role;
 use repeatrx_domain::audit::{AuditEntry, AuditRecord};
 use repeatrx_domain::ids::*;
 use repeatrx_domain::order::{Order, OrderStage, Transition};
@@ -65,6 +66,24 @@ pub trait Store: Send + Sync + 'static {
     async fn user_by_email(&self, email: &Email) -> StoreResult<Option<UserAccount>>;
     async fn user_for_patient(&self, patient: PatientId) -> StoreResult<Option<UserAccount>>;
     async fn set_password_hash(&self, user: UserId, hash: &str) -> StoreResult<()>;
+    /// How many accounts have this role (suspended ones included).
+    async fn count_users_with_role(&self, role: Role) -> StoreResult<u64>;
+    /// Creates an invited account with its invitation link and email, atomically. With a `cap`,
+    /// refuses (returns false, storing nothing) when that many accounts of the role exist already;
+    /// the count and the insert happen under one write lock, so concurrent invitations cannot
+    /// exceed it. Fails with `Conflict` if the email already has an account.
+    async fn invite_user(
+        &self,
+        user: &UserAccount,
+        link: &AccountToken,
+        emails: &[OutgoingEmail],
+        cap: Option<u32>,
+    ) -> StoreResult<bool>;
+    /// Gives an account another role; with a `cap`, refuses (false) when that many accounts of
+    /// the new role exist already (counted under the same write lock).
+    async fn set_user_role(&self, user: UserId, role: Role, cap: Option<u32>) -> StoreResult<bool>;
+    /// Suspends (ending every session, in the same transaction) or reinstates an account.
+    async fn set_user_active(&self, user: UserId, active: bool) -> StoreResult<()>;
     async fn insert_session(&self, session: &SessionRecord) -> StoreResult<()>;
     async fn session(&self, token_hash: &str) -> StoreResult<Option<SessionRecord>>;
     async fn touch_session(&self, token_hash: &str, last_seen_at: Timestamp) -> StoreResult<()>;

@@ -221,6 +221,8 @@ pub enum TokenPurpose {
     EmailChangeOld,
     /// Confirms an email change from the new address.
     EmailChangeNew,
+    /// A manager's invitation: the new colleague chooses their password.
+    Invitation,
 }
 
 impl TokenPurpose {
@@ -230,13 +232,20 @@ impl TokenPurpose {
             TokenPurpose::PasswordReset => "password_reset",
             TokenPurpose::EmailChangeOld => "email_change_old",
             TokenPurpose::EmailChangeNew => "email_change_new",
+            TokenPurpose::Invitation => "invitation",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [TokenPurpose::Unlock, TokenPurpose::PasswordReset, TokenPurpose::EmailChangeOld, TokenPurpose::EmailChangeNew]
-            .into_iter()
-            .find(|p| p.as_str() == s)
+        [
+            TokenPurpose::Unlock,
+            TokenPurpose::PasswordReset,
+            TokenPurpose::EmailChangeOld,
+            TokenPurpose::EmailChangeNew,
+            TokenPurpose::Invitation,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
     }
 }
 

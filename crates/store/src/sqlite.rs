@@ -575,6 +575,31 @@ async fn insert_user_on(conn: &mut SqliteConnection, u: &UserAccount) -> StoreRe
     Ok(())
 }
 
+async fn insert_token_on(conn: &mut SqliteConnection, token: &AccountToken) -> StoreResult<()> {
+    sqlx::query(&format!("INSERT INTO account_tokens ({TOKEN_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
+        .bind(&token.token_hash)
+        .bind(token.user_id.to_string())
+        .bind(token.purpose.as_str())
+        .bind(&token.payload)
+        .bind(&token.grouping)
+        .bind(us(token.created_at))
+        .bind(us(token.expires_at))
+        .bind(opt_us(token.used_at))
+        .execute(conn)
+        .await
+        .map_err(map_err)?;
+    Ok(())
+}
+
+async fn users_with_role_on(conn: &mut SqliteConnection, role: Role) -> StoreResult<u64> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = $1")
+        .bind(role.as_str())
+        .fetch_one(conn)
+        .await
+        .map_err(map_err)?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 async fn insert_session_on(conn: &mut SqliteConnection, session: &SessionRecord) -> StoreResult<()> {
     sqlx::query(&format!("INSERT INTO sessions ({SESSION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"))
         .bind(&session.token_hash)
@@ -947,6 +972,72 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn count_users_with_role(&self, role: Role) -> StoreResult<u64> {
+        let mut conn = self.conn().await?;
+        users_with_role_on(&mut conn, role).await
+    }
+
+    async fn invite_user(
+        &self,
+        user: &UserAccount,
+        link: &AccountToken,
+        emails: &[OutgoingEmail],
+        cap: Option<u32>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
+        if let Some(cap) = cap {
+            if users_with_role_on(&mut tx, user.role).await? >= u64::from(cap) {
+                return Ok(false);
+            }
+        }
+        insert_user_on(&mut tx, user).await?;
+        insert_token_on(&mut tx, link).await?;
+        insert_emails_on(&mut tx, emails).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
+    }
+
+    async fn set_user_role(&self, user: UserId, role: Role, cap: Option<u32>) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
+        if let Some(cap) = cap {
+            if users_with_role_on(&mut tx, role).await? >= u64::from(cap) {
+                return Ok(false);
+            }
+        }
+        let done = sqlx::query("UPDATE users SET role = $2 WHERE id = $1")
+            .bind(user.to_string())
+            .bind(role.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(not_found("the account"));
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
+    }
+
+    async fn set_user_active(&self, user: UserId, active: bool) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query("UPDATE users SET active = $2 WHERE id = $1")
+            .bind(user.to_string())
+            .bind(flag(active))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(not_found("the account"));
+        }
+        if !active {
+            sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                .bind(user.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
     async fn delete_sessions_of_user(&self, user: UserId) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
             .bind(user.to_string())
@@ -1121,18 +1212,7 @@ impl Store for SqliteStore {
 
     async fn insert_account_token(&self, token: &AccountToken, emails: &[OutgoingEmail]) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
-        sqlx::query(&format!("INSERT INTO account_tokens ({TOKEN_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
-            .bind(&token.token_hash)
-            .bind(token.user_id.to_string())
-            .bind(token.purpose.as_str())
-            .bind(&token.payload)
-            .bind(&token.grouping)
-            .bind(us(token.created_at))
-            .bind(us(token.expires_at))
-            .bind(opt_us(token.used_at))
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        insert_token_on(&mut tx, token).await?;
         insert_emails_on(&mut tx, emails).await?;
         tx.commit().await.map_err(map_err)
     }

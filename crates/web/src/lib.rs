@@ -6,6 +6,7 @@
 pub mod api;
 pub mod csrf;
 pub mod error;
+pub mod guard;
 pub mod headers;
 pub mod html;
 pub mod server;
@@ -32,6 +33,7 @@ pub fn router(state: WebState) -> Router {
         .nest("/api/v1", api::routes())
         .merge(headers::static_routes())
         .route("/healthz", axum::routing::get(health))
+        .route_layer(axum::middleware::from_fn(guard::guard))
         .layer(axum::middleware::from_fn_with_state(state.clone(), csrf::verify))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(headers::security_headers))

@@ -5,7 +5,7 @@
 
 use repeatrx::startup::{start_demo, Server};
 use repeatrx_app::demo::{DEMO_PASSWORD, DEMO_TOTP_SECRET};
-use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, COOKIE, SET_COOKIE};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -177,6 +177,11 @@ impl TestApp {
         Reply::read(resp).await
     }
 
+    pub async fn patch_json(&self, path: &str, token: &str, body: &Value) -> Reply {
+        let resp = self.client.patch(self.url(path)).bearer_auth(token).json(body).send().await.expect("request sent");
+        Reply::read(resp).await
+    }
+
     pub async fn post_json_anon(&self, path: &str, body: &Value) -> Reply {
         Reply::read(self.client.post(self.url(path)).json(body).send().await.expect("request sent")).await
     }
@@ -236,6 +241,109 @@ impl TestApp {
             }
         }
         panic!("no patient of this pharmacy has an orderable item")
+    }
+}
+
+/// An answer to a browser-like request: status, the session cookie it set (if any), Location
+/// and body.
+pub struct Answer {
+    pub status: StatusCode,
+    pub cookie: Option<String>,
+    pub location: Option<String>,
+    pub body: String,
+}
+
+impl Answer {
+    pub async fn read(resp: reqwest::Response) -> Answer {
+        let status = resp.status();
+        let cookie = resp
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("__Host-rrx_session=") && !v.contains("Max-Age=0"))
+            .and_then(|v| v.split(';').next())
+            .map(str::to_string);
+        let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let body = resp.text().await.unwrap_or_default();
+        Answer { status, cookie, location, body }
+    }
+}
+
+/// The value of the first hidden `_csrf` field on a page.
+pub fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"_csrf\" value=\"").expect("a CSRF field") + "name=\"_csrf\" value=\"".len();
+    html[at..].chars().take_while(|c| *c != '"').collect()
+}
+
+pub fn sign_in_form<'a>(email: &'a str, password: &'a str) -> [(&'static str, &'a str); 2] {
+    [("email", email), ("password", password)]
+}
+
+/// The path of the first link to `/{path}/...` in an email.
+pub fn link_path(email: &repeatrx_store::OutgoingEmail, path: &str) -> String {
+    let marker = format!("/{path}/");
+    let at = email.body.find(&marker).expect("a link");
+    email.body[at..].chars().take_while(|c| !c.is_whitespace()).collect()
+}
+
+impl TestApp {
+    /// A form post, with a session cookie if given.
+    pub async fn post_form(&self, path: &str, cookie: Option<&str>, form: &[(&str, &str)]) -> Answer {
+        let mut req = self.client.post(self.url(path)).form(form);
+        if let Some(c) = cookie {
+            req = req.header(COOKIE, c);
+        }
+        Answer::read(req.send().await.expect("request sent")).await
+    }
+
+    /// A page, with a session cookie if given.
+    pub async fn get_page(&self, path: &str, cookie: Option<&str>) -> Answer {
+        let mut req = self.client.get(self.url(path));
+        if let Some(c) = cookie {
+            req = req.header(COOKIE, c);
+        }
+        Answer::read(req.send().await.expect("request sent")).await
+    }
+
+    /// Waits for the email (queued by a request or its background task) to `to` whose subject
+    /// contains `subject`.
+    pub async fn wait_for_email(&self, to: &str, subject: &str) -> repeatrx_store::OutgoingEmail {
+        for _ in 0..100 {
+            let found = self
+                .server
+                .app
+                .store
+                .recent_emails(200)
+                .await
+                .expect("outbox")
+                .into_iter()
+                .find(|e| e.to.as_str() == to && e.subject.contains(subject));
+            if let Some(e) = found {
+                return e;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("no email '{subject}' to {to}")
+    }
+
+    /// Signs in through the forms with the demo password (then the code page) and returns the
+    /// session cookie.
+    pub async fn browser_sign_in(&self, email: &str) -> String {
+        self.browser_sign_in_with(email, DEMO_PASSWORD).await
+    }
+
+    pub async fn browser_sign_in_with(&self, email: &str, password: &str) -> String {
+        let started = self.post_form("/sign-in", None, &sign_in_form(email, password)).await;
+        let cookie = started.cookie.expect("a session cookie");
+        if started.location.as_deref() != Some("/sign-in/code") {
+            return cookie;
+        }
+        let page = self.get_page("/sign-in/code", Some(&cookie)).await;
+        let code = self.next_code(email, &self.secret_of(email)).await;
+        let done =
+            self.post_form("/sign-in/code", Some(&cookie), &[("_csrf", &csrf_of(&page.body)), ("code", &code)]).await;
+        done.cookie.expect("a full session cookie")
     }
 }
 

@@ -8,6 +8,7 @@ pub mod patient;
 pub mod pharmacy;
 pub mod practice;
 pub mod sessions;
+pub mod staff;
 
 use crate::error::{json_error, ApiError};
 use crate::WebState;
@@ -30,6 +31,7 @@ pub fn routes() -> Router<WebState> {
         .merge(practice::routes())
         .merge(admin::routes())
         .merge(account::routes())
+        .merge(staff::routes())
         .fallback(|| async { json_error(StatusCode::NOT_FOUND, "no such API endpoint".into(), vec![]) })
 }
 
@@ -132,6 +134,7 @@ impl Modify for BearerAuth {
         (path = "/api/v1", api = practice::PracticeApi),
         (path = "/api/v1", api = admin::AdminApi),
         (path = "/api/v1", api = account::AccountApi),
+        (path = "/api/v1", api = staff::StaffApi),
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail))
 )]

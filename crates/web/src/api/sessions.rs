@@ -11,8 +11,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use repeatrx_app::auth::NewSession;
-use repeatrx_app::AppError;
-use repeatrx_domain::security::SessionStage;
 use repeatrx_store::SessionKind;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -109,9 +107,6 @@ pub struct TotpSetupResponse {
     responses((status = 200, body = TotpSetupResponse),
         (status = 401, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody, description = "Already set up")))]
 async fn totp_setup(State(state): State<WebState>, ApiAnySession(s): ApiAnySession) -> ApiResult<TotpSetupResponse> {
-    if s.session.stage == SessionStage::SecondFactor {
-        return Err(AppError::Unauthenticated.into());
-    }
     let setup = state.app.totp_setup(&s).await?;
     Ok(Json(TotpSetupResponse { secret: setup.secret, url: setup.url }))
 }

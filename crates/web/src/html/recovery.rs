@@ -6,7 +6,7 @@
 //! and do the work in the background: neither the answer nor its timing says whether an account
 //! exists.
 use super::account::field_problems;
-use super::patient::{with_status, FormData, Problem};
+use super::patient::{render_form, with_status, FormData, Problem};
 use super::{render, Nav, PageResult};
 use crate::session::{ClientInfo, MaybeSigned, ResolvedSession};
 use crate::WebState;
@@ -28,6 +28,7 @@ pub fn routes() -> Router<WebState> {
         .route("/forgot-password", get(forgot_page).post(forgot_request))
         .route("/reset-password/{token}", get(reset_link).post(reset_password))
         .route("/email-change/{token}", get(email_change_link).post(confirm_email_change))
+        .route("/invitation/{token}", get(invitation_link).post(accept_invitation))
 }
 
 /// The CSRF token of the request's session, of any stage (a sign-in half way through is a cookie
@@ -385,6 +386,11 @@ struct ResetPage {
     csrf: Option<String>,
     action: String,
     problems: Vec<Problem>,
+    heading: String,
+    intro: &'static str,
+    button: &'static str,
+    /// Which password rule the strength meter rates for (`patient` or `staff`).
+    strength: &'static str,
 }
 
 const NEW_RESET_LINK: (&str, &str) = ("/forgot-password", "Ask for a new reset link");
@@ -401,9 +407,13 @@ fn reset_form(s: &Option<CurrentSession>, csrf: Option<String>, token: &str, pro
         csrf,
         action: format!("/reset-password/{}", url_segment(token)),
         problems,
+        heading: "Choose a new password".into(),
+        intro: "A few unrelated words make a strong password that is easy to remember. Choosing a new password \
+                signs you out everywhere.",
+        button: "Change my password",
+        strength: "patient",
     };
-    let resp = render(&page)?;
-    Ok(if failed { with_status(resp, StatusCode::UNPROCESSABLE_ENTITY) } else { resp })
+    render_form(&page, failed)
 }
 
 async fn reset_link(
@@ -452,6 +462,83 @@ async fn reset_password(
         Err(AppError::LinkExpired) => dead_link(nav_of(&s), NEW_RESET_LINK),
         Err(e @ (AppError::Invalid(_) | AppError::InvalidFields(_))) => {
             reset_form(&s, csrf, &token, field_problems(&e, RESET_FIELDS))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A manager's invitation
+// ---------------------------------------------------------------------------------------------
+
+const INVITATION_FIELDS: &[(&str, &str, &str)] =
+    &[("password", "Password", "password"), ("confirm", "Confirm password", "confirm")];
+
+fn invitation_form(csrf: Option<String>, token: &str, name: &str, problems: Vec<Problem>) -> PageResult {
+    let failed = !problems.is_empty();
+    let page = ResetPage {
+        nav: None,
+        flash: None,
+        csrf,
+        action: format!("/invitation/{}", url_segment(token)),
+        problems,
+        heading: format!("Welcome to RepeatRx, {name}"),
+        intro: "Choose the password you will sign in with: at least 12 characters. A few unrelated words make a \
+                strong password that is easy to remember. Then you will sign in and set up an authenticator app.",
+        button: "Choose this password",
+        strength: "staff",
+    };
+    render_form(&page, failed)
+}
+
+const NO_INVITATION: (&str, &str) = ("/", "Go to the start page");
+
+async fn invitation_link(
+    State(state): State<WebState>,
+    SessionCsrf(csrf): SessionCsrf,
+    Path(token): Path<String>,
+) -> PageResult {
+    match state.app.invitation(&token).await {
+        Ok(user) => invitation_form(csrf, &token, &user.display_name, vec![]),
+        Err(AppError::LinkExpired) => dead_link(None, NO_INVITATION),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn accept_invitation(
+    State(state): State<WebState>,
+    SessionCsrf(csrf): SessionCsrf,
+    ClientInfo(client): ClientInfo,
+    Path(token): Path<String>,
+    body: Bytes,
+) -> PageResult {
+    let form = FormData::parse(&body);
+    let (password, confirm) = (form.get("password"), form.get("confirm"));
+    let invited = match state.app.invitation(&token).await {
+        Ok(user) => user,
+        Err(AppError::LinkExpired) => return dead_link(None, NO_INVITATION),
+        Err(e) => return Err(e.into()),
+    };
+    let result = if password != confirm {
+        Err(AppError::InvalidFields(vec!["confirm: the two passwords are not the same".into()]))
+    } else {
+        state.app.accept_invitation(&token, password, &client).await.map(|_| ())
+    };
+    match result {
+        Ok(()) => message(
+            None,
+            StatusCode::OK,
+            "Your password is set",
+            false,
+            &[
+                "Your account is ready. Sign in with your email address and the password you chose.",
+                "Have your phone ready: the first time, you will set up an authenticator app.",
+            ],
+            &[("/sign-in", "Sign in")],
+        ),
+        Err(AppError::LinkExpired) => dead_link(None, NO_INVITATION),
+        Err(e @ (AppError::Invalid(_) | AppError::InvalidFields(_))) => {
+            invitation_form(csrf, &token, &invited.display_name, field_problems(&e, INVITATION_FIELDS))
         }
         Err(e) => Err(e.into()),
     }
