@@ -393,6 +393,24 @@ export function useServer({ before, after }, { args = () => [] } = {}) {
 }
 
 /**
+ * `useServer` for a demo that sends its emails to a real SMTP sink: `mail.sink` is the sink
+ * (set in `before`), `extraArgs` more demo flags.
+ */
+export function useServerWithMail(hooks, extraArgs = []) {
+  const mail = { sink: null };
+  const env = useServer(hooks, {
+    args: async () => {
+      mail.sink = await startSmtpSink();
+      return ['--smtp', `127.0.0.1:${mail.sink.port}`, ...extraArgs];
+    },
+  });
+  hooks.after(async () => {
+    if (mail.sink) await mail.sink.close();
+  });
+  return { env, mail };
+}
+
+/**
  * A real SMTP server on a free loopback port that keeps every message it receives (the demo's
  * `--smtp` sends there). `waitFor` resolves with the first parsed message matching a predicate.
  * @returns {Promise<{port: number, messages: object[], waitFor: (pred: (m: object) => boolean, ms?: number) => Promise<object>, close: () => Promise<void>}>}

@@ -4,22 +4,10 @@
 // "Stay signed in" keeps it, and doing nothing signs the patient out; the strength meter reacts.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { useServer, newPage, signIn, signOut, checkPage, submit, mainText, startSmtpSink, ACCOUNTS, PASSWORD } from '../lib/harness.js';
+import { useServerWithMail, newPage, signIn, signOut, checkPage, submit, mainText, ACCOUNTS, PASSWORD } from '../lib/harness.js';
 
 describe('account security', { timeout: 600_000 }, () => {
-  let sink;
-  const env = useServer(
-    { before, after },
-    {
-      args: async () => {
-        sink = await startSmtpSink();
-        return ['--smtp', `127.0.0.1:${sink.port}`, '--patient-idle-minutes', '1'];
-      },
-    },
-  );
-  after(async () => {
-    if (sink) await sink.close();
-  });
+  const { env, mail: inbox } = useServerWithMail({ before, after }, ['--patient-idle-minutes', '1']);
 
   it('six failed sign-ins lock the account; the emailed link and the date of birth unlock it', async () => {
     const page = await newPage(env.browser);
@@ -57,7 +45,7 @@ describe('account security', { timeout: 600_000 }, () => {
       assert.equal(await submit(page, page.locator('main form button[type=submit]')), 200);
       await page.getByRole('heading', { level: 1, name: 'Check your email' }).waitFor();
 
-      const mail = await sink.waitFor((m) => m.to.includes(ACCOUNTS.patient) && /unlock/i.test(m.subject));
+      const mail = await inbox.sink.waitFor((m) => m.to.includes(ACCOUNTS.patient) && /unlock/i.test(m.subject));
       const link = mail.text.match(/https:\/\/\S+\/unlock\/[A-Za-z0-9_-]+/);
       assert.ok(link, `an unlock link in the email: ${mail.text}`);
       const url = new URL(link[0]);

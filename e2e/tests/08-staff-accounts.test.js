@@ -4,22 +4,10 @@
 // suspends the account with a reason.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { useServer, newPage, signIn, checkPage, submit, mainText, startSmtpSink, ACCOUNTS } from '../lib/harness.js';
+import { useServerWithMail, newPage, signIn, checkPage, submit, mainText, ACCOUNTS } from '../lib/harness.js';
 
 describe('staff accounts', { timeout: 300_000 }, () => {
-  let sink;
-  const env = useServer(
-    { before, after },
-    {
-      args: async () => {
-        sink = await startSmtpSink();
-        return ['--smtp', `127.0.0.1:${sink.port}`];
-      },
-    },
-  );
-  after(async () => {
-    if (sink) await sink.close();
-  });
+  const { env, mail: inbox } = useServerWithMail({ before, after });
 
   it('invites a colleague, who chooses a password; then changes their role and suspends them', async () => {
     const manager = await newPage(env.browser);
@@ -44,7 +32,7 @@ describe('staff accounts', { timeout: 300_000 }, () => {
       assert.match(await row.innerText(), /Counter assistant/);
       assert.match(await row.innerText(), /Invited/);
 
-      const mail = await sink.waitFor((m) => m.to.includes('jo.burns@demo.example') && /invited/i.test(m.subject));
+      const mail = await inbox.sink.waitFor((m) => m.to.includes('jo.burns@demo.example') && /invited/i.test(m.subject));
       const link = mail.text.match(/https:\/\/\S+\/invitation\/\S+/)[0];
       await colleague.goto(link.replace(/^https:\/\/[^/]+/, env.url));
       await colleague.getByRole('heading', { level: 1, name: 'Welcome to RepeatRx, Jo Burns' }).waitFor();

@@ -4,7 +4,8 @@
 //! patient data are recorded in the audit trail.
 use crate::error::{AppError, AppResult};
 use crate::App;
-use repeatrx_domain::access::{authorise, Action, Actor, Membership, Scope};
+use repeatrx_domain::access::{authorise, Action, Actor, Membership, Role, Scope};
+use repeatrx_domain::custody::authorise_by_grant;
 use repeatrx_domain::ids::{OrderId, PatientId};
 use repeatrx_domain::patient::Patient;
 use repeatrx_domain::DomainError;
@@ -39,8 +40,8 @@ impl App {
             return Err(AppError::Forbidden);
         }
         let patient = self.store.patient(id).await?.ok_or(AppError::NotFound("patient"))?;
-        check(actor, action, patient_scope(&patient), "patient")?;
-        self.audit_access(actor, action, patient.id, "").await?;
+        let purpose = self.check_tenant(actor, action, patient_scope(&patient), "patient").await?;
+        self.audit_access(actor, action, patient.id, "", purpose).await?;
         Ok(patient)
     }
 
@@ -51,21 +52,43 @@ impl App {
         }
         let stored = self.store.order(id).await?.ok_or(AppError::NotFound("order"))?;
         let o = &stored.order;
-        check(
-            actor,
-            action,
-            Scope::Patient { patient: o.patient_id, pharmacy: o.pharmacy_id, practice: o.practice_id },
-            "order",
-        )?;
+        let scope = Scope::Patient { patient: o.patient_id, pharmacy: o.pharmacy_id, practice: o.practice_id };
+        let purpose = self.check_tenant(actor, action, scope, "order").await?;
         let patient = self.store.patient(o.patient_id).await?.ok_or(AppError::NotFound("order"))?;
-        self.audit_access(actor, action, patient.id, &format!("order {}", o.id)).await?;
+        self.audit_access(actor, action, patient.id, &format!("order {}", o.id), purpose).await?;
         Ok((stored, patient))
     }
 
+    /// The tenant check. A custodian passes only under a live break-glass grant covering the data
+    /// (`custody::authorise_by_grant`), whose reason is returned as the purpose of the access.
+    async fn check_tenant(
+        &self,
+        actor: &Actor,
+        action: Action,
+        scope: Scope,
+        what: &'static str,
+    ) -> AppResult<Option<String>> {
+        if actor.role != Role::Custodian {
+            return check(actor, action, scope, what).map(|()| None);
+        }
+        let grants = self.store.live_grants(actor.user_id, self.clock.now()).await?;
+        match authorise_by_grant(actor, action, scope, &grants, self.clock.now()) {
+            Ok(grant) => Ok(Some(grant.reason.clone())),
+            Err(_) => Err(AppError::NotFound(what)),
+        }
+    }
+
     /// Staff access to a patient's record goes to the audit trail (P9); a patient's own does not.
-    async fn audit_access(&self, actor: &Actor, action: Action, patient: PatientId, detail: &str) -> AppResult<()> {
+    async fn audit_access(
+        &self,
+        actor: &Actor,
+        action: Action,
+        patient: PatientId,
+        detail: &str,
+        purpose: Option<String>,
+    ) -> AppResult<()> {
         if actor.role.is_staff() {
-            self.audit_act(actor, &format!("patient.{}", action.as_str()), Some(patient), detail).await?;
+            self.audit_act_for(actor, &format!("patient.{}", action.as_str()), Some(patient), detail, purpose).await?;
         }
         Ok(())
     }

@@ -52,6 +52,8 @@ pub struct AccessLine {
     pub organisation: String,
     /// What they did, in plain words.
     pub what: &'static str,
+    /// The reason they gave, where one was required (break-glass access by a custodian).
+    pub purpose: Option<String>,
 }
 
 /// Plain words for a gate action in the trail.
@@ -84,6 +86,18 @@ impl App {
         patient: Option<PatientId>,
         detail: impl Into<String>,
     ) -> AppResult<()> {
+        self.audit_act_for(actor, action, patient, detail, None).await
+    }
+
+    /// The same, with the purpose the actor stated (a custodian's break-glass reason).
+    pub async fn audit_act_for(
+        &self,
+        actor: &Actor,
+        action: &str,
+        patient: Option<PatientId>,
+        detail: impl Into<String>,
+        purpose: Option<String>,
+    ) -> AppResult<()> {
         let record = AuditRecord {
             at: self.clock.now(),
             actor: Some(actor.user_id),
@@ -92,7 +106,7 @@ impl App {
             action: action.to_string(),
             patient,
             address: actor.address.map(|a| a.to_string()).unwrap_or_else(|| "console".into()),
-            purpose: None,
+            purpose,
             detail: detail.into(),
         };
         self.audit(&record).await.map(|_| ())
@@ -153,6 +167,7 @@ impl App {
                 role: role.label(),
                 organisation: names.get(&r.organisation).cloned().unwrap_or_default(),
                 what: what_was_done(&r.action),
+                purpose: r.purpose.clone(),
             });
             if out.len() == 100 {
                 break;

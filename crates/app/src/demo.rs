@@ -23,13 +23,14 @@ use std::sync::Arc;
 pub const DEMO_PASSWORD: &str = "demo-password-2026";
 
 /// The sign-ins printed by `repeatrx demo` and shown on the demo's sign-in page.
-pub const DEMO_ACCOUNTS: [(&str, &str); 6] = [
+pub const DEMO_ACCOUNTS: [(&str, &str); 7] = [
     ("patient@demo.example", "Patient: Ann Jones"),
     ("pharmacist@demo.example", "Pharmacist at Riverside Pharmacy"),
     ("manager@demo.example", "Manager of Riverside Pharmacy"),
     ("prescriber@demo.example", "Prescriber at Riverside Surgery"),
     ("receptionist@demo.example", "Receptionist at Riverside Surgery"),
     ("operator@demo.example", "Platform operator"),
+    ("custodian@demo.example", "Live-data custodian (break-glass access)"),
 ];
 
 /// The authenticator secret of every demo staff account (demo databases only; printed at start
@@ -348,6 +349,11 @@ pub async fn seed(app: &App) -> AppResult<bool> {
         .await?;
     app.store.insert_practice(&old_mill, None).await?;
     app.store.insert_user(&s.user("operator@demo.example", "Platform Operator", Role::Operator, None, None)?).await?;
+    // The two live-data custodians the platform may have (P8): each is told when the other
+    // opens break-glass access.
+    for (email, name) in [("custodian@demo.example", "Casey Quinn"), ("custodian2@demo.example", "Robin Vale")] {
+        app.store.insert_user(&s.user(email, name, Role::Custodian, None, None)?).await?;
+    }
 
     let pharmacist_actor = actor(&pharmacist, Membership::Pharmacy(riverside.id));
     let prescriber_actor = actor(&prescriber, Membership::Practice(surgery.id));

@@ -7,6 +7,7 @@ pub mod access;
 pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod custody;
 pub mod demo;
 pub mod error;
 pub mod jobs;

@@ -16,7 +16,8 @@ use jiff::Timestamp;
 use repeatrx_app::auth::{random_token, token_hash};
 use repeatrx_app::orders::SubmitOrderInput;
 use repeatrx_domain::access::{Actor, Membership, OrgKind, Role};
-use repeatrx_domain::ids::{OrderId, PatientId, RepeatItemId, UserId};
+use repeatrx_domain::custody::{Grant, GrantScope};
+use repeatrx_domain::ids::{GrantId, OrderId, PatientId, PharmacyId, RepeatItemId, UserId};
 use repeatrx_domain::patient::Fulfilment;
 use repeatrx_domain::security::SessionStage;
 use repeatrx_store::{PatientQuery, SessionKind, SessionRecord, UserAccount};
@@ -32,6 +33,10 @@ struct Ids {
     order: OrderId,
     order_item: String,
     repeat_item: RepeatItemId,
+    /// A pharmacy (own: Riverside, where the custodian holds a grant; other: Hilltop).
+    pharmacy: PharmacyId,
+    /// A break-glass grant: own, a spare one of the custodian's; other, the other custodian's.
+    grant: GrantId,
     /// Staff accounts by the side of the service of the caller: own, ones that side's manager
     /// (or an operator) looks after; other, one nobody in the matrix looks after. None of them
     /// makes calls in the matrix, so changing them disturbs no probe.
@@ -67,16 +72,7 @@ async fn fixture() -> Fixture {
     ] {
         accounts.insert(role, user(&app, email).await);
     }
-    let operator = accounts[&Role::Operator].clone();
-    let custodian = UserAccount {
-        id: UserId::new(),
-        email: repeatrx_domain::text::Email::parse("custodian.matrix@demo.example").expect("email"),
-        display_name: "Casey Matrix".into(),
-        role: Role::Custodian,
-        ..operator
-    };
-    store.insert_user(&custodian).await.expect("custodian");
-    accounts.insert(Role::Custodian, custodian);
+    accounts.insert(Role::Custodian, user(&app, "custodian@demo.example").await);
     assert_eq!(accounts.len(), Role::ALL.len(), "every role has an account in the matrix");
 
     // Own tenant: Ann Jones (Riverside Pharmacy, Riverside Surgery) and her finished order.
@@ -101,7 +97,33 @@ async fn fixture() -> Fixture {
         targets.insert(kind, target.id);
     }
     targets.insert(OrgKind::Patient, targets[&OrgKind::Pharmacy]);
+    // The custodian holds live grants over Ann and over Riverside Pharmacy, and a spare one to end;
+    // the other custodian holds one of their own.
+    let riverside = accounts[&Role::PharmacyManager].pharmacy_id.expect("a pharmacy");
+    let grant = |custodian: UserId, scope| Grant {
+        id: GrantId::new(),
+        custodian,
+        scope,
+        reason: "access matrix: every route is probed".into(),
+        created_at: Timestamp::now(),
+        expires_at: Timestamp::now() + jiff::SignedDuration::from_hours(2),
+        ended_at: None,
+    };
+    let casey = accounts[&Role::Custodian].id;
+    let robin = user(&app, "custodian2@demo.example").await.id;
+    let spare = grant(casey, GrantScope::Patient(ann));
+    let robins = grant(robin, GrantScope::Patient(ann));
+    for g in [
+        grant(casey, GrantScope::Patient(ann)),
+        grant(casey, GrantScope::Pharmacy(riverside)),
+        spare.clone(),
+        robins.clone(),
+    ] {
+        store.insert_grant(&g, &[]).await.expect("a grant");
+    }
     let own = Ids {
+        pharmacy: riverside,
+        grant: spare.id,
         patient: ann,
         order: ann_order.id,
         order_item: ann_order.items[0].id.to_string(),
@@ -134,6 +156,8 @@ async fn fixture() -> Fixture {
         .expect("an order at Hilltop");
     let hill_prescriber = user(&app, "hilltop.prescriber@demo.example").await.id;
     let other = Ids {
+        pharmacy: hilltop,
+        grant: robins.id,
         patient: x.id,
         order: x_order.id,
         order_item: x_order.items[0].id.to_string(),
@@ -166,6 +190,21 @@ impl Fixture {
         };
         self.app.server.app.store.insert_session(&session).await.expect("session");
         token
+    }
+
+    /// A new live grant of the custodian's (over Ann), for a probe that ends one.
+    async fn spare_grant(&self) -> GrantId {
+        let grant = Grant {
+            id: GrantId::new(),
+            custodian: self.accounts[&Role::Custodian].id,
+            scope: GrantScope::Patient(self.own.patient),
+            reason: "access matrix: a grant to end".into(),
+            created_at: Timestamp::now(),
+            expires_at: Timestamp::now() + jiff::SignedDuration::from_hours(2),
+            ended_at: None,
+        };
+        self.app.server.app.store.insert_grant(&grant, &[]).await.expect("a grant");
+        grant.id
     }
 
     /// Everything of the other tenant that a probe could change.
@@ -201,6 +240,8 @@ fn fill(path: &str, ids: &Ids, caller: OrgKind) -> Option<String> {
                 "patients" => ids.patient.to_string(),
                 "repeat-items" => ids.repeat_item.to_string(),
                 "accounts" | "staff" => ids.accounts[&caller].to_string(),
+                "pharmacies" => ids.pharmacy.to_string(),
+                "grants" => ids.grant.to_string(),
                 other => panic!("the matrix does not know what {{id}} after '{other}' names in {path}"),
             },
             s if s.starts_with('{') => panic!("the matrix does not know the parameter {s} in {path}"),
@@ -315,7 +356,12 @@ async fn every_route_every_role_own_and_other_tenant() {
             // Sign-in steps are probed with the session they are for: one half way through.
             let stage = if route.rule == Rule::SigningIn { SessionStage::SecondFactor } else { SessionStage::Full };
             let verdict = judge(route.rule, Some((role, stage == SessionStage::Full)));
-            let own_path = fill(route.path, &f.own, role.kind());
+            let mut own_path = fill(route.path, &f.own, role.kind());
+            if route.path.contains("/grants/{id}") {
+                // Ending a grant uses it up: each probe ends a fresh one.
+                let fresh = f.spare_grant().await.to_string();
+                own_path = own_path.map(|p| p.replace(&f.own.grant.to_string(), &fresh));
+            }
             let other_path = fill(route.path, &f.other, role.kind());
             let plain = own_path.unwrap_or_else(|| route.path.to_string());
             let token = f.token(role, stage).await;

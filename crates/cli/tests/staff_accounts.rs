@@ -164,27 +164,40 @@ async fn roles_change_at_once_and_suspension_ends_sessions_until_reinstated() {
 async fn at_most_two_custodians_can_exist() {
     let app = TestApp::spawn().await;
     let operator = app.sign_in("operator@demo.example").await;
-    let invite = |n: u32, role: &str| json!({"name": format!("Custodian {n}"), "email": format!("custodian{n}@demo.example"), "role": role});
-    for n in 1..=2 {
-        app.post_json(&format!("{API}/staff"), &operator, &invite(n, "custodian")).await.expect(StatusCode::CREATED);
-    }
-    let third = app.post_json(&format!("{API}/staff"), &operator, &invite(3, "custodian")).await;
+    let invite = |n: u32, role: &str| json!({"name": format!("Platform person {n}"), "email": format!("platform{n}@demo.example"), "role": role});
+    let count = || async {
+        app.server.app.store.count_users_with_role(repeatrx_domain::access::Role::Custodian).await.expect("count")
+    };
+    assert_eq!(count().await, 2, "the demo has its two custodians");
+    let third = app.post_json(&format!("{API}/staff"), &operator, &invite(1, "custodian")).await;
     let message = third.expect_error(StatusCode::CONFLICT);
     assert!(message.contains("at most 2 live-data custodian"), "{message}");
 
     // Nor can an operator be turned into a third.
     let op =
-        app.post_json(&format!("{API}/staff"), &operator, &invite(4, "operator")).await.expect(StatusCode::CREATED);
-    let id = op["id"].as_str().expect("id");
-    app.patch_json(&format!("{API}/staff/{id}"), &operator, &json!({"role": "custodian"}))
+        app.post_json(&format!("{API}/staff"), &operator, &invite(2, "operator")).await.expect(StatusCode::CREATED);
+    let op_id = op["id"].as_str().expect("id").to_string();
+    app.patch_json(&format!("{API}/staff/{op_id}"), &operator, &json!({"role": "custodian"}))
         .await
         .expect_error(StatusCode::CONFLICT);
-    let count =
-        app.server.app.store.count_users_with_role(repeatrx_domain::access::Role::Custodian).await.expect("count");
-    assert_eq!(count, 2);
+    assert_eq!(count().await, 2);
+
+    // Once one custodian becomes an operator, there is room for one more.
+    let staff = app.get(&format!("{API}/staff"), &operator).await.expect(StatusCode::OK);
+    let casey =
+        staff.as_array().expect("list").iter().find(|a| a["email"] == "custodian@demo.example").expect("listed");
+    let casey_id = casey["id"].as_str().expect("id");
+    app.patch_json(&format!("{API}/staff/{casey_id}"), &operator, &json!({"role": "operator"}))
+        .await
+        .expect(StatusCode::OK);
+    app.patch_json(&format!("{API}/staff/{op_id}"), &operator, &json!({"role": "custodian"}))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(count().await, 2);
+    app.post_json(&format!("{API}/staff"), &operator, &invite(3, "custodian")).await.expect_error(StatusCode::CONFLICT);
 
     // Operators give no organisation roles.
-    app.post_json(&format!("{API}/staff"), &operator, &invite(5, "pharmacist"))
+    app.post_json(&format!("{API}/staff"), &operator, &invite(4, "pharmacist"))
         .await
         .expect_error(StatusCode::UNPROCESSABLE_ENTITY);
 }

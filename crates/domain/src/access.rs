@@ -143,6 +143,8 @@ pub enum Action {
     ManageStaffAccounts,
     /// Lift a patient's identity lock after checking their identity in person.
     LiftIdentityLock,
+    /// Ask for, hold and end break-glass access to live patient data (custodians only).
+    BreakGlass,
 }
 
 impl Action {
@@ -163,6 +165,7 @@ impl Action {
             Action::SearchCatalogue => "search_catalogue",
             Action::ManageStaffAccounts => "manage_staff_accounts",
             Action::LiftIdentityLock => "lift_identity_lock",
+            Action::BreakGlass => "break_glass",
         }
     }
 }
@@ -172,6 +175,7 @@ pub fn role_permits(role: Role, action: Action) -> bool {
     use Action::*;
     use Role::*;
     match action {
+        // Custodians only under a live break-glass grant (`custody::authorise_by_grant`).
         ViewPatient => matches!(
             role,
             Patient
@@ -182,6 +186,7 @@ pub fn role_permits(role: Role, action: Action) -> bool {
                 | Prescriber
                 | PracticeManager
                 | Receptionist
+                | Custodian
         ),
         PlaceOrder => matches!(role, Patient | PharmacyManager | Pharmacist | Dispenser | CounterAssistant),
         CancelOrder => matches!(role, Patient | PharmacyManager | Pharmacist | Dispenser | CounterAssistant),
@@ -197,6 +202,7 @@ pub fn role_permits(role: Role, action: Action) -> bool {
         SearchCatalogue => role != Patient,
         ManageStaffAccounts => matches!(role, PharmacyManager | PracticeManager | Operator),
         LiftIdentityLock => matches!(role, PharmacyManager | Pharmacist | Dispenser | CounterAssistant),
+        BreakGlass => matches!(role, Custodian),
     }
 }
 

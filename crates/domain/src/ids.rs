@@ -51,6 +51,8 @@ typed_id!(
     EmailId,
     /// A sign-in event kept for the audit trail.
     SecurityEventId,
+    /// A live-data custodian's time-limited break-glass access.
+    GrantId,
 );
 
 #[cfg(test)]

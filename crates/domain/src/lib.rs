@@ -7,6 +7,7 @@ pub mod access;
 pub mod audit;
 pub mod catalogue;
 pub mod clock;
+pub mod custody;
 pub mod error;
 pub mod ids;
 pub mod order;

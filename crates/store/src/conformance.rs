@@ -41,6 +41,7 @@ pub async fn run_all(store: &dyn Store) {
     totp_enrolment_and_recovery_codes(store).await;
     account_tokens_are_single_use(store).await;
     invitations_roles_and_suspension(store).await;
+    break_glass_grants(store).await;
     address_failures_are_counted_per_window(store).await;
     security_events_newest_first(store).await;
     audit_entries_form_one_chain(store).await;
@@ -1287,6 +1288,47 @@ pub async fn invitations_roles_and_suspension(store: &dyn Store) {
     assert_eq!(store.session(&session.token_hash).await.unwrap(), None, "suspension ends every session");
     store.set_user_active(user.id, true).await.unwrap();
     assert_eq!(store.user(user.id).await.unwrap().map(|u| u.active), Some(true));
+}
+
+pub async fn break_glass_grants(store: &dyn Store) {
+    use repeatrx_domain::custody::{Grant, GrantScope};
+    let w = world(store).await;
+    let custodian = account(Role::Custodian, None, None, None);
+    store.insert_user(&custodian).await.unwrap();
+    assert!(store.users_with_role(Role::Custodian).await.unwrap().iter().any(|u| u.id == custodian.id));
+    let t = now();
+    let grant = |scope, created_at: Timestamp, minutes: i64| Grant {
+        id: GrantId::new(),
+        custodian: custodian.id,
+        scope,
+        reason: "support case: order missing after migration".into(),
+        created_at,
+        expires_at: created_at + SignedDuration::from_mins(minutes),
+        ended_at: None,
+    };
+    let by_patient = grant(GrantScope::Patient(w.pa.patient.id), t, 60);
+    let by_pharmacy = grant(GrantScope::Pharmacy(w.ph.pharmacy.id), t + secs(1), 60);
+    let old = grant(GrantScope::Patient(w.pa.patient.id), t - secs(7200), 60);
+    let email = OutgoingEmail::new(w.ph.manager.email.clone(), "Break-glass access", "body", t);
+    store.insert_grant(&by_patient, std::slice::from_ref(&email)).await.unwrap();
+    store.insert_grant(&by_pharmacy, &[]).await.unwrap();
+    store.insert_grant(&old, &[]).await.unwrap();
+    assert!(store.recent_emails(50).await.unwrap().iter().any(|e| e.id == email.id), "announced in the same write");
+
+    let all = store.grants_of(custodian.id, 10).await.unwrap();
+    assert_eq!(all, vec![by_pharmacy.clone(), by_patient.clone(), old.clone()], "newest first, round-tripped");
+    let live = store.live_grants(custodian.id, t + secs(2)).await.unwrap();
+    assert_eq!(live, vec![by_pharmacy.clone(), by_patient.clone()], "the expired one is not live");
+
+    assert!(store.end_grant(by_patient.id, custodian.id, t + secs(3)).await.unwrap());
+    assert!(!store.end_grant(by_patient.id, custodian.id, t + secs(4)).await.unwrap(), "ends once");
+    assert!(!store.end_grant(by_pharmacy.id, UserId::new(), t + secs(4)).await.unwrap(), "only its holder ends it");
+    assert!(!store.end_grant(old.id, custodian.id, t + secs(4)).await.unwrap(), "an expired grant has ended");
+    let live = store.live_grants(custodian.id, t + secs(5)).await.unwrap();
+    assert_eq!(live, vec![by_pharmacy.clone()]);
+    let ended = store.grants_of(custodian.id, 10).await.unwrap().into_iter().find(|g| g.id == by_patient.id).unwrap();
+    assert_eq!(ended.ended_at, Some(t + secs(3)));
+    assert!(store.live_grants(custodian.id, t + SignedDuration::from_mins(61)).await.unwrap().is_empty());
 }
 
 pub async fn address_failures_are_counted_per_window(store: &dyn Store) {

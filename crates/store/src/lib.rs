@@ -14,6 +14,7 @@ use jiff::civil::Date;
 use jiff::Timestamp;
 use repeatrx_domain::access::Role;
 use repeatrx_domain::audit::{AuditEntry, AuditRecord};
+use repeatrx_domain::custody::Grant;
 use repeatrx_domain::ids::*;
 use repeatrx_domain::order::{Order, OrderStage, Transition};
 use repeatrx_domain::patient::Patient;
@@ -84,6 +85,18 @@ pub trait Store: Send + Sync + 'static {
     async fn set_user_role(&self, user: UserId, role: Role, cap: Option<u32>) -> StoreResult<bool>;
     /// Suspends (ending every session, in the same transaction) or reinstates an account.
     async fn set_user_active(&self, user: UserId, active: bool) -> StoreResult<()>;
+    /// Every account with this role, oldest first.
+    async fn users_with_role(&self, role: Role) -> StoreResult<Vec<UserAccount>>;
+
+    // --- break-glass grants ---
+    /// Stores a grant with the emails that announce it, atomically.
+    async fn insert_grant(&self, grant: &Grant, emails: &[OutgoingEmail]) -> StoreResult<()>;
+    /// A custodian's grants, newest first.
+    async fn grants_of(&self, custodian: UserId, limit: u32) -> StoreResult<Vec<Grant>>;
+    /// A custodian's grants that have neither expired nor been ended as of `now`.
+    async fn live_grants(&self, custodian: UserId, now: Timestamp) -> StoreResult<Vec<Grant>>;
+    /// Ends a live grant of this custodian early; false if there is none such.
+    async fn end_grant(&self, id: GrantId, custodian: UserId, now: Timestamp) -> StoreResult<bool>;
     async fn insert_session(&self, session: &SessionRecord) -> StoreResult<()>;
     async fn session(&self, token_hash: &str) -> StoreResult<Option<SessionRecord>>;
     async fn touch_session(&self, token_hash: &str, last_seen_at: Timestamp) -> StoreResult<()>;

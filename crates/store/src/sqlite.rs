@@ -16,6 +16,7 @@ use jiff::Timestamp;
 use repeatrx_domain::access::Role;
 use repeatrx_domain::audit::{AuditEntry, AuditRecord};
 use repeatrx_domain::catalogue::ControlledSchedule;
+use repeatrx_domain::custody::{Grant, GrantScope};
 use repeatrx_domain::ids::*;
 use repeatrx_domain::order::{Decision, ItemState, Order, OrderItem, OrderStage, Transition};
 use repeatrx_domain::patient::{DateOfBirth, Fulfilment, NhsNumber, Patient};
@@ -399,6 +400,32 @@ fn token_from(row: &SqliteRow) -> StoreResult<AccountToken> {
         created_at: ts_col(row, "created_at")?,
         expires_at: ts_col(row, "expires_at")?,
         used_at: opt_ts_col(row, "used_at")?,
+    })
+}
+
+const GRANT_COLS: &str =
+    "id, custodian_id, scope_kind, patient_id, pharmacy_id, reason, created_at, expires_at, ended_at";
+
+fn grant_from(row: &SqliteRow) -> StoreResult<Grant> {
+    let kind: String = col(row, "scope_kind")?;
+    let scope = match kind.as_str() {
+        "patient" => GrantScope::Patient(
+            opt_id_col(row, "patient_id")?.ok_or_else(|| corrupt("patient_id", "a patient grant names no patient"))?,
+        ),
+        "pharmacy" => GrantScope::Pharmacy(
+            opt_id_col(row, "pharmacy_id")?
+                .ok_or_else(|| corrupt("pharmacy_id", "a pharmacy grant names no pharmacy"))?,
+        ),
+        other => return Err(corrupt("scope_kind", format!("'{other}' is not a grant scope"))),
+    };
+    Ok(Grant {
+        id: id_col(row, "id")?,
+        custodian: id_col(row, "custodian_id")?,
+        scope,
+        reason: col(row, "reason")?,
+        created_at: ts_col(row, "created_at")?,
+        expires_at: ts_col(row, "expires_at")?,
+        ended_at: opt_ts_col(row, "ended_at")?,
     })
 }
 
@@ -1036,6 +1063,77 @@ impl Store for SqliteStore {
                 .map_err(map_err)?;
         }
         tx.commit().await.map_err(map_err)
+    }
+
+    async fn users_with_role(&self, role: Role) -> StoreResult<Vec<UserAccount>> {
+        let rows = sqlx::query(&format!("SELECT {USER_COLS} FROM users WHERE role = $1 ORDER BY created_at, id"))
+            .bind(role.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(user_from).collect()
+    }
+
+    async fn insert_grant(&self, grant: &Grant, emails: &[OutgoingEmail]) -> StoreResult<()> {
+        let (patient, pharmacy) = match grant.scope {
+            GrantScope::Patient(p) => (Some(p.to_string()), None),
+            GrantScope::Pharmacy(p) => (None, Some(p.to_string())),
+        };
+        let mut tx = self.write_tx().await?;
+        sqlx::query(&format!("INSERT INTO custody_grants ({GRANT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
+            .bind(grant.id.to_string())
+            .bind(grant.custodian.to_string())
+            .bind(grant.scope.kind())
+            .bind(patient)
+            .bind(pharmacy)
+            .bind(&grant.reason)
+            .bind(us(grant.created_at))
+            .bind(us(grant.expires_at))
+            .bind(opt_us(grant.ended_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        insert_emails_on(&mut tx, emails).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn grants_of(&self, custodian: UserId, limit: u32) -> StoreResult<Vec<Grant>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {GRANT_COLS} FROM custody_grants WHERE custodian_id = $1 ORDER BY created_at DESC, id LIMIT $2"
+        ))
+        .bind(custodian.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(grant_from).collect()
+    }
+
+    async fn live_grants(&self, custodian: UserId, now: Timestamp) -> StoreResult<Vec<Grant>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {GRANT_COLS} FROM custody_grants WHERE custodian_id = $1 AND ended_at IS NULL AND expires_at > $2 \
+             ORDER BY created_at DESC, id"
+        ))
+        .bind(custodian.to_string())
+        .bind(us(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(grant_from).collect()
+    }
+
+    async fn end_grant(&self, id: GrantId, custodian: UserId, now: Timestamp) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE custody_grants SET ended_at = $3 WHERE id = $1 AND custodian_id = $2 AND ended_at IS NULL \
+             AND expires_at > $3",
+        )
+        .bind(id.to_string())
+        .bind(custodian.to_string())
+        .bind(us(now))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn delete_sessions_of_user(&self, user: UserId) -> StoreResult<u64> {

@@ -73,7 +73,8 @@ async fn opening_twice_runs_migrations_once() {
     conformance::health(&first).await;
     let applied: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations").fetch_one(second.pool()).await.unwrap();
-    assert_eq!(applied, 6);
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite")).unwrap().count();
+    assert_eq!(applied, i64::try_from(files).unwrap(), "each migration once");
 }
 
 #[tokio::test]

@@ -139,6 +139,12 @@ pub const ROUTES: &[RouteRule] = &[
     r("POST", "/admin/accounts/{id}/role", Side(PlatformSide, &[ManageStaffAccounts])),
     r("POST", "/admin/accounts/{id}/suspend", Side(PlatformSide, &[ManageStaffAccounts])),
     r("POST", "/admin/accounts/{id}/reinstate", Side(PlatformSide, &[ManageStaffAccounts])),
+    // Live-data custodians' break-glass access (reads are checked against the grant by the app).
+    r("GET", "/custody", Side(PlatformSide, &[BreakGlass])),
+    r("POST", "/custody/grants", Side(PlatformSide, &[BreakGlass])),
+    r("POST", "/custody/grants/{id}/end", Side(PlatformSide, &[BreakGlass])),
+    r("GET", "/custody/patients/{id}", Side(PlatformSide, &[BreakGlass])),
+    r("GET", "/custody/pharmacies/{id}", Side(PlatformSide, &[BreakGlass])),
     // The JSON API.
     r("GET", "/api/v1/openapi.json", Open),
     r("POST", "/api/v1/sessions", Open),
@@ -179,6 +185,9 @@ pub const ROUTES: &[RouteRule] = &[
     r("POST", "/api/v1/staff", Can(&[ManageStaffAccounts])),
     r("PATCH", "/api/v1/staff/{id}", Can(&[ManageStaffAccounts])),
     r("POST", "/api/v1/staff/{id}/unlock", Can(&[ManageStaffAccounts])),
+    r("GET", "/api/v1/custody/grants", Can(&[BreakGlass])),
+    r("POST", "/api/v1/custody/grants", Can(&[BreakGlass])),
+    r("POST", "/api/v1/custody/grants/{id}/end", Can(&[BreakGlass])),
     r("GET", "/api/v1/admin/organisations", Can(&[ManageOrganisations])),
     r("POST", "/api/v1/admin/pharmacies", Can(&[ManageOrganisations])),
     r("POST", "/api/v1/admin/practices", Can(&[ManageOrganisations])),

@@ -4,6 +4,7 @@
 //! the handlers' annotations and served at `/api/v1/openapi.json`.
 pub mod account;
 pub mod admin;
+pub mod custody;
 pub mod patient;
 pub mod pharmacy;
 pub mod practice;
@@ -32,6 +33,7 @@ pub fn routes() -> Router<WebState> {
         .merge(admin::routes())
         .merge(account::routes())
         .merge(staff::routes())
+        .merge(custody::routes())
         .fallback(|| async { json_error(StatusCode::NOT_FOUND, "no such API endpoint".into(), vec![]) })
 }
 
@@ -135,6 +137,7 @@ impl Modify for BearerAuth {
         (path = "/api/v1", api = admin::AdminApi),
         (path = "/api/v1", api = account::AccountApi),
         (path = "/api/v1", api = staff::StaffApi),
+        (path = "/api/v1", api = custody::CustodyApi),
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail))
 )]

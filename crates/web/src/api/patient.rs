@@ -476,6 +476,8 @@ pub struct AccessLineDto {
     pub role: String,
     pub organisation: String,
     pub what: String,
+    /// The reason given, where one was required (a custodian's break-glass access).
+    pub purpose: Option<String>,
 }
 
 /// Who among staff has reached the patient's record, newest first (last 100), from the audit trail.
@@ -502,6 +504,7 @@ async fn access_log(
                 role: l.role.into(),
                 organisation: l.organisation,
                 what: l.what.into(),
+                purpose: l.purpose,
             })
             .collect(),
     ))

@@ -27,7 +27,7 @@ pub fn routes() -> Router<WebState> {
 
 async fn home(MaybeSigned(s): MaybeSigned) -> Redirect {
     match s {
-        Some(s) => Redirect::to(home_of(s.actor.role.kind())),
+        Some(s) => Redirect::to(home_of(s.actor.role)),
         None => Redirect::to("/sign-in"),
     }
 }
@@ -77,7 +77,7 @@ async fn sign_in_page(
     axum::extract::Query(q): axum::extract::Query<SignInQuery>,
 ) -> PageResult {
     if let Some(s) = s {
-        return Ok(Redirect::to(home_of(s.actor.role.kind())).into_response());
+        return Ok(Redirect::to(home_of(s.actor.role)).into_response());
     }
     render(&page(&state, None, String::new(), sign_in_notice(&q.notice)))
 }
@@ -93,7 +93,7 @@ fn start(state: &WebState, new: &NewSession) -> Response {
     let secs = new.expires_at.duration_since(state.app.clock.now()).as_secs();
     let cookie = session_cookie(new.token.expose_secret(), secs);
     let to = match new.stage {
-        SessionStage::Full => home_of(new.actor.role.kind()),
+        SessionStage::Full => home_of(new.actor.role),
         SessionStage::SecondFactor => "/sign-in/code",
         SessionStage::Enrol => "/sign-in/enrol",
     };
@@ -253,7 +253,7 @@ async fn enrol(
                 nav: None,
                 flash: Some("Your authenticator app is set up.".into()),
                 codes: done.recovery_codes,
-                next: home_of(new.actor.role.kind()),
+                next: home_of(new.actor.role),
             };
             Ok(([(header::SET_COOKIE, cookie)], render(&page)?).into_response())
         }

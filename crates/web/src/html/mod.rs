@@ -3,6 +3,7 @@
 pub mod account;
 pub mod admin;
 pub mod auth;
+pub mod custody;
 pub mod demo;
 pub mod patient;
 pub mod pharmacy;
@@ -30,6 +31,7 @@ pub fn routes() -> Router<WebState> {
         .merge(account::routes())
         .merge(recovery::routes())
         .merge(staff::routes())
+        .merge(custody::routes())
 }
 
 /// The header of every signed-in page: who is signed in, their links, and the CSRF token that
@@ -48,6 +50,9 @@ pub struct Nav {
 impl Nav {
     pub fn of(s: &CurrentSession) -> Option<Nav> {
         let links = match s.actor.role.kind() {
+            _ if s.actor.role == repeatrx_domain::access::Role::Custodian => {
+                vec![("/custody", "Break-glass access")]
+            }
             OrgKind::Patient => vec![
                 ("/patient", "My medicines"),
                 ("/patient/orders", "My orders"),
@@ -62,7 +67,7 @@ impl Nav {
             links.push(("/pharmacy/staff", "Staff"));
         } else if s.actor.role == repeatrx_domain::access::Role::PracticeManager {
             links.push(("/practice/staff", "Staff"));
-        } else if s.actor.role.kind() == OrgKind::Platform {
+        } else if s.actor.role == repeatrx_domain::access::Role::Operator {
             links.push(("/admin/accounts", "Accounts"));
         }
         links.push(("/account", "Account"));
@@ -77,9 +82,12 @@ impl Nav {
     }
 }
 
-/// Where each kind of user starts.
-pub fn home_of(kind: OrgKind) -> &'static str {
-    match kind {
+/// Where each user starts: their side's dashboard (custodians: their break-glass page).
+pub fn home_of(role: repeatrx_domain::access::Role) -> &'static str {
+    if role == repeatrx_domain::access::Role::Custodian {
+        return "/custody";
+    }
+    match role.kind() {
         OrgKind::Patient => "/patient",
         OrgKind::Pharmacy => "/pharmacy",
         OrgKind::Practice => "/practice",

@@ -42,6 +42,7 @@ struct AccessView {
     role: &'static str,
     organisation: String,
     what: &'static str,
+    why: Option<String>,
 }
 
 #[derive(Template)]
@@ -67,6 +68,7 @@ async fn access(State(state): State<WebState>, Signed(s): Signed) -> PageResult 
             role: l.role,
             organisation: l.organisation,
             what: l.what,
+            why: l.purpose,
         })
         .collect();
     render(&AccessPage { nav: Nav::of(&s), flash: None, lines })
