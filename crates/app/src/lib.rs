@@ -9,6 +9,7 @@ pub mod audit;
 pub mod auth;
 pub mod custody;
 pub mod demo;
+pub mod environment;
 pub mod error;
 pub mod jobs;
 pub mod mail;

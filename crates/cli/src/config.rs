@@ -26,6 +26,7 @@ pub struct ConfigFile {
     pub database_url: Option<String>,
     pub listen: Option<String>,
     pub http_redirect_listen: Option<String>,
+    pub admin_listen: Option<String>,
     pub public_url: Option<String>,
     pub tls: Option<TlsFiles>,
     pub smtp: Option<SmtpSettings>,
@@ -71,6 +72,8 @@ pub struct ServeConfig {
     pub database_url: String,
     pub listen: SocketAddr,
     pub http_redirect_listen: Option<SocketAddr>,
+    /// The platform team's pages only here (e.g. loopback, reached over SSH or a VPN).
+    pub admin_listen: Option<SocketAddr>,
     pub public_url: url::Url,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
@@ -89,6 +92,7 @@ impl fmt::Debug for ServeConfig {
             .field("database_url", &redact_url(&self.database_url))
             .field("listen", &self.listen)
             .field("http_redirect_listen", &self.http_redirect_listen)
+            .field("admin_listen", &self.admin_listen)
             .field("public_url", &self.public_url.as_str())
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
@@ -194,6 +198,18 @@ impl ServeConfig {
                 problems.push(format!("http_redirect_listen must differ from listen (both are {https})"));
             }
         }
+        let admin_listen =
+            env("REPEATRX_ADMIN_LISTEN").or(file.admin_listen).and_then(|s| parse_addr("admin_listen", &s, problems));
+        if let Some(admin) = admin_listen {
+            if Some(admin) == listen || Some(admin) == http_redirect_listen {
+                problems.push(format!("admin_listen must differ from listen and http_redirect_listen ({admin})"));
+            }
+            if admin.ip().is_unspecified() {
+                problems.push(format!(
+                    "admin_listen must name one interface, not every one ({admin}): e.g. 127.0.0.1:9443, reached over SSH or a VPN"
+                ));
+            }
+        }
 
         let public_url = match env("REPEATRX_PUBLIC_URL").or(file.public_url) {
             None => {
@@ -295,6 +311,7 @@ impl ServeConfig {
             database_url: database_url?,
             listen: listen?,
             http_redirect_listen,
+            admin_listen,
             public_url: public_url?,
             tls_cert: tls_cert?,
             tls_key: tls_key?,
@@ -528,6 +545,22 @@ from = "RepeatRx <no-reply@example.org>"
         assert_eq!(c.stage_targets.submitted_hours, 12);
         assert_eq!(c.stage_targets.ready_hours, 168);
         assert_eq!(c.stage_targets.in_review_hours, StageTargets::default().in_review_hours);
+    }
+
+    #[test]
+    fn the_admin_pages_can_have_a_listener_of_their_own() {
+        let f = Fixture::new();
+        let c = f.load(&f.good_toml(), &[]).unwrap();
+        assert_eq!(c.admin_listen, None, "by default one listener serves everything");
+        let c = f.load(&f.good_toml(), &[("REPEATRX_ADMIN_LISTEN", "127.0.0.1:9443")]).unwrap();
+        assert_eq!(c.admin_listen, Some("127.0.0.1:9443".parse().unwrap()));
+        let text = format!("admin_listen = \"10.0.0.5:9443\"\n{}", f.good_toml());
+        assert_eq!(f.load(&text, &[]).unwrap().admin_listen, Some("10.0.0.5:9443".parse().unwrap()));
+        let p = f.problems(&f.good_toml(), &[("REPEATRX_ADMIN_LISTEN", "0.0.0.0:8443")]);
+        assert!(has(&p, "admin_listen must differ from listen"), "{p:?}");
+        assert!(has(&p, "admin_listen must name one interface"), "{p:?}");
+        let p = f.problems(&f.good_toml(), &[("REPEATRX_ADMIN_LISTEN", "loopback")]);
+        assert!(has(&p, "admin_listen"), "{p:?}");
     }
 
     #[test]

@@ -2,10 +2,10 @@
 //! from a configuration file; `migrate` prepares a database; `admin` onboards organisations.
 #![forbid(unsafe_code)]
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use repeatrx::config::ServeConfig;
-use repeatrx::startup::{self, ServerOptions, ENVIRONMENT_KEY};
+use repeatrx::startup::{self, ServerOptions};
 use repeatrx_app::admin::NewOrganisationInput;
 use repeatrx_app::mail::MailTransport;
 use repeatrx_app::{App, Settings};
@@ -50,6 +50,10 @@ enum Command {
         /// Minutes without activity before staff are signed out (default 15).
         #[arg(long)]
         staff_idle_minutes: Option<u32>,
+        /// Serve the platform team's pages (/admin, /custody) only on this address, as
+        /// production's `admin_listen` does; the main address then answers "not found" there.
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
     },
     /// Run in production from a configuration file (environment variables override it).
     Serve {
@@ -157,8 +161,16 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Demo { data_dir, listen, http_redirect, smtp, patient_idle_minutes, staff_idle_minutes } => {
-            let options = startup::DemoOptions { smtp, patient_idle_minutes, staff_idle_minutes };
+        Command::Demo {
+            data_dir,
+            listen,
+            http_redirect,
+            smtp,
+            patient_idle_minutes,
+            staff_idle_minutes,
+            admin_listen,
+        } => {
+            let options = startup::DemoOptions { smtp, patient_idle_minutes, staff_idle_minutes, admin_listen };
             demo(data_dir, listen, http_redirect, options).await
         }
         Command::Serve { config } => serve(config).await,
@@ -209,6 +221,9 @@ async fn demo(
     if let Some(http) = server.running.http_addr {
         println!("Plain HTTP on http://{http} redirects to HTTPS.");
     }
+    if let Some(admin) = server.admin_url() {
+        println!("The platform team's pages (/admin, /custody) are served only at {admin}.");
+    }
     println!("The certificate is self-signed: your browser will ask you to accept it.");
     println!("Demo sign-ins (password for all: {}):", repeatrx_app::demo::DEMO_PASSWORD);
     for (email, who) in repeatrx_app::demo::DEMO_ACCOUNTS {
@@ -231,14 +246,6 @@ async fn demo(
 async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     let config = ServeConfig::load(&config_path, &|k| std::env::var(k).ok())?;
     let store = startup::open_store(&config.database_url).await?;
-    match store.get_meta(ENVIRONMENT_KEY).await?.as_deref() {
-        Some("production") => {}
-        None => store.set_meta(ENVIRONMENT_KEY, "production").await?,
-        Some(other) => bail!("this is a {other} database; production refuses to run on it"),
-    }
-    if store.get_meta(repeatrx_app::demo::SEEDED_KEY).await?.is_some() {
-        bail!("this database holds demo data; production refuses to run on it");
-    }
     let tls = repeatrx_web::tls::load_server_config(&config.tls_cert, &config.tls_key)?;
     let settings = Settings {
         ordering: repeatrx_domain::repeat::OrderingPolicy { due_window_days: config.due_window_days },
@@ -251,6 +258,9 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         public_url: config.public_url.as_str().trim_end_matches('/').to_string(),
         demo: false,
     };
+    App::new(store.clone(), Arc::new(SystemClock), settings.clone())
+        .claim_environment(repeatrx_app::environment::Environment::Production)
+        .await?;
     let server = startup::start(ServerOptions {
         store,
         clock: Arc::new(SystemClock),
@@ -258,6 +268,7 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         tls,
         listen: config.listen,
         http_redirect: config.http_redirect_listen,
+        admin_listen: config.admin_listen,
         mail: MailTransport::Smtp(config.smtp.clone()),
         jobs_every: Duration::from_secs(10),
     })?;

@@ -14,9 +14,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Marks a database as a demo or production database (issue #4 builds on it).
-pub const ENVIRONMENT_KEY: &str = "environment";
-
 /// Opens the database named by a URL (`sqlite://PATH`), running migrations.
 pub async fn open_store(database_url: &str) -> anyhow::Result<DynStore> {
     if let Some(path) = database_url.strip_prefix("sqlite://").or_else(|| database_url.strip_prefix("sqlite:")) {
@@ -39,6 +36,8 @@ pub struct ServerOptions {
     pub tls: rustls::ServerConfig,
     pub listen: SocketAddr,
     pub http_redirect: Option<SocketAddr>,
+    /// A listener of its own for the platform team's pages (C4); the public one then hides them.
+    pub admin_listen: Option<SocketAddr>,
     pub mail: MailTransport,
     pub jobs_every: Duration,
 }
@@ -47,6 +46,8 @@ pub struct ServerOptions {
 pub struct Server {
     pub app: App,
     pub running: Running,
+    /// The admin listener, when one is configured.
+    pub admin: Option<Running>,
     pub jobs: tokio::task::JoinHandle<()>,
 }
 
@@ -55,8 +56,16 @@ impl Server {
         format!("https://{}", self.running.https_addr)
     }
 
+    /// "https://ADDR" of the admin listener, if any.
+    pub fn admin_url(&self) -> Option<String> {
+        self.admin.as_ref().map(|a| format!("https://{}", a.https_addr))
+    }
+
     pub async fn stop(self) {
         self.jobs.abort();
+        if let Some(admin) = self.admin {
+            admin.stop().await;
+        }
         self.running.stop().await;
     }
 }
@@ -65,10 +74,22 @@ pub fn start(opts: ServerOptions) -> anyhow::Result<Server> {
     let app = App::new(opts.store, opts.clock, opts.settings);
     let mailer = Mailer::new(opts.mail).context("the mail settings are not usable")?;
     let jobs = app.spawn_jobs(mailer, opts.jobs_every);
-    let router = repeatrx_web::router(WebState { app: app.clone() });
+    let state = WebState { app: app.clone() };
+    let admin = match opts.admin_listen {
+        Some(addr) => {
+            let router = repeatrx_web::router_for(state.clone(), repeatrx_web::Exposure::Everything);
+            let running = repeatrx_web::server::start(router, opts.tls.clone(), addr, None)
+                .with_context(|| format!("could not listen on {addr} (admin_listen)"))?;
+            Some(running)
+        }
+        None => None,
+    };
+    let exposure =
+        if admin.is_some() { repeatrx_web::Exposure::PublicOnly } else { repeatrx_web::Exposure::Everything };
+    let router = repeatrx_web::router_for(state, exposure);
     let running = repeatrx_web::server::start(router, opts.tls, opts.listen, opts.http_redirect)
         .with_context(|| format!("could not listen on {}", opts.listen))?;
-    Ok(Server { app, running, jobs })
+    Ok(Server { app, running, admin, jobs })
 }
 
 /// Settings for a demo server on `public_url`.
@@ -91,6 +112,8 @@ pub struct DemoOptions {
     /// Override the idle timeouts (minutes), e.g. to try the inactivity warning quickly.
     pub patient_idle_minutes: Option<u32>,
     pub staff_idle_minutes: Option<u32>,
+    /// Serve the platform team's pages on this address only (as production's `admin_listen`).
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// Opens (creating and seeding if new) the demo database in `data_dir` and starts the server.
@@ -125,11 +148,6 @@ pub async fn start_demo_with(
         .with_context(|| format!("could not create the data folder {}", data_dir.display()))?;
     let db: PathBuf = data_dir.join("repeatrx-demo.db");
     let store = open_store(&format!("sqlite://{}", db.display())).await?;
-    match store.get_meta(ENVIRONMENT_KEY).await? {
-        Some(env) if env != "demo" => bail!("{} is a {env} database; the demo only opens demo databases", db.display()),
-        Some(_) => {}
-        None => store.set_meta(ENVIRONMENT_KEY, "demo").await?,
-    }
     let (cert, key) = crate::demo_cert::ensure_demo_certificate(data_dir)?;
     let tls = repeatrx_web::tls::load_server_config(&cert, &key)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -151,6 +169,10 @@ pub async fn start_demo_with(
         }
     }
     let seeding_app = App::new(store.clone(), clock.clone(), settings.clone());
+    seeding_app
+        .claim_environment(repeatrx_app::environment::Environment::Demo)
+        .await
+        .with_context(|| format!("{} cannot be used", db.display()))?;
     repeatrx_app::demo::seed(&seeding_app).await.context("could not create the demo data")?;
     start(ServerOptions {
         store,
@@ -159,6 +181,7 @@ pub async fn start_demo_with(
         tls,
         listen: bound,
         http_redirect,
+        admin_listen: options.admin_listen,
         mail,
         jobs_every: Duration::from_secs(2),
     })

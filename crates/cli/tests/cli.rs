@@ -102,18 +102,17 @@ fn operators_onboard_organisations_from_the_console() {
     assert!(text(&list).contains("Quayside Pharmacy") && !text(&list).contains("Other"), "{}", text(&list));
 }
 
-#[test]
-fn production_refuses_a_demo_database() {
-    let dir = tempfile::tempdir().unwrap();
-    let demo_dir = dir.path().join("demo");
-    // Start the demo once so it creates and seeds its database, then stop it.
+/// Runs the demo once in `dir/demo` so it creates and seeds its database, and writes a production
+/// configuration that points at that database; returns (database, configuration).
+fn demo_database_and_production_config(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let demo_dir = dir.join("demo");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let server = repeatrx::startup::start_demo(&demo_dir, "127.0.0.1:0".parse().unwrap(), None).await.unwrap();
         server.stop().await;
     });
     let db = demo_dir.join("repeatrx-demo.db");
-    let config = dir.path().join("repeatrx.toml");
+    let config = dir.join("repeatrx.toml");
     let cert = demo_dir.join("demo-cert.pem");
     let key = demo_dir.join("demo-key.pem");
     std::fs::write(
@@ -128,9 +127,48 @@ fn production_refuses_a_demo_database() {
         ),
     )
     .unwrap();
+    (db, config)
+}
+
+#[test]
+fn production_refuses_a_demo_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, config) = demo_database_and_production_config(dir.path());
     let out = repeatrx(&["serve", "--config", config.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(text(&out).contains("demo database"), "{}", text(&out));
+}
+
+#[test]
+fn production_refuses_demo_accounts_even_when_the_demo_marks_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, config) = demo_database_and_production_config(dir.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        sqlx::query("DELETE FROM meta").execute(&pool).await.unwrap();
+        pool.close().await;
+    });
+    let out = repeatrx(&["serve", "--config", config.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("demo accounts (@demo.example)"), "{}", text(&out));
+}
+
+#[test]
+fn the_demo_refuses_a_production_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store =
+            repeatrx::startup::open_store(&format!("sqlite://{}", dir.path().join("repeatrx-demo.db").display()))
+                .await
+                .unwrap();
+        store.set_meta(repeatrx_app::environment::ENVIRONMENT_KEY, "production").await.unwrap();
+        let refused = repeatrx::startup::start_demo(dir.path(), "127.0.0.1:0".parse().unwrap(), None).await;
+        let message = format!("{:#}", refused.err().expect("the demo refuses"));
+        assert!(message.contains("the demo only opens demo databases"), "{message}");
+        assert!(store.get_meta(repeatrx_app::demo::SEEDED_KEY).await.unwrap().is_none(), "nothing was seeded");
+    });
 }
 
 #[test]

@@ -1293,8 +1293,14 @@ pub async fn invitations_roles_and_suspension(store: &dyn Store) {
 pub async fn break_glass_grants(store: &dyn Store) {
     use repeatrx_domain::custody::{Grant, GrantScope};
     let w = world(store).await;
-    let custodian = account(Role::Custodian, None, None, None);
+    let domain = format!("{}.example.org", tag());
+    let custodian = UserAccount {
+        email: Email::parse(&format!("custodian@{domain}")).unwrap(),
+        ..account(Role::Custodian, None, None, None)
+    };
     store.insert_user(&custodian).await.unwrap();
+    assert_eq!(store.count_users_with_email_domain(&domain).await.unwrap(), 1);
+    assert_eq!(store.count_users_with_email_domain("nowhere.invalid").await.unwrap(), 0);
     assert!(store.users_with_role(Role::Custodian).await.unwrap().iter().any(|u| u.id == custodian.id));
     let t = now();
     let grant = |scope, created_at: Timestamp, minutes: i64| Grant {

@@ -85,6 +85,8 @@ pub trait Store: Send + Sync + 'static {
     async fn set_user_role(&self, user: UserId, role: Role, cap: Option<u32>) -> StoreResult<bool>;
     /// Suspends (ending every session, in the same transaction) or reinstates an account.
     async fn set_user_active(&self, user: UserId, active: bool) -> StoreResult<()>;
+    /// How many accounts have an email address at this domain.
+    async fn count_users_with_email_domain(&self, domain: &str) -> StoreResult<u64>;
     /// Every account with this role, oldest first.
     async fn users_with_role(&self, role: Role) -> StoreResult<Vec<UserAccount>>;
 

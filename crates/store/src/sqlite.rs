@@ -1065,6 +1065,15 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(map_err)
     }
 
+    async fn count_users_with_email_domain(&self, domain: &str) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE email LIKE '%@' || $1")
+            .bind(domain.to_lowercase())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     async fn users_with_role(&self, role: Role) -> StoreResult<Vec<UserAccount>> {
         let rows = sqlx::query(&format!("SELECT {USER_COLS} FROM users WHERE role = $1 ORDER BY created_at, id"))
             .bind(role.as_str())

@@ -193,6 +193,14 @@ pub const ROUTES: &[RouteRule] = &[
     r("POST", "/api/v1/admin/practices", Can(&[ManageOrganisations])),
 ];
 
+/// The platform team's pages and endpoints: organisations, platform accounts, break-glass access.
+/// When an admin listener is configured, the public listener answers "not found" for these (C4).
+pub fn admin_only(path: &str) -> bool {
+    ["/admin", "/api/v1/admin", "/custody", "/api/v1/custody"]
+        .iter()
+        .any(|prefix| path == *prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/')))
+}
+
 /// The rule of a route, if it has one. HEAD is answered by GET handlers, so it follows GET's rule.
 pub fn rule_for(method: &Method, path: &str) -> Option<Rule> {
     let method = if method == Method::HEAD { "GET" } else { method.as_str() };
@@ -279,6 +287,20 @@ mod tests {
         for route in ROUTES {
             assert!(seen.insert((route.method, route.path)), "{} {} listed twice", route.method, route.path);
         }
+    }
+
+    #[test]
+    fn admin_routes_are_known_by_their_prefix() {
+        for path in
+            ["/admin", "/admin/accounts/x/unlock", "/api/v1/admin/organisations", "/custody", "/custody/patients/x"]
+        {
+            assert!(admin_only(path), "{path}");
+        }
+        for path in ["/administrator", "/api/v1/staff", "/pharmacy/staff", "/", "/custodyx"] {
+            assert!(!admin_only(path), "{path}");
+        }
+        let listed = ROUTES.iter().filter(|r| admin_only(r.path)).count();
+        assert!(listed >= 15, "the admin routes are in the table ({listed})");
     }
 
     #[test]

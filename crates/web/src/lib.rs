@@ -25,20 +25,52 @@ pub struct WebState {
     pub app: App,
 }
 
+/// Which routes a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposure {
+    /// Every route (one listener for everything, or the separate admin listener).
+    Everything,
+    /// All but the platform team's routes ([`guard::admin_only`]), which answer "not found": the
+    /// public listener when the admin pages have a listener of their own (C4).
+    PublicOnly,
+}
+
 /// The whole service: dashboards, API, static files and health check, behind the security
 /// layers (headers, origin/CSRF checks, body limit) that apply to every route.
 pub fn router(state: WebState) -> Router {
-    Router::new()
+    router_for(state, Exposure::Everything)
+}
+
+/// [`router`] for a listener that serves only part of the routes.
+pub fn router_for(state: WebState, exposure: Exposure) -> Router {
+    let mut routes = Router::new()
         .merge(html::routes())
         .nest("/api/v1", api::routes())
         .merge(headers::static_routes())
         .route("/healthz", axum::routing::get(health))
-        .route_layer(axum::middleware::from_fn(guard::guard))
+        .route_layer(axum::middleware::from_fn(guard::guard));
+    if exposure == Exposure::PublicOnly {
+        routes = routes.layer(axum::middleware::from_fn(hide_admin_routes));
+    }
+    routes
         .layer(axum::middleware::from_fn_with_state(state.clone(), csrf::verify))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(headers::security_headers))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+async fn hide_admin_routes(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if !guard::admin_only(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let not_found = repeatrx_app::AppError::NotFound("page");
+    if req.uri().path().starts_with("/api/") {
+        error::ApiError(not_found).into_response()
+    } else {
+        error::PageError(not_found).into_response()
+    }
 }
 
 async fn health(axum::extract::State(state): axum::extract::State<WebState>) -> (axum::http::StatusCode, &'static str) {

@@ -3,7 +3,7 @@
 //! talks to it like a phone app would.
 #![allow(dead_code)] // each test file uses a different part of the harness
 
-use repeatrx::startup::{start_demo, Server};
+use repeatrx::startup::Server;
 use repeatrx_app::demo::{DEMO_PASSWORD, DEMO_TOTP_SECRET};
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, COOKIE, SET_COOKIE};
 use reqwest::StatusCode;
@@ -73,10 +73,16 @@ impl Reply {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
+        Self::spawn_with(repeatrx::startup::DemoOptions::default()).await
+    }
+
+    /// The demo server with the given options (e.g. a separate admin listener).
+    pub async fn spawn_with(options: repeatrx::startup::DemoOptions) -> TestApp {
         let dir = tempfile::tempdir().expect("temporary folder");
-        let server = start_demo(dir.path(), "127.0.0.1:0".parse().expect("address"), None)
-            .await
-            .expect("the demo server starts");
+        let server =
+            repeatrx::startup::start_demo_with(dir.path(), "127.0.0.1:0".parse().expect("address"), None, options)
+                .await
+                .expect("the demo server starts");
         let address = server.url();
         let client = reqwest::Client::builder()
             // The demo certificate is self-signed.
