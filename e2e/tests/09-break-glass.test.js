@@ -64,6 +64,23 @@ describe('break-glass access', { timeout: 300_000 }, () => {
       assert.equal(again.status(), 404, 'closed again once ended');
       await custodian.goto(`${env.url}/custody`);
       await signOut(custodian);
+
+      // The pharmacy's manager finds the break-glass access in the audit trail.
+      const manager = await newPage(env.browser);
+      try {
+        await signIn(manager, env.url, ACCOUNTS.manager);
+        await manager.getByRole('link', { name: 'Audit trail' }).click();
+        await manager.getByRole('heading', { level: 1, name: 'Audit trail' }).waitFor();
+        await manager.locator('#trail-kind').selectOption('custody');
+        await manager.locator('#trail-patient').fill(annId);
+        await submit(manager, manager.getByRole('button', { name: 'Search' }));
+        const entry = manager.locator('#trail tr', { hasText: 'custody.grant' });
+        assert.match(await entry.innerText(), /Casey Quinn/);
+        assert.match(await entry.innerText(), /Support ticket 5120/);
+        await checkPage(manager, 'audit-trail');
+      } finally {
+        await manager.close();
+      }
     } finally {
       await patient.close();
       await custodian.close();

@@ -221,3 +221,170 @@ impl App {
         })
     }
 }
+
+/// A manager's search of the organisation's trail: every field optional, as typed in a form.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct TrailQuery {
+    /// A member of staff's account id.
+    #[serde(default)]
+    pub actor: Option<String>,
+    /// A patient's RepeatRx id.
+    #[serde(default)]
+    pub patient: Option<String>,
+    /// What kind of entry: `patient` (reads and changes of records), `sign_in`, `account`
+    /// (invitations, roles, suspensions), `custody` (break-glass) or `admin`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// First day, `YYYY-MM-DD` or `DD/MM/YYYY` (London time).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Last day, inclusive.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// Only entries older than this one (the next page).
+    #[serde(default)]
+    pub before: Option<i64>,
+}
+
+/// The kinds of entry a search can be narrowed to, with their labels.
+pub const TRAIL_KINDS: [(&str, &str); 6] = [
+    ("patient", "Patient records read or changed"),
+    ("sign_in", "Sign-in events"),
+    ("account", "Staff accounts (invitations, roles, suspensions)"),
+    ("custody", "Break-glass access"),
+    ("admin", "Organisations"),
+    ("audit", "Searches of this trail"),
+];
+
+/// One entry as a manager sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrailLine {
+    pub seq: i64,
+    pub at: jiff::Timestamp,
+    pub who: String,
+    pub actor: Option<repeatrx_domain::ids::UserId>,
+    pub role: Option<&'static str>,
+    pub organisation: String,
+    pub action: String,
+    pub patient: Option<PatientId>,
+    pub address: String,
+    pub purpose: Option<String>,
+    pub detail: String,
+}
+
+/// A page of results; `older` continues the search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrailPage {
+    pub lines: Vec<TrailLine>,
+    pub older: Option<i64>,
+}
+
+const TRAIL_PAGE: u32 = 100;
+
+fn trail_day(field: &str, raw: &str) -> Result<jiff::civil::Date, String> {
+    let t = raw.trim();
+    let parsed = match t.split('/').collect::<Vec<_>>().as_slice() {
+        [d, m, y] => format!("{y}-{m:0>2}-{d:0>2}").parse(),
+        _ => t.parse(),
+    };
+    parsed.map_err(|_| format!("{field}: must be a date like 23/11/2026"))
+}
+
+impl App {
+    /// Searches the actor's organisation's trail (and, for a pharmacy or practice, every entry
+    /// about its patients, whoever made it). The search is itself recorded.
+    pub async fn search_trail(&self, actor: &Actor, query: &TrailQuery) -> AppResult<TrailPage> {
+        use repeatrx_domain::access::{role_permits, Action};
+        if !role_permits(actor.role, Action::SearchAuditTrail) {
+            return Err(crate::AppError::Forbidden);
+        }
+        let mut filter = repeatrx_store::AuditFilter {
+            organisation: organisation_of_actor(actor),
+            before_seq: query.before,
+            ..Default::default()
+        };
+        match actor.membership {
+            Membership::Pharmacy(p) => filter.patients_of_pharmacy = Some(p),
+            Membership::Practice(p) => filter.patients_of_practice = Some(p),
+            Membership::Platform => {}
+            Membership::Patient { .. } => return Err(crate::AppError::Forbidden),
+        }
+        let mut problems = Vec::new();
+        let given = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+        if let Some(a) = given(&query.actor) {
+            match a.parse() {
+                Ok(id) => filter.actor = Some(id),
+                Err(_) => problems.push("actor: not an account id".to_string()),
+            }
+        }
+        if let Some(p) = given(&query.patient) {
+            match p.parse() {
+                Ok(id) => filter.patient = Some(id),
+                Err(_) => problems.push("patient: not a RepeatRx patient id".to_string()),
+            }
+        }
+        if let Some(k) = given(&query.kind) {
+            match TRAIL_KINDS.iter().find(|(key, _)| *key == k) {
+                Some((key, _)) => filter.action_prefix = Some(format!("{key}.")),
+                None => problems.push("kind: choose one of the listed kinds".to_string()),
+            }
+        }
+        let from = given(&query.from).map(|d| trail_day("from", &d));
+        let to = given(&query.to).map(|d| trail_day("to", &d));
+        match from {
+            Some(Ok(d)) => filter.from = Some(repeatrx_domain::timefmt::london_day_start(d)),
+            Some(Err(e)) => problems.push(e),
+            None => {}
+        }
+        match to {
+            Some(Ok(d)) => filter.until = Some(repeatrx_domain::timefmt::london_day_start(d.tomorrow().unwrap_or(d))),
+            Some(Err(e)) => problems.push(e),
+            None => {}
+        }
+        if let (Some(f), Some(u)) = (filter.from, filter.until) {
+            if u <= f {
+                problems.push("to: must not be before the first day".to_string());
+            }
+        }
+        if !problems.is_empty() {
+            return Err(crate::AppError::InvalidFields(problems));
+        }
+        let entries = self.store.search_audit(&filter, TRAIL_PAGE + 1).await?;
+        let older = (entries.len() > TRAIL_PAGE as usize).then(|| entries[TRAIL_PAGE as usize - 1].seq);
+        let mut names: std::collections::HashMap<repeatrx_domain::ids::UserId, String> = Default::default();
+        let mut orgs: std::collections::HashMap<String, String> = Default::default();
+        let mut lines = Vec::new();
+        for e in entries.into_iter().take(TRAIL_PAGE as usize) {
+            let r = e.record;
+            let who = match r.actor {
+                Some(id) => {
+                    if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(id) {
+                        let name = self.store.user(id).await?.map(|u| u.display_name);
+                        slot.insert(name.unwrap_or_else(|| "The console".into()));
+                    }
+                    names.get(&id).cloned().unwrap_or_default()
+                }
+                None => "Unknown".into(),
+            };
+            if let std::collections::hash_map::Entry::Vacant(slot) = orgs.entry(r.organisation.clone()) {
+                slot.insert(self.organisation_name(&r.organisation).await?);
+            }
+            lines.push(TrailLine {
+                seq: e.seq,
+                at: r.at,
+                who,
+                actor: r.actor,
+                role: r.actor_role.map(|role| role.label()),
+                organisation: orgs.get(&r.organisation).cloned().unwrap_or_default(),
+                action: r.action,
+                patient: r.patient,
+                address: r.address,
+                purpose: r.purpose,
+                detail: r.detail,
+            });
+        }
+        let detail = format!("{query:?}");
+        self.audit_act(actor, "audit.search", filter.patient, detail).await?;
+        Ok(TrailPage { lines, older })
+    }
+}

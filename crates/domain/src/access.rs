@@ -145,6 +145,8 @@ pub enum Action {
     LiftIdentityLock,
     /// Ask for, hold and end break-glass access to live patient data (custodians only).
     BreakGlass,
+    /// Search the organisation's audit trail (its managers; operators: the platform's).
+    SearchAuditTrail,
 }
 
 impl Action {
@@ -166,6 +168,7 @@ impl Action {
             Action::ManageStaffAccounts => "manage_staff_accounts",
             Action::LiftIdentityLock => "lift_identity_lock",
             Action::BreakGlass => "break_glass",
+            Action::SearchAuditTrail => "search_audit_trail",
         }
     }
 }
@@ -203,6 +206,7 @@ pub fn role_permits(role: Role, action: Action) -> bool {
         ManageStaffAccounts => matches!(role, PharmacyManager | PracticeManager | Operator),
         LiftIdentityLock => matches!(role, PharmacyManager | Pharmacist | Dispenser | CounterAssistant),
         BreakGlass => matches!(role, Custodian),
+        SearchAuditTrail => matches!(role, PharmacyManager | PracticeManager | Operator),
     }
 }
 

@@ -11,6 +11,14 @@ pub fn london_date(ts: Timestamp) -> Date {
     ts.to_zoned(london()).date()
 }
 
+/// The moment a London day starts (midnight, or 01:00 on the rare days that skip it).
+pub fn london_day_start(date: Date) -> Timestamp {
+    date.to_zoned(london()).map(|z| z.timestamp()).unwrap_or_else(|_| {
+        // Only for dates outside jiff's range, which a validated form never gives.
+        Timestamp::UNIX_EPOCH
+    })
+}
+
 /// "23 Nov 2026, 14:05"
 pub fn display_timestamp(ts: Timestamp) -> String {
     ts.to_zoned(london()).strftime("%-d %b %Y, %H:%M").to_string()
@@ -31,6 +39,14 @@ mod tests {
         assert_eq!(display_timestamp(ts), "1 Jul 2026, 13:00");
         let winter: Timestamp = "2026-11-23T23:30:00Z".parse().unwrap();
         assert_eq!(display_timestamp(winter), "23 Nov 2026, 23:30");
+    }
+
+    #[test]
+    fn london_days_start_at_london_midnight() {
+        let summer: Date = "2026-07-01".parse().unwrap();
+        assert_eq!(london_day_start(summer).to_string(), "2026-06-30T23:00:00Z");
+        let winter: Date = "2026-11-23".parse().unwrap();
+        assert_eq!(london_day_start(winter).to_string(), "2026-11-23T00:00:00Z");
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub async fn run_all(store: &dyn Store) {
     address_failures_are_counted_per_window(store).await;
     security_events_newest_first(store).await;
     audit_entries_form_one_chain(store).await;
+    audit_search_by_organisation_and_criteria(store).await;
     patient_and_account_are_inserted_together(store).await;
     patient_update(store).await;
     search_patients_by_name_prefix(store).await;
@@ -1372,6 +1373,72 @@ pub async fn security_events_newest_first(store: &dyn Store) {
         vec![by_other.clone(), second.clone(), first]
     );
     assert_eq!(store.security_events_of_user(ph.manager.id, 1).await.unwrap(), vec![by_other]);
+}
+
+pub async fn audit_search_by_organisation_and_criteria(store: &dyn Store) {
+    use repeatrx_domain::audit::AuditRecord;
+    let w = world(store).await;
+    let org = format!("pharmacy:{}", w.ph.pharmacy.id);
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let t = now();
+    let record =
+        |at: Timestamp, actor: UserId, organisation: &str, action: &str, patient: Option<PatientId>| AuditRecord {
+            at,
+            actor: Some(actor),
+            actor_role: Some(Role::Pharmacist),
+            organisation: organisation.to_string(),
+            action: action.into(),
+            patient,
+            address: "192.0.2.9".into(),
+            purpose: None,
+            detail: String::new(),
+        };
+    let p = Some(w.pa.patient.id);
+    let mut seqs = Vec::new();
+    for r in [
+        record(t, alice, &org, "patient.view_patient", p),
+        record(t + secs(10), bob, &org, "patient.process_order", p),
+        record(t + secs(20), alice, &org, "sign_in.signed_in", None),
+        // Another organisation, but about this pharmacy's patient (a custodian's read).
+        record(t + secs(30), UserId::new(), "platform", "patient.view_patient", p),
+        // Another organisation about someone else: never this pharmacy's business.
+        record(t + secs(40), UserId::new(), "platform", "patient.view_patient", Some(PatientId::new())),
+        // A literal % in an action must not act as a wildcard.
+        record(t + secs(50), alice, &org, "patient%odd", None),
+    ] {
+        seqs.push(store.append_audit(&r).await.unwrap().seq);
+    }
+    let base = AuditFilter { organisation: org.clone(), ..Default::default() };
+    let found = |f: AuditFilter| async move {
+        store.search_audit(&f, 100).await.unwrap().into_iter().map(|e| e.seq).collect::<Vec<_>>()
+    };
+    assert_eq!(found(base.clone()).await, vec![seqs[5], seqs[2], seqs[1], seqs[0]], "own organisation, newest first");
+    let with_patients = AuditFilter { patients_of_pharmacy: Some(w.ph.pharmacy.id), ..base.clone() };
+    assert_eq!(found(with_patients.clone()).await, vec![seqs[5], seqs[3], seqs[2], seqs[1], seqs[0]]);
+    assert_eq!(found(AuditFilter { actor: Some(bob), ..base.clone() }).await, vec![seqs[1]]);
+    assert_eq!(
+        found(AuditFilter { patient: Some(w.pa.patient.id), ..with_patients.clone() }).await,
+        vec![seqs[3], seqs[1], seqs[0]]
+    );
+    assert_eq!(
+        found(AuditFilter { action_prefix: Some("patient.".into()), ..base.clone() }).await,
+        vec![seqs[1], seqs[0]],
+        "prefix, with % and _ taken literally"
+    );
+    assert_eq!(found(AuditFilter { action_prefix: Some("patient%".into()), ..base.clone() }).await, vec![seqs[5]]);
+    assert_eq!(
+        found(AuditFilter { from: Some(t + secs(10)), until: Some(t + secs(50)), ..base.clone() }).await,
+        vec![seqs[2], seqs[1]],
+        "from inclusive, until exclusive"
+    );
+    assert_eq!(found(AuditFilter { before_seq: Some(seqs[2]), ..base.clone() }).await, vec![seqs[1], seqs[0]]);
+    assert_eq!(store.search_audit(&base, 2).await.unwrap().len(), 2, "the limit holds");
+    let practice = AuditFilter {
+        organisation: format!("practice:{}", w.pr.practice.id),
+        patients_of_practice: Some(w.pr.practice.id),
+        ..Default::default()
+    };
+    assert_eq!(found(practice).await, vec![seqs[3], seqs[1], seqs[0]], "the practice sees its patient's entries");
 }
 
 pub async fn audit_entries_form_one_chain(store: &dyn Store) {

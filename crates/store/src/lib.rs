@@ -220,6 +220,8 @@ pub trait Store: Send + Sync + 'static {
     /// Entries with `seq` greater than `after`, in order, at most `limit`.
     async fn audit_entries(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditEntry>>;
     /// The newest entries about one patient, newest first.
+    /// Entries matching the filter, newest first.
+    async fn search_audit(&self, filter: &AuditFilter, limit: u32) -> StoreResult<Vec<AuditEntry>>;
     async fn audit_entries_for_patient(&self, patient: PatientId, limit: u32) -> StoreResult<Vec<AuditEntry>>;
 
     // --- email outbox ---

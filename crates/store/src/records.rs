@@ -171,6 +171,27 @@ pub struct PatientQuery {
     pub nhs_number: Option<String>,
 }
 
+/// Criteria for searching the audit trail. Entries match when they were made in `organisation`
+/// or (with `patients_of_pharmacy` / `patients_of_practice`) concern a patient of that pharmacy or
+/// practice, whoever made them (a custodian's break-glass reads, say); and every other given
+/// criterion holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// As the trail names it: `pharmacy:<id>`, `practice:<id>` or `platform`.
+    pub organisation: String,
+    pub patients_of_pharmacy: Option<PharmacyId>,
+    pub patients_of_practice: Option<PracticeId>,
+    pub actor: Option<UserId>,
+    pub patient: Option<PatientId>,
+    /// Actions starting with this (e.g. `patient.` or `sign_in.`).
+    pub action_prefix: Option<String>,
+    pub from: Option<Timestamp>,
+    /// Exclusive.
+    pub until: Option<Timestamp>,
+    /// Only entries older than this one (paging backwards).
+    pub before_seq: Option<i64>,
+}
+
 /// Criteria for listing orders.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OrderFilter {

@@ -1813,6 +1813,55 @@ impl Store for SqliteStore {
         rows.iter().map(audit_from).collect()
     }
 
+    async fn search_audit(&self, filter: &AuditFilter, limit: u32) -> StoreResult<Vec<AuditEntry>> {
+        // Built from fixed fragments; every value is bound.
+        let mut binds: Vec<String> = vec![filter.organisation.clone()];
+        let mut scope = vec!["organisation = $1".to_string()];
+        if let Some(p) = filter.patients_of_pharmacy {
+            binds.push(p.to_string());
+            scope.push(format!("patient_id IN (SELECT id FROM patients WHERE pharmacy_id = ${})", binds.len()));
+        }
+        if let Some(p) = filter.patients_of_practice {
+            binds.push(p.to_string());
+            scope.push(format!("patient_id IN (SELECT id FROM patients WHERE practice_id = ${})", binds.len()));
+        }
+        let mut sql = format!("SELECT {AUDIT_COLS} FROM audit_log WHERE ({})", scope.join(" OR "));
+        let mut ints: Vec<i64> = Vec::new();
+        if let Some(a) = filter.actor {
+            binds.push(a.to_string());
+            sql.push_str(&format!(" AND actor_user_id = ${}", binds.len()));
+        }
+        if let Some(p) = filter.patient {
+            binds.push(p.to_string());
+            sql.push_str(&format!(" AND patient_id = ${}", binds.len()));
+        }
+        if let Some(prefix) = &filter.action_prefix {
+            binds.push(like_prefix(prefix));
+            sql.push_str(&format!(" AND action LIKE ${} ESCAPE '\\'", binds.len()));
+        }
+        let mut n = binds.len();
+        for (column, op, value) in
+            [("at", ">=", filter.from.map(us)), ("at", "<", filter.until.map(us)), ("seq", "<", filter.before_seq)]
+        {
+            if let Some(v) = value {
+                n += 1;
+                ints.push(v);
+                sql.push_str(&format!(" AND {column} {op} ${n}"));
+            }
+        }
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${}", n + 1));
+        // Text binds come first ($1..), then the numbers in order, then the limit.
+        let mut query = sqlx::query(&sql);
+        for b in &binds {
+            query = query.bind(b);
+        }
+        for v in &ints {
+            query = query.bind(*v);
+        }
+        let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await.map_err(map_err)?;
+        rows.iter().map(audit_from).collect()
+    }
+
     async fn audit_entries_for_patient(&self, patient: PatientId, limit: u32) -> StoreResult<Vec<AuditEntry>> {
         let rows = sqlx::query(&format!(
             "SELECT {AUDIT_COLS} FROM audit_log WHERE patient_id = $1 ORDER BY seq DESC LIMIT $2"

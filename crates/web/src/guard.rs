@@ -117,6 +117,7 @@ pub const ROUTES: &[RouteRule] = &[
     r("POST", "/pharmacy/staff/accounts/{id}/role", Side(PharmacySide, &[ManageStaffAccounts])),
     r("POST", "/pharmacy/staff/accounts/{id}/suspend", Side(PharmacySide, &[ManageStaffAccounts])),
     r("POST", "/pharmacy/staff/accounts/{id}/reinstate", Side(PharmacySide, &[ManageStaffAccounts])),
+    r("GET", "/pharmacy/audit", Side(PharmacySide, &[SearchAuditTrail])),
     // The practice dashboard.
     r("GET", "/practice", Side(PracticeSide, &[ViewPracticeRequests])),
     r("GET", "/practice/orders/{id}", Side(PracticeSide, &[ViewPatient])),
@@ -129,6 +130,7 @@ pub const ROUTES: &[RouteRule] = &[
     r("POST", "/practice/staff/accounts/{id}/role", Side(PracticeSide, &[ManageStaffAccounts])),
     r("POST", "/practice/staff/accounts/{id}/suspend", Side(PracticeSide, &[ManageStaffAccounts])),
     r("POST", "/practice/staff/accounts/{id}/reinstate", Side(PracticeSide, &[ManageStaffAccounts])),
+    r("GET", "/practice/audit", Side(PracticeSide, &[SearchAuditTrail])),
     // Platform administration.
     r("GET", "/admin", Side(PlatformSide, &[ManageOrganisations])),
     r("POST", "/admin/pharmacies", Side(PlatformSide, &[ManageOrganisations])),
@@ -139,6 +141,7 @@ pub const ROUTES: &[RouteRule] = &[
     r("POST", "/admin/accounts/{id}/role", Side(PlatformSide, &[ManageStaffAccounts])),
     r("POST", "/admin/accounts/{id}/suspend", Side(PlatformSide, &[ManageStaffAccounts])),
     r("POST", "/admin/accounts/{id}/reinstate", Side(PlatformSide, &[ManageStaffAccounts])),
+    r("GET", "/admin/audit", Side(PlatformSide, &[SearchAuditTrail])),
     // Live-data custodians' break-glass access (reads are checked against the grant by the app).
     r("GET", "/custody", Side(PlatformSide, &[BreakGlass])),
     r("POST", "/custody/grants", Side(PlatformSide, &[BreakGlass])),
@@ -188,6 +191,7 @@ pub const ROUTES: &[RouteRule] = &[
     r("GET", "/api/v1/custody/grants", Can(&[BreakGlass])),
     r("POST", "/api/v1/custody/grants", Can(&[BreakGlass])),
     r("POST", "/api/v1/custody/grants/{id}/end", Can(&[BreakGlass])),
+    r("GET", "/api/v1/audit", Can(&[SearchAuditTrail])),
     r("GET", "/api/v1/admin/organisations", Can(&[ManageOrganisations])),
     r("POST", "/api/v1/admin/pharmacies", Can(&[ManageOrganisations])),
     r("POST", "/api/v1/admin/practices", Can(&[ManageOrganisations])),

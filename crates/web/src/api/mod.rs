@@ -4,6 +4,7 @@
 //! the handlers' annotations and served at `/api/v1/openapi.json`.
 pub mod account;
 pub mod admin;
+pub mod audit;
 pub mod custody;
 pub mod patient;
 pub mod pharmacy;
@@ -34,6 +35,7 @@ pub fn routes() -> Router<WebState> {
         .merge(account::routes())
         .merge(staff::routes())
         .merge(custody::routes())
+        .merge(audit::routes())
         .fallback(|| async { json_error(StatusCode::NOT_FOUND, "no such API endpoint".into(), vec![]) })
 }
 
@@ -138,6 +140,7 @@ impl Modify for BearerAuth {
         (path = "/api/v1", api = account::AccountApi),
         (path = "/api/v1", api = staff::StaffApi),
         (path = "/api/v1", api = custody::CustodyApi),
+        (path = "/api/v1", api = audit::AuditApi),
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail))
 )]

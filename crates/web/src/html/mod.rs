@@ -10,6 +10,7 @@ pub mod pharmacy;
 pub mod practice;
 pub mod recovery;
 pub mod staff;
+pub mod trail;
 
 use crate::error::PageError;
 use crate::WebState;
@@ -32,6 +33,7 @@ pub fn routes() -> Router<WebState> {
         .merge(recovery::routes())
         .merge(staff::routes())
         .merge(custody::routes())
+        .merge(trail::routes())
 }
 
 /// The header of every signed-in page: who is signed in, their links, and the CSRF token that
@@ -65,10 +67,13 @@ impl Nav {
         let mut links = links;
         if s.actor.role == repeatrx_domain::access::Role::PharmacyManager {
             links.push(("/pharmacy/staff", "Staff"));
+            links.push(("/pharmacy/audit", "Audit trail"));
         } else if s.actor.role == repeatrx_domain::access::Role::PracticeManager {
             links.push(("/practice/staff", "Staff"));
+            links.push(("/practice/audit", "Audit trail"));
         } else if s.actor.role == repeatrx_domain::access::Role::Operator {
             links.push(("/admin/accounts", "Accounts"));
+            links.push(("/admin/audit", "Audit trail"));
         }
         links.push(("/account", "Account"));
         Some(Nav {
