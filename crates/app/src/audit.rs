@@ -13,11 +13,65 @@ use repeatrx_store::{SecurityEvent, UserAccount};
 pub struct AuditReport {
     /// Entries checked (up to the first broken one).
     pub checked: u64,
+    /// The number of the last good entry (0 for an empty trail).
+    pub head_seq: i64,
     /// The hash of the last good entry (the genesis hash for an empty trail).
     pub head: String,
     /// The first entry that does not fit, and why.
     pub first_broken: Option<(i64, ChainBreak)>,
+    /// How the trail compares with the checkpoint given, if one was.
+    pub checkpoint: Option<CheckpointOutcome>,
 }
+
+/// An entry's number and hash, kept outside the database (a ticket, a log, a printout): a
+/// later check proves that the trail still holds that entry unchanged, so the newest entries
+/// cannot be cut off or the trail rewritten from scratch without it showing. The chain alone
+/// cannot show that: a shortened chain is still a valid chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub seq: i64,
+    pub hash: String,
+}
+
+impl std::fmt::Display for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.seq, self.hash)
+    }
+}
+
+impl std::str::FromStr for Checkpoint {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            format!(
+                "a checkpoint is written NUMBER:HASH, as `audit verify` prints it (got '{}')",
+                s.chars().take(80).collect::<String>()
+            )
+        };
+        let (seq, hash) = s.trim().split_once(':').ok_or_else(bad)?;
+        let seq: i64 = seq.parse().map_err(|_| bad())?;
+        if seq < 1 || hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        Ok(Checkpoint { seq, hash: hash.to_ascii_lowercase() })
+    }
+}
+
+/// What a checkpoint says of the trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointOutcome {
+    /// The entry is there, unchanged.
+    Holds,
+    /// The trail ends before the entry: the newest entries were removed.
+    Missing { last: i64 },
+    /// The entry is there but is not the one recorded: the trail was rewritten.
+    Differs,
+}
+
+/// How often a server writes the trail's head to its log, so that the log (kept elsewhere)
+/// holds checkpoints.
+pub const CHECKPOINT_EVERY: jiff::SignedDuration = jiff::SignedDuration::from_mins(60);
+pub const CHECKPOINT_JOB: &str = "audit-checkpoint";
 
 /// Where an account belongs, as the trail names it.
 pub fn organisation_of(user: &UserAccount) -> String {
@@ -192,10 +246,21 @@ impl App {
     }
 
     /// Checks every entry of the trail in order; `progress` hears the count so far.
-    pub async fn verify_audit(&self, mut progress: impl FnMut(u64)) -> AppResult<AuditReport> {
+    pub async fn verify_audit(&self, progress: impl FnMut(u64)) -> AppResult<AuditReport> {
+        self.verify_audit_against(None, progress).await
+    }
+
+    /// [`App::verify_audit`], also comparing the trail with a checkpoint kept outside it.
+    pub async fn verify_audit_against(
+        &self,
+        checkpoint: Option<&Checkpoint>,
+        mut progress: impl FnMut(u64),
+    ) -> AppResult<AuditReport> {
         let mut previous: Option<AuditEntry> = None;
         let mut checked = 0u64;
-        loop {
+        let mut outcome = None;
+        let mut first_broken = None;
+        'pages: loop {
             let after = previous.as_ref().map(|e| e.seq).unwrap_or(0);
             let page = self.store.audit_entries(after, PAGE).await?;
             if page.is_empty() {
@@ -203,22 +268,34 @@ impl App {
             }
             for entry in page {
                 if let Err(why) = check_link(previous.as_ref(), &entry) {
-                    return Ok(AuditReport {
-                        checked,
-                        head: previous.map(|p| p.hash).unwrap_or_else(|| repeatrx_domain::audit::GENESIS.into()),
-                        first_broken: Some((entry.seq, why)),
-                    });
+                    first_broken = Some((entry.seq, why));
+                    break 'pages;
+                }
+                if let Some(cp) = checkpoint.filter(|cp| cp.seq == entry.seq) {
+                    outcome =
+                        Some(if cp.hash == entry.hash { CheckpointOutcome::Holds } else { CheckpointOutcome::Differs });
                 }
                 checked += 1;
                 previous = Some(entry);
             }
             progress(checked);
         }
+        let head_seq = previous.as_ref().map(|p| p.seq).unwrap_or(0);
+        if checkpoint.is_some() && outcome.is_none() && first_broken.is_none() {
+            outcome = Some(CheckpointOutcome::Missing { last: head_seq });
+        }
         Ok(AuditReport {
             checked,
+            head_seq,
             head: previous.map(|p| p.hash).unwrap_or_else(|| repeatrx_domain::audit::GENESIS.into()),
-            first_broken: None,
+            first_broken,
+            checkpoint: outcome,
         })
+    }
+
+    /// The trail's newest entry as a checkpoint (none while the trail is empty).
+    pub async fn audit_checkpoint(&self) -> AppResult<Option<Checkpoint>> {
+        Ok(self.store.audit_head().await?.map(|e| Checkpoint { seq: e.seq, hash: e.hash }))
     }
 }
 

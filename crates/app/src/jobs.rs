@@ -1,4 +1,5 @@
-//! Background work: delivering the email outbox and sending due-window reminders. Each run first
+//! Background work: delivering the email outbox, sending due-window reminders and logging the
+//! audit trail's checkpoint. Each run first
 //! claims its job in the database with a lease, so several servers on one database never do the
 //! same work twice; timers only decide how often to try.
 use crate::error::AppResult;
@@ -46,6 +47,14 @@ impl App {
         let attempt = format!("{owner}/{}", now.as_millisecond());
         if self.store.claim_job(REMINDER_JOB, &attempt, now, now + REMINDER_EVERY).await? {
             self.send_due_reminders().await?;
+        }
+        let every = crate::audit::CHECKPOINT_EVERY;
+        if self.store.claim_job(crate::audit::CHECKPOINT_JOB, &attempt, now, now + every).await? {
+            // The log is shipped and kept apart from the database: its checkpoints let
+            // `repeatrx audit verify --checkpoint` show entries cut off the end of the trail.
+            if let Some(checkpoint) = self.audit_checkpoint().await? {
+                tracing::info!(%checkpoint, "audit trail checkpoint");
+            }
         }
         if self.store.claim_job(MAIL_JOB, owner, now, now + SignedDuration::from_secs(30)).await? {
             if let Err(e) = mailer.deliver_due(self.store.as_ref(), self.clock.as_ref()).await {

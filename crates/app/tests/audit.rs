@@ -74,3 +74,21 @@ async fn operators_acts_are_recorded() {
     assert!(last.record.detail.contains(&done.organisation.id.to_string()));
     assert_eq!(last.record.patient, None, "no patient data");
 }
+
+#[tokio::test]
+async fn the_checkpoint_is_the_newest_entry_and_holds_until_the_trail_is_cut() {
+    use repeatrx_app::audit::CheckpointOutcome;
+    let h = harness().await;
+    let checkpoint = h.app.audit_checkpoint().await.unwrap().expect("the demo seeding left entries");
+    let report = h.app.verify_audit_against(Some(&checkpoint), |_| {}).await.unwrap();
+    assert_eq!((report.head_seq, report.head.as_str()), (checkpoint.seq, checkpoint.hash.as_str()));
+    assert_eq!(report.checkpoint, Some(CheckpointOutcome::Holds));
+    assert_eq!(checkpoint.to_string().parse::<repeatrx_app::audit::Checkpoint>(), Ok(checkpoint.clone()));
+
+    let ahead = repeatrx_app::audit::Checkpoint { seq: checkpoint.seq + 10, ..checkpoint.clone() };
+    let report = h.app.verify_audit_against(Some(&ahead), |_| {}).await.unwrap();
+    assert_eq!(report.checkpoint, Some(CheckpointOutcome::Missing { last: checkpoint.seq }));
+    let forged = repeatrx_app::audit::Checkpoint { hash: "0".repeat(64), ..checkpoint };
+    let report = h.app.verify_audit_against(Some(&forged), |_| {}).await.unwrap();
+    assert_eq!(report.checkpoint, Some(CheckpointOutcome::Differs));
+}

@@ -81,8 +81,18 @@ struct AuditArgs {
 
 #[derive(Subcommand)]
 enum AuditAction {
-    /// Check that no entry was changed, removed or reordered; names the first broken entry.
-    Verify,
+    /// Check that no entry was changed, removed or reordered; names the first broken entry, and
+    /// prints a checkpoint to keep outside the database.
+    Verify {
+        /// A checkpoint printed by an earlier check (or logged by the server), NUMBER:HASH: the
+        /// check also proves that entry is still there, unchanged, so nothing after it was cut off.
+        #[arg(long, value_parser = parse_checkpoint)]
+        checkpoint: Option<repeatrx_app::audit::Checkpoint>,
+    },
+}
+
+fn parse_checkpoint(s: &str) -> Result<repeatrx_app::audit::Checkpoint, String> {
+    s.parse()
 }
 
 #[derive(Args)]
@@ -190,21 +200,41 @@ async fn audit(args: AuditArgs) -> anyhow::Result<()> {
     settings.demo = false;
     let app = App::new(store, Arc::new(SystemClock), settings);
     match args.action {
-        AuditAction::Verify => {
+        AuditAction::Verify { checkpoint } => {
+            use repeatrx_app::audit::CheckpointOutcome;
             let bar = indicatif::ProgressBar::new_spinner();
             bar.set_message("checking the audit trail");
-            let report = app.verify_audit(|n| bar.set_message(format!("{n} entries checked"))).await?;
+            let report = app
+                .verify_audit_against(checkpoint.as_ref(), |n| bar.set_message(format!("{n} entries checked")))
+                .await?;
             bar.finish_and_clear();
-            match report.first_broken {
-                None => {
-                    println!("The audit trail is intact: {} entries, last hash {}.", report.checked, report.head);
-                    Ok(())
-                }
-                Some((seq, why)) => anyhow::bail!(
+            if let Some((seq, why)) = report.first_broken {
+                anyhow::bail!(
                     "the audit trail is broken at entry #{seq}: {why}. The {} entries before it are intact.",
                     report.checked
-                ),
+                );
             }
+            match (report.checkpoint, &checkpoint) {
+                (Some(CheckpointOutcome::Missing { last }), Some(cp)) => anyhow::bail!(
+                    "the audit trail ends at entry #{last}, but the checkpoint names entry #{}: the newest entries \
+                     were removed",
+                    cp.seq
+                ),
+                (Some(CheckpointOutcome::Differs), Some(cp)) => anyhow::bail!(
+                    "entry #{} is not the one the checkpoint recorded: the audit trail was rewritten",
+                    cp.seq
+                ),
+                (Some(CheckpointOutcome::Holds), Some(cp)) => println!("Checkpoint {} holds.", cp.seq),
+                _ => {}
+            }
+            println!("The audit trail is intact: {} entries, last hash {}.", report.checked, report.head);
+            if report.head_seq > 0 {
+                println!(
+                    "Checkpoint: {}:{}  (keep it outside this database; check with --checkpoint later)",
+                    report.head_seq, report.head
+                );
+            }
+            Ok(())
         }
     }
 }

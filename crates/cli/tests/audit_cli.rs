@@ -71,3 +71,58 @@ async fn a_deleted_entry_is_found() {
     assert!(!broken.status.success());
     assert!(text(&broken).contains("broken at entry #3: entry #2 is missing before it"), "{}", text(&broken));
 }
+
+fn verify_with(db: &Path, checkpoint: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_repeatrx"))
+        .args(["audit", "--database-url", &format!("sqlite://{}", db.display()), "verify", "--checkpoint", checkpoint])
+        .env("REPEATRX_LOG", "warn")
+        .output()
+        .expect("the binary runs")
+}
+
+#[tokio::test]
+async fn a_checkpoint_kept_outside_shows_newest_entries_cut_off() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("audit.db");
+    let store = trail_of(&db, 5).await;
+    let first = verify(&db);
+    let printed = text(&first);
+    let checkpoint = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("Checkpoint: "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a checkpoint is printed")
+        .to_string();
+    assert!(checkpoint.starts_with("5:"), "{checkpoint}");
+
+    // More entries later: the checkpoint still holds.
+    drop(store);
+    let store = trail_of(&db, 2).await;
+    let later = verify_with(&db, &checkpoint);
+    assert!(later.status.success(), "{}", text(&later));
+    assert!(text(&later).contains("Checkpoint 5 holds."), "{}", text(&later));
+
+    // Cutting off the newest entries leaves a valid chain, which only the checkpoint exposes.
+    sqlx::query("DROP TRIGGER audit_log_no_delete").execute(store.pool()).await.expect("dropped");
+    sqlx::query("DELETE FROM audit_log WHERE seq > 4").execute(store.pool()).await.expect("cut off");
+    assert!(verify(&db).status.success(), "the shortened chain on its own looks intact");
+    let cut = verify_with(&db, &checkpoint);
+    assert!(!cut.status.success());
+    assert!(
+        text(&cut).contains(
+            "the audit trail ends at entry #4, but the checkpoint names entry #5: the newest entries were removed"
+        ),
+        "{}",
+        text(&cut)
+    );
+
+    // A checkpoint that does not match the entry: the trail was rewritten.
+    let other = format!("3:{}", "ab".repeat(32));
+    let rewritten = verify_with(&db, &other);
+    assert!(!rewritten.status.success());
+    assert!(text(&rewritten).contains("entry #3 is not the one the checkpoint recorded"), "{}", text(&rewritten));
+
+    let nonsense = verify_with(&db, "yesterday");
+    assert!(!nonsense.status.success());
+    assert!(text(&nonsense).contains("a checkpoint is written NUMBER:HASH"), "{}", text(&nonsense));
+}

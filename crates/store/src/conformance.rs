@@ -1481,6 +1481,7 @@ pub async fn audit_entries_form_one_chain(store: &dyn Store) {
     assert_eq!(mine[0].record, records[2]);
     let again =
         store.append_audit(&AuditRecord { action: "conformance.again".into(), ..records[2].clone() }).await.unwrap();
+    assert!(store.audit_head().await.unwrap().is_some_and(|head| head.seq >= again.seq), "the head is the newest");
     let mine = store.audit_entries_for_patient(patient, 10).await.unwrap();
     assert_eq!(mine.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![again.seq, mine[1].seq], "newest first");
     assert_eq!(store.audit_entries_for_patient(patient, 1).await.unwrap().len(), 1);

@@ -219,6 +219,8 @@ pub trait Store: Send + Sync + 'static {
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<AuditEntry>;
     /// Entries with `seq` greater than `after`, in order, at most `limit`.
     async fn audit_entries(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditEntry>>;
+    /// The newest entry, if any.
+    async fn audit_head(&self) -> StoreResult<Option<AuditEntry>>;
     /// The newest entries about one patient, newest first.
     /// Entries matching the filter, newest first.
     async fn search_audit(&self, filter: &AuditFilter, limit: u32) -> StoreResult<Vec<AuditEntry>>;

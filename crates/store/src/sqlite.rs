@@ -1813,6 +1813,14 @@ impl Store for SqliteStore {
         rows.iter().map(audit_from).collect()
     }
 
+    async fn audit_head(&self) -> StoreResult<Option<AuditEntry>> {
+        let row = sqlx::query(&format!("SELECT {AUDIT_COLS} FROM audit_log ORDER BY seq DESC LIMIT 1"))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(audit_from).transpose()
+    }
+
     async fn search_audit(&self, filter: &AuditFilter, limit: u32) -> StoreResult<Vec<AuditEntry>> {
         // Built from fixed fragments; every value is bound.
         let mut binds: Vec<String> = vec![filter.organisation.clone()];
