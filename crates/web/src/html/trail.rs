@@ -76,8 +76,7 @@ async fn search(state: &WebState, s: &CurrentSession, q: Option<String>, kind: O
     let staff = state
         .app
         .managed_accounts(&s.actor)
-        .await
-        .unwrap_or_default()
+        .await?
         .into_iter()
         .map(|a| (a.user.id.to_string(), format!("{} ({})", a.user.display_name, a.user.role.label())))
         .collect();
