@@ -11,6 +11,7 @@ pub mod custody;
 pub mod demo;
 pub mod environment;
 pub mod error;
+pub mod export;
 pub mod jobs;
 pub mod mail;
 pub mod notify;

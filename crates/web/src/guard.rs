@@ -95,6 +95,8 @@ pub const ROUTES: &[RouteRule] = &[
     r("GET", "/patient/orders/{id}", Side(PatientSide, &[ViewPatient])),
     r("POST", "/patient/orders/{id}/cancel", Side(PatientSide, &[CancelOrder])),
     r("GET", "/patient/access", Side(PatientSide, &[ViewPatient])),
+    r("GET", "/patient/export", Side(PatientSide, &[ViewPatient])),
+    r("GET", "/patient/export.json", Side(PatientSide, &[ViewPatient])),
     // The pharmacy dashboard.
     r("GET", "/pharmacy", Side(PharmacySide, &[ViewPharmacyQueue])),
     r("GET", "/pharmacy/orders/{id}", Side(PharmacySide, &[ViewPatient])),
@@ -171,6 +173,7 @@ pub const ROUTES: &[RouteRule] = &[
     r("GET", "/api/v1/patients/{id}/orders", Can(&[ViewPatient])),
     r("POST", "/api/v1/patients/{id}/orders", Can(&[PlaceOrder])),
     r("GET", "/api/v1/patients/{id}/access-log", Side(PatientSide, &[ViewPatient])),
+    r("GET", "/api/v1/patients/{id}/export", Can(&[ViewPatient])),
     r("GET", "/api/v1/orders/{id}", Can(&[ViewPatient])),
     r("POST", "/api/v1/orders/{id}/cancel", Can(&[CancelOrder])),
     r("POST", "/api/v1/orders/{id}/accept", Can(&[ProcessOrder])),

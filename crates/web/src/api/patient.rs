@@ -30,11 +30,12 @@ pub fn routes() -> Router<WebState> {
         .route("/orders/{id}", get(order))
         .route("/orders/{id}/cancel", post(cancel))
         .route("/patients/{id}/access-log", get(access_log))
+        .route("/patients/{id}/export", get(export))
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(patient_details, repeat_items, add_repeat_item, orders_of, place_order, order, cancel, access_log),
+    paths(patient_details, repeat_items, add_repeat_item, orders_of, place_order, order, cancel, access_log, export),
     components(schemas(
         PatientDto,
         AccessLineDto,
@@ -478,6 +479,26 @@ pub struct AccessLineDto {
     pub what: String,
     /// The reason given, where one was required (a custodian's break-glass access).
     pub purpose: Option<String>,
+}
+
+/// Everything RepeatRx holds about the patient (format `repeatrx-patient-export/1`): details,
+/// pharmacy and practice, every repeat line, every order with its items and history, the online
+/// account's sign-in activity, and who among staff reached the record. For the patient (C10), or
+/// their pharmacy's staff at the counter (audited).
+#[utoipa::path(get, path = "/patients/{id}/export", tag = "patients", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Patient id")),
+    responses(
+        (status = 200, description = "The patient's data", content_type = "application/json"),
+        (status = 401, body = ErrorBody, description = "Not signed in"),
+        (status = 404, body = ErrorBody, description = "No such patient in the caller's reach"),
+    ))]
+async fn export(
+    State(state): State<WebState>,
+    ApiCaller(s): ApiCaller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<repeatrx_app::export::PatientExport> {
+    let id: PatientId = path_id(&id, "patient")?;
+    Ok(Json(state.app.export_patient(&s.actor, id).await?))
 }
 
 /// Who among staff has reached the patient's record, newest first (last 100), from the audit trail.

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod custody;
 pub mod demo;
+pub mod export;
 pub mod patient;
 pub mod pharmacy;
 pub mod practice;
@@ -34,6 +35,7 @@ pub fn routes() -> Router<WebState> {
         .merge(staff::routes())
         .merge(custody::routes())
         .merge(trail::routes())
+        .merge(export::routes())
 }
 
 /// The header of every signed-in page: who is signed in, their links, and the CSRF token that
@@ -59,6 +61,7 @@ impl Nav {
                 ("/patient", "My medicines"),
                 ("/patient/orders", "My orders"),
                 ("/patient/access", "Who has seen my record"),
+                ("/patient/export", "My data"),
             ],
             OrgKind::Pharmacy => vec![("/pharmacy", "Order queue"), ("/pharmacy/patients", "Patients")],
             OrgKind::Practice => vec![("/practice", "Requests")],
