@@ -43,8 +43,21 @@ async fn the_public_listener_hides_the_admin_pages_that_the_admin_listener_serve
     assert_eq!(page.status(), StatusCode::OK);
     assert_eq!(get(admin, "/api/v1/admin/organisations", custodian).await.status(), StatusCode::FORBIDDEN);
 
+    // Platform accounts reach nothing else on the public listener either, not even their own
+    // account pages or the staff API; on the admin listener they do.
+    for path in ["/api/v1/staff", "/api/v1/me", "/account"] {
+        let public = get(app.address.clone(), path, operator.clone()).await;
+        assert_eq!(public.status(), StatusCode::NOT_FOUND, "{path} for an operator on the public listener");
+    }
+    assert_eq!(
+        get(app.server.admin_url().expect("admin"), "/api/v1/staff", operator.clone()).await.status(),
+        StatusCode::OK
+    );
+
     // The rest of the service is where it was.
     let patient = app.sign_in("patient@demo.example").await;
     app.get(&format!("{API}/me"), &patient).await.expect(StatusCode::OK);
+    let manager = app.sign_in("manager@demo.example").await;
+    app.get(&format!("{API}/staff"), &manager).await.expect(StatusCode::OK);
     assert_eq!(app.get_page("/sign-in", None).await.status, StatusCode::OK);
 }

@@ -60,9 +60,21 @@ pub fn router_for(state: WebState, exposure: Exposure) -> Router {
         .with_state(state)
 }
 
+/// The public listener when the platform team has its own: their routes do not exist here, and
+/// a platform account's session reaches nothing here but signing in and out.
 async fn hide_admin_routes(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if !guard::admin_only(req.uri().path()) {
+    let path = req.uri().path();
+    let platform_session = req
+        .extensions()
+        .get::<session::ResolvedSession>()
+        .is_some_and(|s| s.0.actor.role.kind() == repeatrx_domain::access::OrgKind::Platform);
+    let sign_in_or_out = path.starts_with("/sign-in")
+        || path == "/sign-out"
+        || path.starts_with("/api/v1/sessions")
+        || path.starts_with("/static/")
+        || path == "/favicon.ico";
+    if !guard::admin_only(path) && !(platform_session && !sign_in_or_out) {
         return next.run(req).await;
     }
     let not_found = repeatrx_app::AppError::NotFound("page");
