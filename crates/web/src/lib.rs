@@ -74,7 +74,8 @@ async fn hide_admin_routes(req: axum::extract::Request, next: axum::middleware::
         || path.starts_with("/api/v1/sessions")
         || path.starts_with("/static/")
         || path == "/favicon.ico";
-    if !guard::admin_only(path) && !(platform_session && !sign_in_or_out) {
+    let hidden = guard::admin_only(path) || (platform_session && !sign_in_or_out);
+    if !hidden {
         return next.run(req).await;
     }
     let not_found = repeatrx_app::AppError::NotFound("page");
