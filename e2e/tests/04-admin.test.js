@@ -1,6 +1,6 @@
-// The platform operator's organisation page: the lists, adding a pharmacy (the manager's one-time
-// password shown once), and that the new manager can sign in with it. The operator sees no
-// patient data.
+// The platform operator's organisation page: the lists, adding a pharmacy (its manager is emailed
+// an invitation, read here from the demo's outbox), and that the new manager chooses a password
+// and signs in. The operator sees no patient data, and never knows the manager's password.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { useServer, newPage, signIn, signOut, checkPage, submit, mainText, nextCode, rememberSecret, ACCOUNTS } from '../lib/harness.js';
@@ -42,7 +42,7 @@ describe('operator: organisations', { timeout: 300_000 }, () => {
     await checkPage(page, 'admin-error');
   });
 
-  it('adds a pharmacy and shows the manager\'s one-time password once', async () => {
+  it('adds a pharmacy and emails its manager an invitation', async () => {
     await page.goto(`${env.url}/admin`);
     const form = page.locator('form[action="/admin/pharmacies"]');
     await form.getByLabel('Name', { exact: true }).fill('Northgate Pharmacy');
@@ -54,17 +54,31 @@ describe('operator: organisations', { timeout: 300_000 }, () => {
     await page.getByRole('heading', { level: 1, name: 'Pharmacy added' }).waitFor();
     const text = await mainText(page);
     assert.match(text, /Northgate Pharmacy \(FN303\) is now on RepeatRx/);
-    assert.ok(text.includes(created.email));
-    created.password = (await page.locator('code.secret').innerText()).trim();
-    assert.ok(created.password.length >= 12, `a long one-time password (${created.password.length} characters)`);
-    assert.match(text, /shown only once/);
+    assert.match(text, new RegExp(`We have emailed ${created.email.replace('.', '\\.')} a link to choose their own password`));
+    assert.equal(await page.locator('code.secret').count(), 0, 'no password is shown to the operator');
     await checkPage(page, 'admin-created');
-    // Back on the list, the pharmacy is there and the password is not.
     await page.getByRole('link', { name: 'Back to organisations' }).click();
     await page.getByRole('heading', { level: 1, name: 'Organisations' }).waitFor();
-    const list = await mainText(page);
-    assert.ok(list.includes('Northgate Pharmacy'));
-    assert.ok(!list.includes(created.password), 'the one-time password is never shown again');
+    assert.ok((await mainText(page)).includes('Northgate Pharmacy'));
+
+    // The manager opens the emailed link (the demo keeps emails on its outbox page) and chooses a password.
+    const manager = await newPage(env.browser);
+    try {
+      await manager.goto(`${env.url}/demo/outbox`);
+      const mail = manager.locator('li', { hasText: created.email }).filter({ hasText: 'You are invited to RepeatRx' }).first();
+      const body = await mail.locator('pre.email-body').innerText();
+      assert.match(body, /You have been invited to RepeatRx as pharmacy manager at Northgate Pharmacy/);
+      const link = body.match(/https:\/\/\S+\/invitation\/\S+/)[0];
+      await manager.goto(link.replace(/^https:\/\/[^/]+/, env.url));
+      await manager.getByRole('heading', { level: 1, name: 'Welcome to RepeatRx, Lena Marsh' }).waitFor();
+      created.password = 'harbour pencil meadow 7';
+      await manager.locator('#password').fill(created.password);
+      await manager.locator('#confirm').fill(created.password);
+      assert.equal(await submit(manager, manager.getByRole('button', { name: 'Choose this password' })), 200);
+      await manager.getByRole('heading', { level: 1, name: 'Your password is set' }).waitFor();
+    } finally {
+      await manager.close();
+    }
   });
 
   it('the new manager must set up an authenticator app (QR code) before reaching the dashboard', async () => {

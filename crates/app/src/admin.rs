@@ -24,11 +24,13 @@ pub struct NewOrganisationInput {
     pub on_repeatrx: bool,
 }
 
-/// The first manager's sign-in, shown once to the operator to hand over.
+/// A new organisation: its first manager has been emailed an invitation to choose their own
+/// password, so nobody else ever knows it.
 pub struct Onboarded<T> {
     pub organisation: T,
     pub manager_email: Email,
-    pub initial_password: String,
+    /// When the invitation link stops working (the manager can then use "forgot password").
+    pub invitation_expires_at: jiff::Timestamp,
 }
 
 fn ods_code(s: &str) -> AppResult<String> {
@@ -53,33 +55,37 @@ impl App {
         }
     }
 
-    async fn manager(
+    /// The first manager's account, which cannot sign in until they choose a password.
+    fn first_manager(
         &self,
         input: &NewOrganisationInput,
         role: Role,
         pharmacy: Option<PharmacyId>,
         practice: Option<PracticeId>,
-    ) -> AppResult<(UserAccount, String)> {
+    ) -> AppResult<UserAccount> {
         let email = Email::parse(&input.manager_email)
             .map_err(|_| AppError::Invalid("manager_email: must be an email address".into()))?;
         let name = required_line("manager_name", &input.manager_name, 100)?;
-        let password = initial_password();
-        let hash = hash_password(&self.password_for(&password, role, &[])?).await?;
-        Ok((
-            UserAccount {
-                id: UserId::new(),
-                email,
-                display_name: name,
-                role,
-                pharmacy_id: pharmacy,
-                practice_id: practice,
-                patient_id: None,
-                password_hash: hash,
-                active: true,
-                created_at: self.clock.now(),
-            },
-            password,
-        ))
+        Ok(UserAccount {
+            id: UserId::new(),
+            email,
+            display_name: name,
+            role,
+            pharmacy_id: pharmacy,
+            practice_id: practice,
+            patient_id: None,
+            password_hash: crate::staff::INVITED.into(),
+            active: true,
+            created_at: self.clock.now(),
+        })
+    }
+
+    /// Emails the first manager their invitation. Should this fail after the organisation was
+    /// stored, the manager can still get in with "forgot password" (their account is active).
+    async fn invite_first_manager(&self, manager: &UserAccount, organisation: &str) -> AppResult<jiff::Timestamp> {
+        let (link, email) = self.invitation_for(manager, "You have been invited", organisation);
+        self.store.insert_account_token(&link, &[email]).await?;
+        Ok(link.expires_at)
     }
 
     fn taken(e: repeatrx_store::StoreError) -> AppError {
@@ -108,8 +114,9 @@ impl App {
             email: Self::org_email(&input.email)?,
             created_at: self.clock.now(),
         };
-        let (manager, password) = self.manager(input, Role::PharmacyManager, Some(pharmacy.id), None).await?;
+        let manager = self.first_manager(input, Role::PharmacyManager, Some(pharmacy.id), None)?;
         self.store.insert_pharmacy(&pharmacy, &manager).await.map_err(Self::taken)?;
+        let invitation_expires_at = self.invite_first_manager(&manager, &pharmacy.name).await?;
         tracing::info!(pharmacy = %pharmacy.id, by = %actor.user_id, "pharmacy created");
         self.audit_act(
             actor,
@@ -118,7 +125,7 @@ impl App {
             format!("pharmacy {} with manager {}", pharmacy.id, manager.id),
         )
         .await?;
-        Ok(Onboarded { organisation: pharmacy, manager_email: manager.email, initial_password: password })
+        Ok(Onboarded { organisation: pharmacy, manager_email: manager.email, invitation_expires_at })
     }
 
     pub async fn create_practice(&self, actor: &Actor, input: &NewOrganisationInput) -> AppResult<Onboarded<Practice>> {
@@ -132,8 +139,9 @@ impl App {
             on_repeatrx: input.on_repeatrx,
             created_at: self.clock.now(),
         };
-        let (manager, password) = self.manager(input, Role::PracticeManager, None, Some(practice.id)).await?;
+        let manager = self.first_manager(input, Role::PracticeManager, None, Some(practice.id))?;
         self.store.insert_practice(&practice, Some(&manager)).await.map_err(Self::taken)?;
+        let invitation_expires_at = self.invite_first_manager(&manager, &practice.name).await?;
         tracing::info!(practice = %practice.id, by = %actor.user_id, "practice created");
         self.audit_act(
             actor,
@@ -142,7 +150,7 @@ impl App {
             format!("practice {} with manager {}", practice.id, manager.id),
         )
         .await?;
-        Ok(Onboarded { organisation: practice, manager_email: manager.email, initial_password: password })
+        Ok(Onboarded { organisation: practice, manager_email: manager.email, invitation_expires_at })
     }
 
     /// Organisations for the operator's page (no patient data).
@@ -164,7 +172,11 @@ impl App {
     pub async fn create_operator(&self, email: &str, name: &str) -> AppResult<(UserAccount, String)> {
         let input =
             NewOrganisationInput { manager_email: email.into(), manager_name: name.into(), ..Default::default() };
-        let (account, password) = self.manager(&input, Role::Operator, None, None).await?;
+        let password = initial_password();
+        let account = UserAccount {
+            password_hash: hash_password(&self.password_for(&password, Role::Operator, &[])?).await?,
+            ..self.first_manager(&input, Role::Operator, None, None)?
+        };
         self.store.insert_user(&account).await.map_err(Self::taken)?;
         self.audit_act(&Self::console_actor(), "admin.create_operator", None, format!("operator {}", account.id))
             .await?;

@@ -127,6 +127,29 @@ impl App {
             active: true,
             created_at: now,
         };
+        let inviter = self.store.user(actor.user_id).await?.map(|u| u.display_name).unwrap_or_default();
+        let (link, message) = self.invitation_for(&user, &format!("{inviter} has invited you"), &organisation);
+        match self.store.invite_user(&user, &link, &[message], role_cap(role)).await {
+            Ok(true) => {}
+            Ok(false) => return Err(cap_reached(role)),
+            Err(StoreError::Conflict(_)) => {
+                return Err(AppError::InvalidFields(vec!["email: this address already has a RepeatRx account".into()]))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.audit_act(actor, "account.invite", None, format!("{} invited as {}", user.id, role.as_str())).await?;
+        Ok(user)
+    }
+
+    /// An invitation link for a new account and the email that carries it: "{who} to RepeatRx
+    /// as {role} at {organisation}", valid for 72 hours.
+    pub(crate) fn invitation_for(
+        &self,
+        user: &UserAccount,
+        who_invites: &str,
+        organisation: &str,
+    ) -> (AccountToken, OutgoingEmail) {
+        let now = self.clock.now();
         let token = random_token();
         let link = AccountToken {
             token_hash: token_hash(&token),
@@ -138,30 +161,20 @@ impl App {
             expires_at: now + INVITATION_LINK_LIFETIME,
             used_at: None,
         };
-        let inviter = self.store.user(actor.user_id).await?.map(|u| u.display_name).unwrap_or_default();
         let message = OutgoingEmail::new(
-            email,
+            user.email.clone(),
             "You are invited to RepeatRx",
             format!(
-                "Dear {name},\n\n{inviter} has invited you to RepeatRx as {} at {organisation}. To choose your \
-                 password, open this link within 72 hours:\n\n{}\n\nThe link works once. When you first sign in you \
-                 will set up an authenticator app on your phone. If you did not expect this, ignore this email.\n\n\
-                 RepeatRx",
-                role.label().to_lowercase(),
+                "Dear {},\n\n{who_invites} to RepeatRx as {} at {organisation}. To choose your password, open this \
+                 link within 72 hours:\n\n{}\n\nThe link works once. When you first sign in you will set up an \
+                 authenticator app on your phone. If you did not expect this, ignore this email.\n\nRepeatRx",
+                user.display_name,
+                user.role.label().to_lowercase(),
                 self.link("invitation", &token)
             ),
             now,
         );
-        match self.store.invite_user(&user, &link, &[message], role_cap(role)).await {
-            Ok(true) => {}
-            Ok(false) => return Err(cap_reached(role)),
-            Err(StoreError::Conflict(_)) => {
-                return Err(AppError::InvalidFields(vec!["email: this address already has a RepeatRx account".into()]))
-            }
-            Err(e) => return Err(e.into()),
-        }
-        self.audit_act(actor, "account.invite", None, format!("{} invited as {}", user.id, role.as_str())).await?;
-        Ok(user)
+        (link, message)
     }
 
     /// The invited person's name, for the page behind a live invitation link.

@@ -271,7 +271,9 @@ async fn a_new_staff_account_enrols_then_recovery_codes_work_once() {
         )
         .await
         .unwrap();
-    let pw = SecretString::from(done.initial_password.clone());
+    assert_eq!(done.manager_email.as_str(), "cara@canal.example");
+    common::accept_invitation(&h.app, "cara@canal.example", "otter lantern quietly 42").await;
+    let pw = SecretString::from("otter lantern quietly 42");
     let new = h.app.sign_in("cara@canal.example", pw.clone(), SessionKind::Browser, &client()).await.unwrap();
     assert_eq!(new.stage, SessionStage::Enrol, "staff must enrol before anything else");
     let half = current(&h, &new).await;

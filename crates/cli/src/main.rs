@@ -2,7 +2,7 @@
 //! from a configuration file; `migrate` prepares a database; `admin` onboards organisations.
 #![forbid(unsafe_code)]
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use repeatrx::config::ServeConfig;
 use repeatrx::startup::{self, ServerOptions};
@@ -99,6 +99,9 @@ fn parse_checkpoint(s: &str) -> Result<repeatrx_app::audit::Checkpoint, String> 
 struct AdminArgs {
     #[arg(long, env = "REPEATRX_DATABASE_URL")]
     database_url: String,
+    /// The service's public address (https://...): invitation emails link to it.
+    #[arg(long, env = "REPEATRX_PUBLIC_URL")]
+    public_url: Option<String>,
     #[command(subcommand)]
     action: AdminAction,
 }
@@ -308,11 +311,26 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn invitation_queued(to: &repeatrx_domain::text::Email) -> String {
+    format!(
+        "An invitation to choose a password is queued for {to}: the running server emails it (the link works for 72 hours)."
+    )
+}
+
 async fn admin(args: AdminArgs) -> anyhow::Result<()> {
     let store = startup::open_store(&args.database_url).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut settings = startup::demo_settings(String::new());
     settings.demo = false;
+    let invites = matches!(args.action, AdminAction::CreatePharmacy(_) | AdminAction::CreatePractice { .. });
+    match args.public_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+        Some(url) if url.starts_with("https://") => settings.public_url = url.trim_end_matches('/').to_string(),
+        Some(_) => bail!("--public-url must start with https:// (the invitation email links to it)"),
+        None if invites => bail!(
+            "--public-url (or REPEATRX_PUBLIC_URL) is needed: the new manager's invitation email links to the service"
+        ),
+        None => {}
+    }
     let app = App::new(store, clock, settings);
     let console = App::console_actor();
     let org = |o: OrgArgs, on_repeatrx: bool| NewOrganisationInput {
@@ -331,7 +349,7 @@ async fn admin(args: AdminArgs) -> anyhow::Result<()> {
                 "Created pharmacy {} ({}), id {}",
                 done.organisation.name, done.organisation.ods_code, done.organisation.id
             );
-            println!("Manager sign-in: {}  one-time password: {}", done.manager_email, done.initial_password);
+            println!("{}", invitation_queued(&done.manager_email));
         }
         AdminAction::CreatePractice { org: o, on_repeatrx } => {
             let done = app.create_practice(&console, &org(o, on_repeatrx)).await?;
@@ -339,7 +357,7 @@ async fn admin(args: AdminArgs) -> anyhow::Result<()> {
                 "Created practice {} ({}), id {}",
                 done.organisation.name, done.organisation.ods_code, done.organisation.id
             );
-            println!("Manager sign-in: {}  one-time password: {}", done.manager_email, done.initial_password);
+            println!("{}", invitation_queued(&done.manager_email));
         }
         AdminAction::CreateOperator { email, name } => {
             let (account, password) = app.create_operator(&email, &name).await?;

@@ -45,7 +45,7 @@ fn operators_onboard_organisations_from_the_console() {
     let out = repeatrx(&["migrate", "--database-url", &url]);
     assert!(out.status.success(), "{}", text(&out));
 
-    let out = repeatrx(&[
+    let needs_url = repeatrx(&[
         "admin",
         "--database-url",
         &url,
@@ -59,14 +59,40 @@ fn operators_onboard_organisations_from_the_console() {
         "--manager-email",
         "mo@quayside.example",
     ]);
+    assert!(!needs_url.status.success());
+    assert!(text(&needs_url).contains("--public-url (or REPEATRX_PUBLIC_URL) is needed"), "{}", text(&needs_url));
+
+    let out = repeatrx(&[
+        "admin",
+        "--database-url",
+        &url,
+        "--public-url",
+        "https://repeats.example",
+        "create-pharmacy",
+        "--name",
+        "Quayside Pharmacy",
+        "--ods-code",
+        "fq123",
+        "--manager-name",
+        "Mo Adams",
+        "--manager-email",
+        "mo@quayside.example",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("Created pharmacy Quayside Pharmacy (FQ123)"), "{}", text(&out));
-    assert!(text(&out).contains("one-time password: "));
+    assert!(
+        text(&out).contains("An invitation to choose a password is queued for mo@quayside.example"),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains("password: "), "no password is ever printed for a manager");
 
     let again = repeatrx(&[
         "admin",
         "--database-url",
         &url,
+        "--public-url",
+        "https://repeats.example",
         "create-pharmacy",
         "--name",
         "Other",
@@ -84,6 +110,8 @@ fn operators_onboard_organisations_from_the_console() {
         "admin",
         "--database-url",
         &url,
+        "--public-url",
+        "https://repeats.example",
         "create-practice",
         "--name",
         "P",

@@ -61,3 +61,17 @@ pub async fn actor(app: &App, email: &str) -> Actor {
     let user = app.store.user_by_email(&Email::parse(email).unwrap()).await.unwrap().unwrap();
     app.actor_of(&user).await.unwrap()
 }
+
+/// Accepts the invitation emailed to `email` (read from the outbox) by choosing `password`.
+pub async fn accept_invitation(app: &App, email: &str, password: &str) {
+    let mail = app
+        .store
+        .recent_emails(200)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.to.as_str() == email && e.subject.contains("invited"))
+        .expect("an invitation email");
+    let token = mail.body.split("/invitation/").nth(1).and_then(|t| t.split_whitespace().next()).expect("a link");
+    app.accept_invitation(token, password, &client()).await.unwrap();
+}

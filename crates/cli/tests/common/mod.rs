@@ -333,6 +333,14 @@ impl TestApp {
         panic!("no email '{subject}' to {to}")
     }
 
+    /// Accepts the invitation emailed to `email` by choosing `password` on its page.
+    pub async fn accept_invitation(&self, email: &str, password: &str) {
+        let mail = self.wait_for_email(email, "invited").await;
+        let link = link_path(&mail, "invitation");
+        let done = self.post_form(&link, None, &[("password", password), ("confirm", password)]).await;
+        assert_eq!(done.status, StatusCode::OK, "the invitation is accepted: {}", done.body);
+    }
+
     /// Signs in through the forms with the demo password (then the code page) and returns the
     /// session cookie.
     pub async fn browser_sign_in(&self, email: &str) -> String {

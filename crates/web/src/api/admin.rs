@@ -108,12 +108,13 @@ impl From<NewOrganisationRequest> for NewOrganisationInput {
     }
 }
 
-/// The new organisation and its first manager's sign-in, shown this once to hand over.
+/// The new organisation; its first manager has been emailed an invitation to choose a password.
 #[derive(Serialize, ToSchema)]
 pub struct OnboardedDto {
     pub organisation: OrganisationDto,
     pub manager_email: String,
-    pub initial_password: String,
+    /// RFC 3339, UTC: when the invitation link stops working.
+    pub invitation_expires_at: String,
 }
 
 impl<'a, T> From<&'a Onboarded<T>> for OnboardedDto
@@ -124,7 +125,7 @@ where
         Self {
             organisation: OrganisationDto::from(&o.organisation),
             manager_email: o.manager_email.as_str().to_string(),
-            initial_password: o.initial_password.clone(),
+            invitation_expires_at: timestamp(o.invitation_expires_at),
         }
     }
 }
@@ -148,7 +149,7 @@ async fn organisations(State(state): State<WebState>, ApiCaller(s): ApiCaller) -
 #[utoipa::path(post, path = "/admin/pharmacies", tag = "admin", security(("bearer" = [])),
     request_body = NewOrganisationRequest,
     responses(
-        (status = 201, body = OnboardedDto, description = "Hand the one-time password to the manager"),
+        (status = 201, body = OnboardedDto, description = "The manager is emailed an invitation"),
         (status = 400, body = ErrorBody, description = "Malformed JSON"),
         (status = 401, body = ErrorBody, description = "Not signed in"),
         (status = 403, body = ErrorBody, description = "Not a platform operator"),
@@ -169,7 +170,7 @@ async fn create_pharmacy(
 #[utoipa::path(post, path = "/admin/practices", tag = "admin", security(("bearer" = [])),
     request_body = NewOrganisationRequest,
     responses(
-        (status = 201, body = OnboardedDto, description = "Hand the one-time password to the manager"),
+        (status = 201, body = OnboardedDto, description = "The manager is emailed an invitation"),
         (status = 400, body = ErrorBody, description = "Malformed JSON"),
         (status = 401, body = ErrorBody, description = "Not signed in"),
         (status = 403, body = ErrorBody, description = "Not a platform operator"),

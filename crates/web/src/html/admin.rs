@@ -139,7 +139,7 @@ struct CreatedPage {
     name: String,
     ods_code: String,
     manager_email: String,
-    initial_password: String,
+    invitation_until: String,
 }
 
 async fn add_pharmacy(State(state): State<WebState>, Signed(s): Signed, body: Bytes) -> PageResult {
@@ -153,7 +153,7 @@ async fn add_pharmacy(State(state): State<WebState>, Signed(s): Signed, body: By
             name: done.organisation.name.clone(),
             ods_code: done.organisation.ods_code.clone(),
             manager_email: done.manager_email.to_string(),
-            initial_password: done.initial_password,
+            invitation_until: repeatrx_domain::timefmt::display_timestamp(done.invitation_expires_at),
         }),
         Err(e) if is_form_error(&e) => {
             let problems = problems_of(&e, ORG_FIELDS, "ph-");
@@ -174,7 +174,7 @@ async fn add_practice(State(state): State<WebState>, Signed(s): Signed, body: By
             name: done.organisation.name.clone(),
             ods_code: done.organisation.ods_code.clone(),
             manager_email: done.manager_email.to_string(),
-            initial_password: done.initial_password,
+            invitation_until: repeatrx_domain::timefmt::display_timestamp(done.invitation_expires_at),
         }),
         Err(e) if is_form_error(&e) => {
             let problems = problems_of(&e, ORG_FIELDS, "pr-");
