@@ -1,6 +1,7 @@
 // The pharmacy's patient work: find a patient, register a new one with an online account, add a
 // repeat item from the medicines catalogue, order on the patient's behalf; then the new patient
-// signs in with the one-time password, and the prescriber sees the patient's list.
+// chooses a password from the emailed invitation and signs in, and the prescriber sees the
+// patient's list.
 // Steps run in order on one server; once one fails, the rest are skipped.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -102,7 +103,7 @@ describe('pharmacy: patients', { timeout: 300_000 }, () => {
       assert.equal(distinct.size, 1, `the text boxes differ in width: ${widths.join(', ')}`);
     }));
 
-  step('registers a patient with an online account and shows the one-time password once', async () => {
+  step('registers a patient with an online account, which is opened by an emailed invitation', async () => {
     await page.getByLabel('Family name').fill(NEW.family);
     await page.getByLabel('Date of birth').fill(NEW.dob);
     await page.getByLabel('NHS number').fill(NEW.nhs);
@@ -113,8 +114,8 @@ describe('pharmacy: patients', { timeout: 300_000 }, () => {
     await page.getByRole('heading', { level: 1, name: 'Patient registered' }).waitFor();
     const text = await mainText(page);
     assert.match(text, /Eleri Vaughan \(born 9 Apr 1961, NHS number 943 476 5919\) has been registered/);
-    state.password = (await page.locator('code.secret').innerText()).trim();
-    assert.ok(state.password.length >= 12, 'a long one-time password');
+    assert.match(text, new RegExp(`We have emailed ${NEW.email.replace(/\./g, '\\.')} a link to choose a password`));
+    assert.equal(await page.locator('code.secret').count(), 0, 'no password is shown to the pharmacy');
     await checkPage(page, 'pharmacy-registered');
     await page.getByRole('link', { name: "Go to Eleri Vaughan's record" }).click();
     await page.waitForURL(/\/pharmacy\/patients\/[^/?#]+$/);
@@ -155,9 +156,24 @@ describe('pharmacy: patients', { timeout: 300_000 }, () => {
     assert.match(text, /Status Submitted/);
   });
 
-  step('the new patient signs in with the one-time password and sees the order', async () => {
+  step('the new patient chooses a password from the invitation, signs in and sees the order', async () => {
     const patient = await newPage(env.browser);
     try {
+      await patient.goto(`${env.url}/demo/outbox`);
+      const body = await patient
+        .locator('li', { hasText: NEW.email })
+        .filter({ hasText: 'You are invited to RepeatRx' })
+        .first()
+        .locator('pre.email-body')
+        .innerText();
+      assert.match(body, /Riverside Pharmacy has opened a RepeatRx account for you/);
+      await patient.goto(body.match(/https:\/\/\S+\/invitation\/\S+/)[0].replace(/^https:\/\/[^/]+/, env.url));
+      await patient.getByRole('heading', { level: 1, name: 'Welcome to RepeatRx, Eleri Vaughan' }).waitFor();
+      state.password = 'kettle orchard violet 3';
+      await patient.locator('#password').fill(state.password);
+      await patient.locator('#confirm').fill(state.password);
+      assert.equal(await submit(patient, patient.getByRole('button', { name: 'Choose this password' })), 200);
+      assert.doesNotMatch(await mainText(patient), /authenticator/, 'patients are not asked to set up an app');
       await signIn(patient, env.url, NEW.email, state.password);
       assert.equal(new URL(patient.url()).pathname, '/patient');
       await patient.getByRole('heading', { level: 1, name: 'My medicines' }).waitFor();

@@ -83,7 +83,9 @@ impl App {
     /// Emails the first manager their invitation. Should this fail after the organisation was
     /// stored, the manager can still get in with "forgot password" (their account is active).
     async fn invite_first_manager(&self, manager: &UserAccount, organisation: &str) -> AppResult<jiff::Timestamp> {
-        let (link, email) = self.invitation_for(manager, "You have been invited", organisation);
+        let lead =
+            format!("You have been invited to RepeatRx as {} at {organisation}.", manager.role.label().to_lowercase());
+        let (link, email) = self.invitation_for(manager, &lead);
         self.store.insert_account_token(&link, &[email]).await?;
         Ok(link.expires_at)
     }

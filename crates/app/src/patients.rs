@@ -1,7 +1,6 @@
 //! Patients and their repeat lists: registration by pharmacy staff, the repeat list with what can
 //! be ordered and why not, and repeat authorisations issued by prescribers or kept by pharmacies.
 use crate::access::own_patient;
-use crate::auth::{hash_password, initial_password};
 use crate::error::{AppError, AppResult};
 use crate::App;
 use jiff::civil::Date;
@@ -41,19 +40,12 @@ pub struct RegisterPatientInput {
     pub create_account: bool,
 }
 
-/// A newly registered patient and, when an account was made, its one-time password.
+/// A newly registered patient and, when an online account was opened, the address its
+/// invitation (a link to choose a password) went to.
+#[derive(Debug)]
 pub struct Registered {
     pub patient: Patient,
-    pub initial_password: Option<String>,
-}
-
-impl std::fmt::Debug for Registered {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registered")
-            .field("patient", &self.patient.id)
-            .field("initial_password", &self.initial_password.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
+    pub invited: Option<Email>,
 }
 
 /// Search criteria typed by staff.
@@ -194,14 +186,10 @@ impl App {
                 "nhs_number: a patient with this NHS number is already registered at your pharmacy".into(),
             ));
         }
-        let mut initial = None;
         let account = if input.create_account {
             let email = email.ok_or_else(|| {
                 AppError::Invalid("email: an online account needs the patient's email address".into())
             })?;
-            let password = initial_password();
-            let hash = hash_password(&self.password_for(&password, Role::Patient, &[])?).await?;
-            initial = Some(password);
             Some(UserAccount {
                 id: UserId::new(),
                 email,
@@ -210,7 +198,7 @@ impl App {
                 pharmacy_id: Some(pharmacy_id),
                 practice_id: Some(practice_id),
                 patient_id: Some(patient.id),
-                password_hash: hash,
+                password_hash: crate::staff::INVITED.into(),
                 active: true,
                 created_at: self.clock.now(),
             })
@@ -223,8 +211,22 @@ impl App {
             }
             other => other.into(),
         })?;
+        let invited = match &account {
+            Some(user) => {
+                // Nobody at the pharmacy ever knows the patient's password: they choose it from the
+                // emailed link (or, should this email fail, through "forgot password").
+                let pharmacy = self.store.pharmacy(pharmacy_id).await?.map(|p| p.name).unwrap_or_default();
+                let lead = format!(
+                    "{pharmacy} has opened a RepeatRx account for you, to order your repeat prescriptions online."
+                );
+                let (link, email) = self.invitation_for(user, &lead);
+                self.store.insert_account_token(&link, &[email]).await?;
+                Some(user.email.clone())
+            }
+            None => None,
+        };
         tracing::info!(patient = %patient.id, by = %actor.user_id, "patient registered");
-        Ok(Registered { patient, initial_password: initial })
+        Ok(Registered { patient, invited })
     }
 
     /// The practice a patient is registered with (organisation details, not patient data).

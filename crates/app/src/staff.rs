@@ -128,7 +128,9 @@ impl App {
             created_at: now,
         };
         let inviter = self.store.user(actor.user_id).await?.map(|u| u.display_name).unwrap_or_default();
-        let (link, message) = self.invitation_for(&user, &format!("{inviter} has invited you"), &organisation);
+        let lead =
+            format!("{inviter} has invited you to RepeatRx as {} at {organisation}.", role.label().to_lowercase());
+        let (link, message) = self.invitation_for(&user, &lead);
         match self.store.invite_user(&user, &link, &[message], role_cap(role)).await {
             Ok(true) => {}
             Ok(false) => return Err(cap_reached(role)),
@@ -141,14 +143,9 @@ impl App {
         Ok(user)
     }
 
-    /// An invitation link for a new account and the email that carries it: "{who} to RepeatRx
-    /// as {role} at {organisation}", valid for 72 hours.
-    pub(crate) fn invitation_for(
-        &self,
-        user: &UserAccount,
-        who_invites: &str,
-        organisation: &str,
-    ) -> (AccountToken, OutgoingEmail) {
+    /// An invitation link for a new account and the email that carries it, valid for 72 hours;
+    /// `lead` is the email's first sentence (who invites them, to do what).
+    pub(crate) fn invitation_for(&self, user: &UserAccount, lead: &str) -> (AccountToken, OutgoingEmail) {
         let now = self.clock.now();
         let token = random_token();
         let link = AccountToken {
@@ -165,12 +162,15 @@ impl App {
             user.email.clone(),
             "You are invited to RepeatRx",
             format!(
-                "Dear {},\n\n{who_invites} to RepeatRx as {} at {organisation}. To choose your password, open this \
-                 link within 72 hours:\n\n{}\n\nThe link works once. When you first sign in you will set up an \
-                 authenticator app on your phone. If you did not expect this, ignore this email.\n\nRepeatRx",
+                "Dear {},\n\n{lead} To choose your password, open this link within 72 hours:\n\n{}\n\nThe link works \
+                 once.{} If you did not expect this, ignore this email.\n\nRepeatRx",
                 user.display_name,
-                user.role.label().to_lowercase(),
-                self.link("invitation", &token)
+                self.link("invitation", &token),
+                if user.role.is_staff() {
+                    " When you first sign in you will set up an authenticator app on your phone."
+                } else {
+                    ""
+                }
             ),
             now,
         );

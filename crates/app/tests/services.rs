@@ -175,7 +175,7 @@ async fn a_patient_is_registered_once_per_pharmacy() {
         ..Default::default()
     };
     let registered = h.app.register_patient(&pharmacist, &input).await.unwrap();
-    assert!(registered.initial_password.is_some());
+    assert_eq!(registered.invited.as_ref().map(|e| e.as_str()), Some("jo.bloggs@demo.example"));
     let again = h
         .app
         .register_patient(
@@ -197,8 +197,11 @@ async fn a_patient_is_registered_once_per_pharmacy() {
         )
         .await;
     assert!(elsewhere.is_ok(), "another pharmacy may hold its own record: {elsewhere:?}");
-    // The new account signs in with its one-time password.
-    let pw = SecretString::from(registered.initial_password.unwrap());
+    // Nothing signs in until the patient chooses a password from the emailed invitation.
+    let guess = SecretString::from(repeatrx_app::staff::INVITED);
+    assert!(h.app.sign_in("jo.bloggs@demo.example", guess, SessionKind::Browser, &client()).await.is_err());
+    common::accept_invitation(&h.app, "jo.bloggs@demo.example", "kettle orchard violet 3").await;
+    let pw = SecretString::from("kettle orchard violet 3");
     assert!(h.app.sign_in("jo.bloggs@demo.example", pw, SessionKind::Browser, &client()).await.is_ok());
 }
 

@@ -300,7 +300,10 @@ async fn staff_onboard_organisations_register_patients_and_keep_repeat_lists() {
     let nia = registered["patient"]["id"].as_str().expect("id").to_string();
     assert_eq!(registered["patient"]["nhs_number"], "9434765919");
     assert_eq!(registered["patient"]["date_of_birth"], "1961-04-09");
-    let nia_password = registered["initial_password"].as_str().expect("shown once").to_string();
+    assert!(registered.get("initial_password").is_none(), "nobody at the pharmacy knows the patient's password");
+    assert_eq!(registered["invitation_sent_to"], "nia.owen@demo.example");
+    let nia_password = "kettle orchard violet 3".to_string();
+    app.accept_invitation("nia.owen@demo.example", &nia_password).await;
     let without_account = app
         .post_json(
             &format!("{API}/pharmacy/patients"),
@@ -309,7 +312,7 @@ async fn staff_onboard_organisations_register_patients_and_keep_repeat_lists() {
         )
         .await
         .expect(StatusCode::CREATED);
-    assert!(without_account.get("initial_password").is_none(), "no account, no password");
+    assert!(without_account.get("invitation_sent_to").is_none(), "no account, no invitation");
     let found = app.get(&format!("{API}/pharmacy/patients?name=nia"), &pharmacist).await.expect(StatusCode::OK);
     assert!(found.as_array().expect("list").iter().any(|p| p["id"] == json!(nia)));
     let invalid = app
@@ -375,7 +378,7 @@ async fn staff_onboard_organisations_register_patients_and_keep_repeat_lists() {
         .await
         .expect_error(StatusCode::CONFLICT);
 
-    // The new patient signs in with the one-time password and sees their list.
+    // The new patient signs in with the password they chose and sees their list.
     let nia_token = app.sign_in_with("nia.owen@demo.example", &nia_password).await;
     assert_eq!(app.my_patient_id(&nia_token).await, nia);
     let details = app.get(&format!("{API}/patients/{nia}"), &nia_token).await.expect(StatusCode::OK);

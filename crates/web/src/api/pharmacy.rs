@@ -188,12 +188,13 @@ impl From<RegisterPatientRequest> for RegisterPatientInput {
     }
 }
 
-/// The registered patient; `initial_password` is shown this once when an account was created.
+/// The registered patient; with `create_account`, the address their invitation (a link to choose
+/// a password) was emailed to.
 #[derive(Serialize, ToSchema)]
 pub struct RegisteredDto {
     pub patient: PatientDto,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub initial_password: Option<String>,
+    pub invitation_sent_to: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -398,7 +399,7 @@ async fn register_patient(
     let registered = state.app.register_patient(&s.actor, &body.into()).await?;
     created(RegisteredDto {
         patient: PatientDto::from(&registered.patient),
-        initial_password: registered.initial_password,
+        invitation_sent_to: registered.invited.as_ref().map(|e| e.to_string()),
     })
 }
 

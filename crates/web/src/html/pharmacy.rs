@@ -431,8 +431,8 @@ struct RegisteredPage {
     nav: Option<Nav>,
     flash: Option<String>,
     patient: PatientSummary,
-    email: Option<String>,
-    initial_password: Option<String>,
+    /// Where the online account's invitation went, when one was opened.
+    invited: Option<String>,
 }
 
 async fn register(State(state): State<WebState>, Signed(s): Signed, body: Bytes) -> PageResult {
@@ -454,8 +454,7 @@ async fn register(State(state): State<WebState>, Signed(s): Signed, body: Bytes)
             nav: Nav::of(&s),
             flash: None,
             patient: patient_summary(&done.patient),
-            email: done.patient.email.as_ref().map(|e| e.to_string()),
-            initial_password: done.initial_password,
+            invited: done.invited.as_ref().map(|e| e.to_string()),
         }),
         Err(e) if is_form_error(&e) => {
             let problems = problems_of(&e, REGISTER_FIELDS, "rp-");

@@ -474,8 +474,15 @@ async fn reset_password(
 const INVITATION_FIELDS: &[(&str, &str, &str)] =
     &[("password", "Password", "password"), ("confirm", "Confirm password", "confirm")];
 
-fn invitation_form(csrf: Option<String>, token: &str, name: &str, problems: Vec<Problem>) -> PageResult {
+fn invitation_form(
+    csrf: Option<String>,
+    token: &str,
+    invited: &repeatrx_store::UserAccount,
+    problems: Vec<Problem>,
+) -> PageResult {
     let failed = !problems.is_empty();
+    let staff = invited.role.is_staff();
+    let name = &invited.display_name;
     let page = ResetPage {
         nav: None,
         flash: None,
@@ -483,10 +490,15 @@ fn invitation_form(csrf: Option<String>, token: &str, name: &str, problems: Vec<
         action: format!("/invitation/{}", url_segment(token)),
         problems,
         heading: format!("Welcome to RepeatRx, {name}"),
-        intro: "Choose the password you will sign in with: at least 12 characters. A few unrelated words make a \
-                strong password that is easy to remember. Then you will sign in and set up an authenticator app.",
+        intro: if staff {
+            "Choose the password you will sign in with: at least 12 characters. A few unrelated words make a \
+             strong password that is easy to remember. Then you will sign in and set up an authenticator app."
+        } else {
+            "Choose the password you will sign in with: at least 10 characters. A few unrelated words make a \
+             strong password that is easy to remember."
+        },
         button: "Choose this password",
-        strength: "staff",
+        strength: if staff { "staff" } else { "patient" },
     };
     render_form(&page, failed)
 }
@@ -499,7 +511,7 @@ async fn invitation_link(
     Path(token): Path<String>,
 ) -> PageResult {
     match state.app.invitation(&token).await {
-        Ok(user) => invitation_form(csrf, &token, &user.display_name, vec![]),
+        Ok(user) => invitation_form(csrf, &token, &user, vec![]),
         Err(AppError::LinkExpired) => dead_link(None, NO_INVITATION),
         Err(e) => Err(e.into()),
     }
@@ -522,23 +534,21 @@ async fn accept_invitation(
     let result = if password != confirm {
         Err(AppError::InvalidFields(vec!["confirm: the two passwords are not the same".into()]))
     } else {
-        state.app.accept_invitation(&token, password, &client).await.map(|_| ())
+        state.app.accept_invitation(&token, password, &client).await
     };
     match result {
-        Ok(()) => message(
-            None,
-            StatusCode::OK,
-            "Your password is set",
-            false,
-            &[
-                "Your account is ready. Sign in with your email address and the password you chose.",
-                "Have your phone ready: the first time, you will set up an authenticator app.",
-            ],
-            &[("/sign-in", "Sign in")],
-        ),
+        Ok(user) => {
+            let ready = "Your account is ready. Sign in with your email address and the password you chose.";
+            let lines: &[&str] = if user.role.is_staff() {
+                &[ready, "Have your phone ready: the first time, you will set up an authenticator app."]
+            } else {
+                &[ready]
+            };
+            message(None, StatusCode::OK, "Your password is set", false, lines, &[("/sign-in", "Sign in")])
+        }
         Err(AppError::LinkExpired) => dead_link(None, NO_INVITATION),
         Err(e @ (AppError::Invalid(_) | AppError::InvalidFields(_))) => {
-            invitation_form(csrf, &token, &invited.display_name, field_problems(&e, INVITATION_FIELDS))
+            invitation_form(csrf, &token, &invited, field_problems(&e, INVITATION_FIELDS))
         }
         Err(e) => Err(e.into()),
     }
