@@ -73,12 +73,22 @@ async fn hash_secret(pw: SecretString) -> AppResult<String> {
     .map_err(|e| AppError::Internal(format!("hashing task failed: {e}")))?
 }
 
-/// Verifies a password against a stored PHC string on the blocking pool.
+/// Verifies a password against a stored PHC string on the blocking pool. A stored value that is
+/// no hash (an invited account that has not chosen its password) never matches, after the same
+/// work as a real check, so timing does not tell such accounts apart.
 pub async fn verify_password(hash: String, candidate: SecretString) -> bool {
     tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash)
-            .map(|parsed| argon2().verify_password(candidate.expose_secret().as_bytes(), &parsed).is_ok())
-            .unwrap_or(false)
+        let check = |phc: &str| {
+            PasswordHash::new(phc)
+                .map(|parsed| argon2().verify_password(candidate.expose_secret().as_bytes(), &parsed).is_ok())
+                .unwrap_or(false)
+        };
+        if PasswordHash::new(&hash).is_ok() {
+            check(&hash)
+        } else {
+            let _ = check(dummy_hash());
+            false
+        }
     })
     .await
     .unwrap_or(false)
@@ -732,6 +742,8 @@ mod tests {
         assert!(verify_password(hash.clone(), SecretString::from("correct horse battery")).await);
         assert!(!verify_password(hash, SecretString::from("wrong horse battery")).await);
         assert!(!verify_password("not a hash".into(), SecretString::from("x")).await);
+        let invited = crate::staff::INVITED.to_string();
+        assert!(!verify_password(invited.clone(), SecretString::from(invited)).await, "the marker is no password");
     }
 
     #[test]
