@@ -1,5 +1,5 @@
-//! Background work: delivering the email outbox, sending due-window reminders and logging the
-//! audit trail's checkpoint. Each run first
+//! Background work: delivering the email outbox, sending due-window reminders, purging order
+//! history past its retention and logging the audit trail's checkpoint. Each run first
 //! claims its job in the database with a lease, so several servers on one database never do the
 //! same work twice; timers only decide how often to try.
 use crate::error::AppResult;
@@ -10,6 +10,11 @@ use jiff::{SignedDuration, ToSpan};
 use std::time::Duration;
 
 pub const MAIL_JOB: &str = "mail-delivery";
+pub const RETENTION_JOB: &str = "order-retention";
+/// How often finished order history past its retention is purged.
+pub const RETENTION_EVERY: SignedDuration = SignedDuration::from_hours(6);
+/// Patients looked at per batch of the retention job.
+const RETENTION_BATCH: u32 = 200;
 pub const REMINDER_JOB: &str = "due-reminders";
 /// How often the due-window reminder scan runs (reminders are per day, so this is plenty).
 pub const REMINDER_EVERY: SignedDuration = SignedDuration::from_mins(5);
@@ -38,6 +43,41 @@ impl App {
         Ok(sent)
     }
 
+    /// Purges finished orders past their retention (P10; the rule is
+    /// `repeatrx_domain::retention::purgeable`) for every patient. Logs counts only, never patient
+    /// data. Returns how many orders were purged.
+    pub async fn purge_order_history(&self) -> AppResult<u64> {
+        let now = self.clock.now();
+        // No order younger than the shortest cycle can be past a whole cycle.
+        let before = now - SignedDuration::from_hours(24 * 7);
+        let mut after = None;
+        let (mut patients, mut purged) = (0u64, 0u64);
+        loop {
+            let batch = self.store.patients_with_finished_orders_before(before, after, RETENTION_BATCH).await?;
+            let Some(last) = batch.last().copied() else { break };
+            for patient in batch {
+                let orders = self.store.orders_of_patient(patient).await?;
+                let cycles = self
+                    .store
+                    .repeat_items(patient)
+                    .await?
+                    .into_iter()
+                    .map(|i| (i.id, i.terms.cycle_days.get()))
+                    .collect();
+                let gone = repeatrx_domain::retention::purgeable(&orders, &cycles, now);
+                if !gone.is_empty() {
+                    purged += self.store.purge_orders(&gone).await?;
+                }
+                patients += 1;
+            }
+            after = Some(last);
+        }
+        if purged > 0 {
+            tracing::info!(orders = purged, patients, "order history past its retention purged");
+        }
+        Ok(purged)
+    }
+
     /// One pass of every background job this server can claim.
     pub async fn run_jobs_once(&self, mailer: &Mailer, owner: &str) -> AppResult<()> {
         let now = self.clock.now();
@@ -47,6 +87,9 @@ impl App {
         let attempt = format!("{owner}/{}", now.as_millisecond());
         if self.store.claim_job(REMINDER_JOB, &attempt, now, now + REMINDER_EVERY).await? {
             self.send_due_reminders().await?;
+        }
+        if self.store.claim_job(RETENTION_JOB, &attempt, now, now + RETENTION_EVERY).await? {
+            self.purge_order_history().await?;
         }
         let every = crate::audit::CHECKPOINT_EVERY;
         if self.store.claim_job(crate::audit::CHECKPOINT_JOB, &attempt, now, now + every).await? {

@@ -13,6 +13,7 @@ pub mod ids;
 pub mod order;
 pub mod patient;
 pub mod repeat;
+pub mod retention;
 pub mod security;
 pub mod text;
 pub mod timefmt;

@@ -56,6 +56,7 @@ pub async fn run_all(store: &dyn Store) {
     save_order_with_a_stale_version_changes_nothing(store).await;
     save_order_bumps_version_and_appends_transitions(store).await;
     orders_of_patient_newest_first(store).await;
+    finished_orders_are_purged_with_their_history(store).await;
     pharmacy_orders_filters_and_pages(store).await;
     pharmacy_stage_counts(store).await;
     practice_orders(store).await;
@@ -668,6 +669,37 @@ pub async fn order_round_trip(store: &dyn Store) {
     let big = place(store, &many, now()).await;
     let back = store.order(big.id).await.unwrap().unwrap().order;
     assert_eq!(ids(&back.items, |i| i.repeat_item_id), ids(&many.items, |i| i.id));
+}
+
+pub async fn finished_orders_are_purged_with_their_history(store: &dyn Store) {
+    let w = world(store).await;
+    let t = now();
+    let mut finished = place(store, &w.pa, t - secs(86_400 * 60)).await;
+    cancel(store, &mut finished, &w.pa.user).await;
+    let open = place(store, &w.pa, t - secs(86_400 * 50)).await;
+    assert!(store.order_transitions(finished.id).await.unwrap().len() >= 2, "submitted, then cancelled");
+
+    // The patient is found by the retention scan, once; paging by id continues after them.
+    let found = store.patients_with_finished_orders_before(t, None, 100_000).await.unwrap();
+    assert!(found.contains(&w.pa.patient.id));
+    assert!(found.windows(2).all(|p| p[0] < p[1]), "in id order, each once");
+    let after = store.patients_with_finished_orders_before(t, Some(w.pa.patient.id), 100_000).await.unwrap();
+    assert!(after.iter().all(|p| *p > w.pa.patient.id));
+    let too_early = t - secs(86_400 * 61);
+    assert!(!store
+        .patients_with_finished_orders_before(too_early, None, 100_000)
+        .await
+        .unwrap()
+        .contains(&w.pa.patient.id));
+
+    // Open orders are never purged, whatever is asked.
+    assert_eq!(store.purge_orders(&[finished.id, open.id, OrderId::new()]).await.unwrap(), 1);
+    assert!(store.order(finished.id).await.unwrap().is_none());
+    assert!(store.order_transitions(finished.id).await.unwrap().is_empty(), "its history goes with it");
+    assert!(store.order(open.id).await.unwrap().is_some());
+    let left: Vec<OrderId> = store.orders_of_patient(w.pa.patient.id).await.unwrap().iter().map(|o| o.id).collect();
+    assert_eq!(left, vec![open.id]);
+    assert_eq!(store.repeat_items(w.pa.patient.id).await.unwrap().len(), w.pa.items.len(), "repeat lines stay");
 }
 
 pub async fn save_order_with_a_stale_version_changes_nothing(store: &dyn Store) {

@@ -205,6 +205,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// Newest first.
     async fn orders_of_patient(&self, patient: PatientId) -> StoreResult<Vec<Order>>;
+    /// Patients (in id order, after `after`) with a finished order placed before `before`: the
+    /// ones the retention job looks at.
+    async fn patients_with_finished_orders_before(
+        &self,
+        before: Timestamp,
+        after: Option<PatientId>,
+        limit: u32,
+    ) -> StoreResult<Vec<PatientId>>;
+    /// Deletes finished orders with their items and transitions, in one transaction; an order
+    /// that is open (or gone) is left alone. Returns how many were deleted.
+    async fn purge_orders(&self, orders: &[OrderId]) -> StoreResult<u64>;
     /// Oldest first.
     async fn order_transitions(&self, order: OrderId) -> StoreResult<Vec<Transition>>;
     /// A pharmacy's orders, oldest first (the queue is worked by age).

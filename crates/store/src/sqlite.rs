@@ -1813,6 +1813,52 @@ impl Store for SqliteStore {
         rows.iter().map(audit_from).collect()
     }
 
+    async fn patients_with_finished_orders_before(
+        &self,
+        before: Timestamp,
+        after: Option<PatientId>,
+        limit: u32,
+    ) -> StoreResult<Vec<PatientId>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT patient_id FROM orders WHERE stage IN ('completed', 'closed', 'cancelled') \
+             AND created_at < $1 AND patient_id > $2 ORDER BY patient_id LIMIT $3",
+        )
+        .bind(us(before))
+        .bind(after.map(|p| p.to_string()).unwrap_or_default())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        ids.iter().map(|id| id.parse().map_err(|e| corrupt("patient_id", e))).collect()
+    }
+
+    async fn purge_orders(&self, orders: &[OrderId]) -> StoreResult<u64> {
+        let mut tx = self.write_tx().await?;
+        let mut purged = 0;
+        for id in orders {
+            let finished: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM orders WHERE id = $1 AND stage IN ('completed', 'closed', 'cancelled')",
+            )
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            if finished.is_none() {
+                continue;
+            }
+            for sql in [
+                "DELETE FROM order_transitions WHERE order_id = $1",
+                "DELETE FROM order_items WHERE order_id = $1",
+                "DELETE FROM orders WHERE id = $1",
+            ] {
+                sqlx::query(sql).bind(id.to_string()).execute(&mut *tx).await.map_err(map_err)?;
+            }
+            purged += 1;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(purged)
+    }
+
     async fn audit_head(&self) -> StoreResult<Option<AuditEntry>> {
         let row = sqlx::query(&format!("SELECT {AUDIT_COLS} FROM audit_log ORDER BY seq DESC LIMIT 1"))
             .fetch_optional(&self.pool)

@@ -1,0 +1,46 @@
+//! Order history retention (P10) with an injected clock: a finished order goes once a whole cycle
+//! of its lines has passed and a newer order of each line exists; open orders, the newest order of
+//! each line, repeat lines and the audit trail stay. The job is idempotent.
+mod common;
+
+use common::{actor, harness};
+use jiff::SignedDuration;
+use repeatrx_app::orders::SubmitOrderInput;
+use repeatrx_domain::patient::Fulfilment;
+
+#[tokio::test]
+async fn superseded_finished_orders_go_after_a_cycle_and_nothing_else_does() {
+    let h = harness().await;
+    let app = &h.app;
+    let ann = actor(app, "patient@demo.example").await;
+    let me = repeatrx_app::access::own_patient(&ann).unwrap();
+    let lines = app.store.repeat_items(me).await.unwrap();
+    let statin = lines.iter().find(|l| l.terms.description().starts_with("Atorvastatin")).unwrap();
+    let order = SubmitOrderInput { items: vec![statin.id], fulfilment: Fulfilment::Collection, note: String::new() };
+
+    let first = app.submit_order(&ann, me, &order).await.unwrap();
+    app.cancel_order(&ann, first.id).await.unwrap();
+    h.clock.advance(SignedDuration::from_hours(24));
+    let second = app.submit_order(&ann, me, &order).await.unwrap();
+    app.cancel_order(&ann, second.id).await.unwrap();
+    let orders_before = app.store.orders_of_patient(me).await.unwrap().len();
+    let trail_before = app.store.audit_entries(0, 100_000).await.unwrap().len();
+
+    // Within the cycle nothing goes.
+    assert_eq!(app.purge_order_history().await.unwrap(), 0);
+
+    // A cycle (28 days) after the first order: it is superseded by the second, so it goes.
+    h.clock.advance(SignedDuration::from_hours(24 * 28));
+    assert_eq!(app.purge_order_history().await.unwrap(), 1);
+    let left = app.store.orders_of_patient(me).await.unwrap();
+    assert_eq!(left.len(), orders_before - 1);
+    assert!(left.iter().all(|o| o.id != first.id));
+    assert!(left.iter().any(|o| o.id == second.id), "the newest order of the line stays");
+    assert!(app.store.order_transitions(first.id).await.unwrap().is_empty());
+    assert_eq!(app.store.repeat_items(me).await.unwrap().len(), lines.len(), "repeat lines stay");
+    assert!(app.store.audit_entries(0, 100_000).await.unwrap().len() >= trail_before, "the audit trail stays");
+    assert!(app.verify_audit(|_| {}).await.unwrap().first_broken.is_none());
+
+    // Again: nothing more to do.
+    assert_eq!(app.purge_order_history().await.unwrap(), 0);
+}
