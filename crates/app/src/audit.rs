@@ -197,7 +197,12 @@ impl App {
     /// patient sees it on their dashboard; their pharmacy may look too (and is recorded doing so).
     pub async fn patient_access_log(&self, actor: &Actor, patient: PatientId) -> AppResult<Vec<AccessLine>> {
         let p = self.patient_for(actor, repeatrx_domain::access::Action::ViewPatient, patient).await?;
-        let entries = self.store.audit_entries_for_patient(p.id, 200).await?;
+        self.access_lines(p.id).await
+    }
+
+    /// The log of a patient the caller has already loaded through the tenant gate.
+    pub(crate) async fn access_lines(&self, patient: PatientId) -> AppResult<Vec<AccessLine>> {
+        let entries = self.store.audit_entries_for_patient(patient, 200).await?;
         let mut names: std::collections::HashMap<String, String> = std::collections::HashMap::new();
         let mut people: std::collections::HashMap<repeatrx_domain::ids::UserId, String> =
             std::collections::HashMap::new();
@@ -333,20 +338,13 @@ pub const TRAIL_KINDS: [(&str, &str); 6] = [
     ("audit", "Searches of this trail"),
 ];
 
-/// One entry as a manager sees it.
+/// One entry as a manager sees it: the record, with its actor's name and organisation's name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrailLine {
     pub seq: i64,
-    pub at: jiff::Timestamp,
+    pub record: AuditRecord,
     pub who: String,
-    pub actor: Option<repeatrx_domain::ids::UserId>,
-    pub role: Option<&'static str>,
     pub organisation: String,
-    pub action: String,
-    pub patient: Option<PatientId>,
-    pub address: String,
-    pub purpose: Option<String>,
-    pub detail: String,
 }
 
 /// A page of results; `older` continues the search.
@@ -432,8 +430,7 @@ impl App {
         let mut orgs: std::collections::HashMap<String, String> = Default::default();
         let mut lines = Vec::new();
         for e in entries.into_iter().take(TRAIL_PAGE as usize) {
-            let r = e.record;
-            let who = match r.actor {
+            let who = match e.record.actor {
                 Some(id) => {
                     if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(id) {
                         let name = self.store.user(id).await?.map(|u| u.display_name);
@@ -443,22 +440,11 @@ impl App {
                 }
                 None => "Unknown".into(),
             };
-            if let std::collections::hash_map::Entry::Vacant(slot) = orgs.entry(r.organisation.clone()) {
-                slot.insert(self.organisation_name(&r.organisation).await?);
+            if let std::collections::hash_map::Entry::Vacant(slot) = orgs.entry(e.record.organisation.clone()) {
+                slot.insert(self.organisation_name(&e.record.organisation).await?);
             }
-            lines.push(TrailLine {
-                seq: e.seq,
-                at: r.at,
-                who,
-                actor: r.actor,
-                role: r.actor_role.map(|role| role.label()),
-                organisation: orgs.get(&r.organisation).cloned().unwrap_or_default(),
-                action: r.action,
-                patient: r.patient,
-                address: r.address,
-                purpose: r.purpose,
-                detail: r.detail,
-            });
+            let organisation = orgs.get(&e.record.organisation).cloned().unwrap_or_default();
+            lines.push(TrailLine { seq: e.seq, record: e.record, who, organisation });
         }
         let detail = format!("{query:?}");
         self.audit_act(actor, "audit.search", filter.patient, detail).await?;

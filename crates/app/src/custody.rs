@@ -125,8 +125,13 @@ impl App {
         self.audit_act(actor, "custody.end", None, format!("grant {id}")).await
     }
 
-    /// The patients of a pharmacy, for a custodian holding a live grant over it (audited).
-    pub async fn custody_patients(&self, actor: &Actor, pharmacy: PharmacyId, name: &str) -> AppResult<Vec<Patient>> {
+    /// A pharmacy's name and its patients, for a custodian holding a live grant over it (audited).
+    pub async fn custody_patients(
+        &self,
+        actor: &Actor,
+        pharmacy: PharmacyId,
+        name: &str,
+    ) -> AppResult<(String, Vec<Patient>)> {
         Self::custodian(actor)?;
         let now = self.clock.now();
         let grants = self.store.live_grants(actor.user_id, now).await?;
@@ -137,7 +142,8 @@ impl App {
         let found = self.store.search_patients(pharmacy, &query, 100).await?;
         let detail = format!("grant {} over pharmacy {pharmacy}", grant.id);
         self.audit_act_for(actor, "custody.list_patients", None, detail, Some(grant.reason.clone())).await?;
-        Ok(found)
+        let pharmacy_name = self.store.pharmacy(pharmacy).await?.map(|p| p.name).unwrap_or_default();
+        Ok((pharmacy_name, found))
     }
 }
 

@@ -218,7 +218,7 @@ impl App {
             None => None,
         };
         let access_log = self
-            .patient_access_log(actor, patient.id)
+            .access_lines(patient.id)
             .await?
             .into_iter()
             .map(|l| ExportedAccess {

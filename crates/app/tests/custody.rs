@@ -114,7 +114,8 @@ async fn a_pharmacy_grant_covers_its_patients_until_it_is_ended() {
     };
     let grant = app.open_grant(&casey, &request, &client()).await.unwrap();
     assert_eq!(grant.expires_at, grant.created_at + SignedDuration::from_mins(15));
-    let patients = app.custody_patients(&casey, riverside, "").await.unwrap();
+    let (name, patients) = app.custody_patients(&casey, riverside, "").await.unwrap();
+    assert_eq!(name, "Riverside Pharmacy");
     assert!(patients.len() > 5 && patients.iter().all(|p| p.pharmacy_id == riverside));
     app.repeat_list(&casey, patients[0].id).await.unwrap();
 

@@ -245,9 +245,7 @@ async fn pharmacy(
     require(&s, OrgKind::Platform)?;
     let id: PharmacyId = parse_id(&id, "pharmacy")?;
     let q = FormData::from_query(q).kept("q", 100);
-    let patients = state.app.custody_patients(&s.actor, id, &q).await?;
-    let known = state.app.custody_pharmacies(&s.actor).await?;
-    let name = known.into_iter().find(|p| p.id == id).map(|p| p.name).unwrap_or_default();
+    let (name, patients) = state.app.custody_patients(&s.actor, id, &q).await?;
     render(&PharmacyPage {
         nav: Nav::of(&s),
         flash: None,

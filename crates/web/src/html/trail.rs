@@ -113,16 +113,20 @@ async fn search(state: &WebState, s: &CurrentSession, q: Option<String>, kind: O
     let lines = lines
         .into_iter()
         .map(|l| LineView {
-            when: display_timestamp(l.at),
+            when: display_timestamp(l.record.at),
             who: l.who,
-            role: l.role.unwrap_or("").to_string(),
+            role: l.record.actor_role.map(|r| r.label()).unwrap_or("").to_string(),
             organisation: l.organisation,
-            action: l.action,
-            patient_link: l.patient.filter(|_| kind == OrgKind::Pharmacy).map(|p| format!("/pharmacy/patients/{p}")),
-            patient: l.patient.map(|p| p.to_string()),
-            address: l.address,
-            purpose: l.purpose,
-            detail: l.detail,
+            patient_link: l
+                .record
+                .patient
+                .filter(|_| kind == OrgKind::Pharmacy)
+                .map(|p| format!("/pharmacy/patients/{p}")),
+            patient: l.record.patient.map(|p| p.to_string()),
+            action: l.record.action,
+            address: l.record.address,
+            purpose: l.record.purpose,
+            detail: l.record.detail,
         })
         .collect();
     let failed = !problems.is_empty();
