@@ -210,8 +210,12 @@ pub fn admin_only(path: &str) -> bool {
 
 /// The rule of a route, if it has one. HEAD is answered by GET handlers, so it follows GET's rule.
 pub fn rule_for(method: &Method, path: &str) -> Option<Rule> {
+    // Every request asks, so the table is indexed once rather than scanned each time.
+    static INDEX: std::sync::OnceLock<std::collections::HashMap<(&'static str, &'static str), Rule>> =
+        std::sync::OnceLock::new();
+    let index = INDEX.get_or_init(|| ROUTES.iter().map(|r| ((r.method, r.path), r.rule)).collect());
     let method = if method == Method::HEAD { "GET" } else { method.as_str() };
-    ROUTES.iter().find(|r| r.method == method && r.path == path).map(|r| r.rule)
+    index.get(&(method, path)).copied()
 }
 
 /// What the route table says of a caller (`None`: no session at all).
