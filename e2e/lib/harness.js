@@ -97,7 +97,15 @@ async function startServerOnce(extraArgs) {
   const bin = binaryPath();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'repeatrx-e2e-'));
   const port = await freePort();
-  const child = spawn(bin, ['demo', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`, ...extraArgs], {
+  // REPEATRX_TEST_DATABASE=postgres runs the demo on a fresh PostgreSQL database (the binary
+  // creates it) on the server of REPEATRX_TEST_POSTGRES, so the browser tests cover both engines.
+  const database = [];
+  if (process.env.REPEATRX_TEST_DATABASE === 'postgres') {
+    const server = process.env.REPEATRX_TEST_POSTGRES || 'postgres://postgres@127.0.0.1:5432/postgres';
+    const name = `repeatrx_e2e_${crypto.randomUUID().replaceAll('-', '')}`;
+    database.push('--database-url', server.replace(/\/[^/]*$/, `/${name}`));
+  }
+  const child = spawn(bin, ['demo', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`, ...database, ...extraArgs], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, REPEATRX_LOG: process.env.REPEATRX_LOG ?? 'warn' },
   });

@@ -273,7 +273,12 @@ impl App {
 
     /// Counts a failed attempt against an account (wrong password or wrong code) and locks it
     /// on the sixth in a row. Returns whether the account is now locked.
-    async fn count_failure(&self, user: UserId, kind: SecurityEventKind, client: &Client) -> AppResult<bool> {
+    pub(crate) async fn count_failure(
+        &self,
+        user: UserId,
+        kind: SecurityEventKind,
+        client: &Client,
+    ) -> AppResult<bool> {
         let now = self.clock.now();
         let mut became_locked = false;
         let updated = self

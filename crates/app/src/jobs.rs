@@ -78,6 +78,17 @@ impl App {
         Ok(purged)
     }
 
+    /// Deletes emails sent (or given up on) more than `SENT_EMAIL_DAYS` ago; pending ones stay.
+    /// Logs the count only.
+    pub async fn purge_sent_emails(&self) -> AppResult<u64> {
+        let before = repeatrx_domain::retention::sent_emails_kept_from(self.clock.now());
+        let gone = self.store.purge_finished_emails(before).await?;
+        if gone > 0 {
+            tracing::info!(emails = gone, "sent emails past their retention deleted");
+        }
+        Ok(gone)
+    }
+
     /// One pass of every background job this server can claim.
     pub async fn run_jobs_once(&self, mailer: &Mailer, owner: &str) -> AppResult<()> {
         let now = self.clock.now();
@@ -90,6 +101,11 @@ impl App {
         }
         if self.store.claim_job(RETENTION_JOB, &attempt, now, now + RETENTION_EVERY).await? {
             self.purge_order_history().await?;
+            self.purge_sent_emails().await?;
+        }
+        let every = crate::departure::DEPARTURE_EVERY;
+        if self.store.claim_job(crate::departure::DEPARTURE_JOB, &attempt, now, now + every).await? {
+            self.finish_departures().await?;
         }
         let every = crate::audit::CHECKPOINT_EVERY;
         if self.store.claim_job(crate::audit::CHECKPOINT_JOB, &attempt, now, now + every).await? {

@@ -9,7 +9,9 @@ pub mod audit;
 pub mod auth;
 pub mod custody;
 pub mod demo;
+pub mod departure;
 pub mod environment;
+pub mod erasure;
 pub mod error;
 pub mod export;
 pub mod jobs;
@@ -41,6 +43,8 @@ pub struct Settings {
     pub public_url: String,
     /// Demo deployments show the outbox page and seed synthetic data.
     pub demo: bool,
+    /// Where erasures are recorded outside the database (P13); re-applied at every start.
+    pub erasure_ledger: Option<repeatrx_store::ledger::ErasureLedger>,
 }
 
 /// The application: storage, time and settings, shared by every request.

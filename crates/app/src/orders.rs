@@ -42,6 +42,11 @@ impl App {
     /// and each refused item is listed with its reason.
     pub async fn submit_order(&self, actor: &Actor, patient: PatientId, input: &SubmitOrderInput) -> AppResult<Order> {
         let patient = self.patient_for(actor, Action::PlaceOrder, patient).await?;
+        if self.pharmacy_is_leaving(patient.pharmacy_id).await? {
+            return Err(AppError::Conflict(
+                "your pharmacy is leaving RepeatRx and takes no new orders here; please ask it how to order".into(),
+            ));
+        }
         let lines = self.repeat_lines(patient.id).await?;
         let mut refused = Vec::new();
         let mut chosen = Vec::new();

@@ -4,7 +4,7 @@ use jiff::{SignedDuration, Timestamp};
 use repeatrx_app::mail::{DeliveryReport, MailTransport, Mailer, SmtpSecurity, SmtpSettings};
 use repeatrx_domain::clock::Clock;
 use repeatrx_domain::text::Email;
-use repeatrx_store::sqlite::SqliteStore;
+use repeatrx_store::sql::SqlStore;
 use repeatrx_store::{EmailStatus, OutgoingEmail, Store};
 use std::sync::Mutex;
 
@@ -110,9 +110,10 @@ impl Clock for TestClock {
     }
 }
 
-async fn store() -> (tempfile::TempDir, SqliteStore) {
+async fn store() -> (tempfile::TempDir, SqlStore) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("mail-test.db")).await.unwrap();
+    let keys = repeatrx_store::crypto::KeyFile::create(&dir.path().join("mail-test.keys")).unwrap();
+    let store = SqlStore::open(&dir.path().join("mail-test.db"), std::sync::Arc::new(keys)).await.unwrap();
     (dir, store)
 }
 
@@ -132,7 +133,7 @@ fn email(to: &str, subject: &str, body: &str, now: Timestamp) -> OutgoingEmail {
     OutgoingEmail::new(Email::parse(to).unwrap(), subject, body, now)
 }
 
-async fn stored(store: &SqliteStore, id: repeatrx_domain::ids::EmailId) -> OutgoingEmail {
+async fn stored(store: &SqlStore, id: repeatrx_domain::ids::EmailId) -> OutgoingEmail {
     store.recent_emails(100).await.unwrap().into_iter().find(|e| e.id == id).expect("the email is in the outbox")
 }
 

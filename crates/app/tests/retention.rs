@@ -44,3 +44,18 @@ async fn superseded_finished_orders_go_after_a_cycle_and_nothing_else_does() {
     // Again: nothing more to do.
     assert_eq!(app.purge_order_history().await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn sent_emails_go_after_thirty_days_and_pending_ones_stay() {
+    let h = harness().await;
+    let app = &h.app;
+    let queued = app.store.recent_emails(1000).await.unwrap();
+    assert!(queued.len() >= 2, "the demo queued emails");
+    let (sent, pending) = (queued[0].id, queued[1].id);
+    app.store.mark_email_sent(sent, repeatrx_domain::clock::Clock::now(h.clock.as_ref())).await.unwrap();
+    assert_eq!(app.purge_sent_emails().await.unwrap(), 0, "not before thirty days");
+    h.clock.advance(SignedDuration::from_hours(24 * 31));
+    assert_eq!(app.purge_sent_emails().await.unwrap(), 1);
+    let left: Vec<_> = app.store.recent_emails(1000).await.unwrap().into_iter().map(|e| e.id).collect();
+    assert!(!left.contains(&sent) && left.contains(&pending), "pending emails are never purged");
+}

@@ -29,10 +29,54 @@ pub struct ConfigFile {
     pub admin_listen: Option<String>,
     pub public_url: Option<String>,
     pub tls: Option<TlsFiles>,
+    /// The encryption keys (P2): made once with `repeatrx keys init`, readable by the service only.
+    pub key_file: Option<PathBuf>,
+    /// The erasure ledger (P13); by default `repeatrx.erasures` beside the key file.
+    pub erasure_ledger: Option<PathBuf>,
     pub smtp: Option<SmtpSettings>,
     pub session: Option<SessionSettings>,
     pub ordering: Option<OrderingSettings>,
     pub stage_targets_hours: Option<StageTargetHours>,
+    pub backup: Option<BackupFile>,
+}
+
+/// `[backup]`: continuous backup of a SQLite database (P3, P4).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupFile {
+    /// A folder on another disk (or a mounted share from another machine).
+    pub folder: Option<PathBuf>,
+    pub s3: Option<S3File>,
+    /// How far back a restore can go (default 24).
+    pub history_hours: Option<u32>,
+    /// How often a whole snapshot is taken (default 6).
+    pub snapshot_every_hours: Option<u32>,
+}
+
+/// `[backup.s3]`: a bucket of an S3-compatible store. The secret key is best given in
+/// `REPEATRX_BACKUP_S3_SECRET_ACCESS_KEY`.
+#[derive(Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3File {
+    pub bucket: String,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub prefix: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<SecretString>,
+}
+
+impl fmt::Debug for S3File {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3File").field("bucket", &self.bucket).field("endpoint", &self.endpoint).finish_non_exhaustive()
+    }
+}
+
+/// Continuous backup as configured.
+#[derive(Debug, Clone)]
+pub struct BackupSettings {
+    pub targets: Vec<repeatrx_store::backup::Target>,
+    pub policy: repeatrx_store::backup::BackupPolicy,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -77,12 +121,16 @@ pub struct ServeConfig {
     pub public_url: url::Url,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
+    pub key_file: PathBuf,
+    pub erasure_ledger: PathBuf,
     pub smtp: SmtpSettings,
     pub patient_idle_minutes: u32,
     pub staff_idle_minutes: u32,
     pub absolute_hours: u32,
     pub due_window_days: i64,
     pub stage_targets: StageTargets,
+    /// Continuous backup of the SQLite database (required with SQLite; PostgreSQL has its own).
+    pub backup: Option<BackupSettings>,
 }
 
 impl fmt::Debug for ServeConfig {
@@ -172,7 +220,12 @@ impl ServeConfig {
             Some(url) => {
                 let sqlite_path = url.strip_prefix("sqlite://");
                 let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
-                if sqlite_path.is_some_and(|p| !p.is_empty()) || postgres {
+                if postgres {
+                    if let Some(problem) = postgres_transport_problem(&url) {
+                        problems.push(problem);
+                    }
+                    Some(url)
+                } else if sqlite_path.is_some_and(|p| !p.is_empty()) {
                     Some(url)
                 } else {
                     // The value is not echoed: a database URL may contain a password.
@@ -260,6 +313,47 @@ impl ServeConfig {
             }
         }
 
+        let key_file = env("REPEATRX_KEY_FILE").map(PathBuf::from).or(file.key_file.map(|k| base.join(k)));
+        let key_file = match key_file {
+            None => {
+                problems.push("key_file is not set (in the file or REPEATRX_KEY_FILE): the encryption keys of patient data; make them once with `repeatrx keys init --key-file PATH`".into());
+                None
+            }
+            Some(path) => {
+                if let Err(e) = repeatrx_store::crypto::KeyFile::load(&path) {
+                    problems.push(e.to_string());
+                }
+                let db_dir = database_url
+                    .as_deref()
+                    .and_then(|u| u.strip_prefix("sqlite://"))
+                    .and_then(|p| Path::new(p).parent().map(Path::to_path_buf));
+                if let (Some(db_dir), Some(key_dir)) = (db_dir, path.parent()) {
+                    if same_dir(&db_dir, key_dir) {
+                        problems.push(format!(
+                            "key_file {} is in the database's folder: a copy of that folder would carry the keys with the data they protect; keep the key file elsewhere (e.g. /etc/repeatrx)",
+                            path.display()
+                        ));
+                    }
+                }
+                Some(path)
+            }
+        };
+
+        let erasure_ledger = env("REPEATRX_ERASURE_LEDGER")
+            .map(PathBuf::from)
+            .or(file.erasure_ledger.map(|l| base.join(l)))
+            .or_else(|| key_file.as_ref().map(|k| k.with_file_name("repeatrx.erasures")));
+        if let Some(ledger) = &erasure_ledger {
+            match ledger.parent().filter(|d| !d.as_os_str().is_empty()) {
+                Some(dir) if !dir.is_dir() => problems.push(format!(
+                    "erasure_ledger {}: the folder {} does not exist",
+                    ledger.display(),
+                    dir.display()
+                )),
+                _ => {}
+            }
+        }
+
         let smtp = smtp_settings(file.smtp, &env, problems);
 
         let session = file.session.unwrap_or_default();
@@ -307,6 +401,8 @@ impl ServeConfig {
             }
         }
 
+        let backup = backup_settings(file.backup, base, database_url.as_deref(), &env, problems);
+
         Some(ServeConfig {
             database_url: database_url?,
             listen: listen?,
@@ -315,13 +411,133 @@ impl ServeConfig {
             public_url: public_url?,
             tls_cert: tls_cert?,
             tls_key: tls_key?,
+            key_file: key_file?,
+            erasure_ledger: erasure_ledger?,
             smtp: smtp?,
             patient_idle_minutes,
             staff_idle_minutes,
             absolute_hours,
             due_window_days,
             stage_targets,
+            backup,
         })
+    }
+}
+
+const MAX_HISTORY_HOURS: u32 = 24 * 30;
+
+/// `[backup]`, checked against the database: SQLite in production must be backed up
+/// continuously; PostgreSQL is backed up by its own archive (deploy/postgres), not by this.
+fn backup_settings(
+    file: Option<BackupFile>,
+    base: &Path,
+    database_url: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> Option<BackupSettings> {
+    use repeatrx_store::backup::{BackupPolicy, S3Target, Target};
+    let sqlite_path = database_url.and_then(|u| u.strip_prefix("sqlite://")).map(Path::new);
+    let Some(file) = file else {
+        if sqlite_path.is_some() {
+            problems.push("a SQLite database needs continuous backup in production: add a [backup] section with a folder on another disk and/or an [backup.s3] bucket (see deploy/repeatrx.example.toml)".into());
+        }
+        return None;
+    };
+    if database_url.is_some() && sqlite_path.is_none() {
+        problems.push("[backup] is for SQLite databases; PostgreSQL is backed up by its own WAL archive and standby (deploy/postgres/README.md): remove [backup]".into());
+        return None;
+    }
+    let mut targets = Vec::new();
+    if let Some(folder) = file.folder.map(|f| base.join(f)) {
+        if let Some(db_dir) = sqlite_path.and_then(Path::parent) {
+            if same_dir(db_dir, &folder) || folder.starts_with(db_dir) && !db_dir.as_os_str().is_empty() {
+                problems.push(format!(
+                    "backup.folder {} is inside the database's folder: a backup must survive the loss of the database's disk; use a folder on another disk or machine",
+                    folder.display()
+                ));
+            }
+        }
+        targets.push(Target::Folder(folder));
+    }
+    if let Some(s3) = file.s3 {
+        let secret =
+            env("REPEATRX_BACKUP_S3_SECRET_ACCESS_KEY").or(s3.secret_access_key.map(|s| s.expose_secret().to_string()));
+        let key_id = env("REPEATRX_BACKUP_S3_ACCESS_KEY_ID").or(s3.access_key_id);
+        let mut allow_http = false;
+        if let Some(endpoint) = &s3.endpoint {
+            match url::Url::parse(endpoint) {
+                Ok(u) if u.scheme() == "https" => {}
+                Ok(u) if u.scheme() == "http" && u.host_str().is_some_and(is_local_host) => allow_http = true,
+                _ => problems.push(format!(
+                    "backup.s3.endpoint must be an https:// address (plain http only to this machine); got \"{endpoint}\""
+                )),
+            }
+        }
+        if s3.bucket.trim().is_empty() {
+            problems.push("backup.s3.bucket is empty".into());
+        }
+        match (key_id, secret) {
+            (Some(access_key_id), Some(secret_access_key)) => targets.push(Target::S3(S3Target {
+                bucket: s3.bucket,
+                endpoint: s3.endpoint,
+                region: s3.region.unwrap_or_else(|| "us-east-1".into()),
+                access_key_id,
+                secret_access_key,
+                prefix: s3.prefix,
+                allow_http,
+            })),
+            _ => problems.push("backup.s3 needs access_key_id and secret_access_key (or REPEATRX_BACKUP_S3_ACCESS_KEY_ID and REPEATRX_BACKUP_S3_SECRET_ACCESS_KEY)".into()),
+        }
+    }
+    if targets.is_empty() && !problems.iter().any(|p| p.starts_with("backup.s3")) {
+        problems.push("[backup] names no destination: set folder and/or [backup.s3]".into());
+    }
+    let history = file.history_hours.unwrap_or(24);
+    let every = file.snapshot_every_hours.unwrap_or(6);
+    if history == 0 || history > MAX_HISTORY_HOURS {
+        problems.push(format!("backup.history_hours must be between 1 and {MAX_HISTORY_HOURS} (got {history})"));
+    }
+    if every == 0 || every > history.max(1) {
+        problems
+            .push(format!("backup.snapshot_every_hours must be between 1 and history_hours ({history}) (got {every})"));
+    }
+    Some(BackupSettings {
+        targets,
+        policy: BackupPolicy {
+            history: jiff::SignedDuration::from_hours(i64::from(history)),
+            snapshot_every: jiff::SignedDuration::from_hours(i64::from(every)),
+            ..BackupPolicy::default()
+        },
+    })
+}
+
+/// Patient data travels to a PostgreSQL server on another machine only over TLS that is
+/// required (`sslmode=require`, `verify-ca` or `verify-full`); a server on this machine (loopback
+/// or a Unix socket) may be reached without. The URL is never echoed (it may hold a password).
+fn postgres_transport_problem(url: &str) -> Option<String> {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return Some("database_url is not a valid postgres:// address".into());
+    };
+    let host = parsed.host_str().unwrap_or("").trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    let socket = parsed.query_pairs().any(|(k, v)| k == "host" && v.starts_with('/'));
+    if host.is_empty() || socket || is_local_host(&host) {
+        return None;
+    }
+    let mode = parsed.query_pairs().find(|(k, _)| k == "sslmode").map(|(_, v)| v.to_ascii_lowercase());
+    match mode.as_deref() {
+        Some("require" | "verify-ca" | "verify-full") => None,
+        _ => Some(format!(
+            "database_url names a PostgreSQL server on another machine ({host}) without requiring TLS: add sslmode=verify-full (with sslrootcert=...) or sslmode=require to the URL"
+        )),
+    }
+}
+
+/// Whether two folders are the same, following links where they exist.
+fn same_dir(a: &Path, b: &Path) -> bool {
+    let real = |p: &Path| std::fs::canonicalize(if p.as_os_str().is_empty() { Path::new(".") } else { p }).ok();
+    match (real(a), real(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => a == b,
     }
 }
 
@@ -458,6 +674,8 @@ http_redirect_listen = "0.0.0.0:8080"
 public_url = "https://repeats.example.org"
 "#;
 
+    const BACKUP: &str = "\n[backup]\nfolder = \"/srv/backup/repeatrx\"\n";
+
     const SMTP: &str = r#"
 [smtp]
 host = "smtp.example.org"
@@ -479,11 +697,13 @@ from = "RepeatRx <no-reply@example.org>"
         fn new() -> Self {
             let dir = tempfile::tempdir().unwrap();
             let (cert, key) = crate::demo_cert::ensure_demo_certificate(&dir.path().join("tls")).unwrap();
+            fs::create_dir(dir.path().join("keys")).unwrap();
+            repeatrx_store::crypto::KeyFile::create(&dir.path().join("keys/repeatrx.keys")).unwrap();
             Self { dir, cert, key }
         }
 
         fn good_toml(&self) -> String {
-            format!("{}{}{}", TOP, self.tls_section(), SMTP)
+            format!("{}key_file = \"keys/repeatrx.keys\"\n{}{}{}", TOP, self.tls_section(), SMTP, BACKUP)
         }
 
         fn tls_section(&self) -> String {
@@ -510,6 +730,40 @@ from = "RepeatRx <no-reply@example.org>"
 
     fn has(problems: &[String], needle: &str) -> bool {
         problems.iter().any(|p| p.contains(needle))
+    }
+
+    #[test]
+    fn a_remote_postgresql_server_must_be_reached_over_tls() {
+        assert!(postgres_transport_problem("postgres://rx@127.0.0.1/repeatrx").is_none());
+        assert!(postgres_transport_problem("postgres://rx@localhost:5432/repeatrx").is_none());
+        assert!(postgres_transport_problem("postgres://rx@[::1]/repeatrx").is_none());
+        assert!(postgres_transport_problem("postgres:///repeatrx?host=/var/run/postgresql").is_none());
+        let refused = postgres_transport_problem("postgres://rx:secret@db.internal/repeatrx").expect("refused");
+        assert!(refused.contains("without requiring TLS") && !refused.contains("secret"), "{refused}");
+        assert!(postgres_transport_problem("postgres://rx@db.internal/repeatrx?sslmode=prefer").is_some());
+        assert!(postgres_transport_problem("postgres://rx@db.internal/repeatrx?sslmode=verify-full").is_none());
+        assert!(postgres_transport_problem("postgresql://rx@10.0.0.5/repeatrx?sslmode=require").is_none());
+    }
+
+    #[test]
+    fn the_key_file_must_be_set_private_and_apart_from_the_database() {
+        let f = Fixture::new();
+        let c = f.load(&f.good_toml(), &[]).unwrap();
+        assert_eq!(c.key_file, f.dir.path().join("keys/repeatrx.keys"));
+        assert_eq!(c.erasure_ledger, f.dir.path().join("keys/repeatrx.erasures"), "beside the key file by default");
+
+        let without = f.good_toml().replace("key_file = \"keys/repeatrx.keys\"\n", "");
+        assert!(has(&f.problems(&without, &[]), "key_file is not set"));
+        assert!(has(&f.problems(&without, &[("REPEATRX_KEY_FILE", "keys/nothing-here")]), "cannot be read"));
+
+        let path = f.dir.path().join("keys/repeatrx.keys");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(has(&f.problems(&f.good_toml(), &[]), "readable by others (mode 644)"));
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+
+        let beside = f.dir.path().join("keys/repeatrx.db");
+        let url = format!("sqlite://{}", beside.display());
+        assert!(has(&f.problems(&f.good_toml(), &[("REPEATRX_DATABASE_URL", &url)]), "is in the database's folder"));
     }
 
     #[test]
@@ -568,9 +822,9 @@ from = "RepeatRx <no-reply@example.org>"
         let f = Fixture::new();
         let c = f
             .load(
-                &f.good_toml(),
+                &f.good_toml().replace(BACKUP, ""),
                 &[
-                    ("REPEATRX_DATABASE_URL", "postgres://rx:pw@db.internal/repeatrx"),
+                    ("REPEATRX_DATABASE_URL", "postgres://rx:pw@db.internal/repeatrx?sslmode=verify-full"),
                     ("REPEATRX_LISTEN", "127.0.0.1:9443"),
                     ("REPEATRX_HTTP_REDIRECT_LISTEN", "127.0.0.1:9080"),
                     ("REPEATRX_PUBLIC_URL", "https://rx.example.net"),
@@ -585,7 +839,7 @@ from = "RepeatRx <no-reply@example.org>"
                 ],
             )
             .unwrap();
-        assert_eq!(c.database_url, "postgres://rx:pw@db.internal/repeatrx");
+        assert_eq!(c.database_url, "postgres://rx:pw@db.internal/repeatrx?sslmode=verify-full");
         assert_eq!(c.listen, "127.0.0.1:9443".parse().unwrap());
         assert_eq!(c.http_redirect_listen, Some("127.0.0.1:9080".parse().unwrap()));
         assert_eq!(c.public_url.as_str(), "https://rx.example.net/");
@@ -607,7 +861,7 @@ from = "RepeatRx <no-reply@example.org>"
     fn the_environment_alone_can_supply_tls_and_smtp() {
         let f = Fixture::new();
         let text =
-            "database_url = \"sqlite://rx.db\"\nlisten = \"0.0.0.0:8443\"\npublic_url = \"https://rx.example.org\"\n";
+            "database_url = \"sqlite://rx.db\"\nlisten = \"0.0.0.0:8443\"\npublic_url = \"https://rx.example.org\"\n[backup]\nfolder = \"/srv/backup\"\n";
         let c = f
             .load(
                 text,
@@ -618,6 +872,7 @@ from = "RepeatRx <no-reply@example.org>"
                     ("REPEATRX_SMTP_PORT", "25"),
                     ("REPEATRX_SMTP_SECURITY", "none"),
                     ("REPEATRX_SMTP_FROM", "no-reply@example.org"),
+                    ("REPEATRX_KEY_FILE", f.dir.path().join("keys/repeatrx.keys").to_str().unwrap()),
                 ],
             )
             .unwrap();
@@ -685,6 +940,41 @@ from = "RepeatRx <no-reply@example.org>"
     }
 
     #[test]
+    fn sqlite_needs_a_backup_elsewhere_and_postgresql_none() {
+        let f = Fixture::new();
+        let p = f.problems(&f.good_toml().replace(BACKUP, ""), &[]);
+        assert!(has(&p, "a SQLite database needs continuous backup"), "{p:?}");
+        let p = f.problems(&f.good_toml(), &[("REPEATRX_DATABASE_URL", "postgresql://localhost/rx")]);
+        assert!(has(&p, "[backup] is for SQLite databases"), "{p:?}");
+        let inside = f.good_toml().replace(BACKUP, "\n[backup]\nfolder = \"/var/lib/repeatrx/backup\"\n");
+        assert!(has(&f.problems(&inside, &[]), "inside the database's folder"));
+        let s3 = |extra: &str| {
+            f.good_toml().replace(
+                BACKUP,
+                &format!("\n[backup]\nhistory_hours = 48\nsnapshot_every_hours = 12\n[backup.s3]\nbucket = \"rx\"\nregion = \"eu-west-2\"\naccess_key_id = \"AKIA\"\n{extra}"),
+            )
+        };
+        let p = f.problems(&s3("endpoint = \"http://backup.example.org\"\n"), &[]);
+        assert!(has(&p, "backup.s3.endpoint must be an https://"), "{p:?}");
+        assert!(has(&p, "backup.s3 needs access_key_id and secret_access_key"), "{p:?}");
+        let c = f
+            .load(&s3("endpoint = \"http://127.0.0.1:9000\"\n"), &[("REPEATRX_BACKUP_S3_SECRET_ACCESS_KEY", "s3cr3t")])
+            .unwrap();
+        let backup = c.backup.expect("backup settings");
+        assert_eq!(backup.policy.history, jiff::SignedDuration::from_hours(48));
+        assert_eq!(backup.policy.snapshot_every, jiff::SignedDuration::from_hours(12));
+        assert!(
+            matches!(&backup.targets[..], [repeatrx_store::backup::Target::S3(s)] if s.allow_http && s.secret_access_key == "s3cr3t")
+        );
+        assert!(!format!("{:?}", backup.targets).contains("s3cr3t"), "the secret is not shown");
+        let p = f.problems(
+            &f.good_toml().replace(BACKUP, "\n[backup]\nfolder = \"/srv/b\"\nsnapshot_every_hours = 30\n"),
+            &[],
+        );
+        assert!(has(&p, "backup.snapshot_every_hours must be between 1 and history_hours"), "{p:?}");
+    }
+
+    #[test]
     fn only_sqlite_and_postgres_urls_are_accepted() {
         let f = Fixture::new();
         for bad in ["mysql://rx:secretpw@db/rx", "sqlite:rx.db", "sqlite://", "/var/lib/rx.db"] {
@@ -692,8 +982,9 @@ from = "RepeatRx <no-reply@example.org>"
             assert!(has(&p, "database_url must start with sqlite://"), "{bad}: {p:?}");
             assert!(!p.iter().any(|x| x.contains("secretpw")), "the URL is not echoed: {p:?}");
         }
-        for good in ["sqlite://rx.db", "postgres://db/rx", "postgresql://db/rx"] {
-            assert!(f.load(&f.good_toml(), &[("REPEATRX_DATABASE_URL", good)]).is_ok(), "{good}");
+        for good in ["sqlite://rx.db", "postgres://db/rx?sslmode=require", "postgresql://localhost/rx"] {
+            let text = if good.starts_with("sqlite") { f.good_toml() } else { f.good_toml().replace(BACKUP, "") };
+            assert!(f.load(&text, &[("REPEATRX_DATABASE_URL", good)]).is_ok(), "{good}");
         }
     }
 
@@ -800,11 +1091,24 @@ from = "RepeatRx <no-reply@example.org>"
             fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/repeatrx.example.toml")).unwrap();
         let p = f.problems(&example, &[]);
         assert!(!p.is_empty());
-        assert!(p.iter().all(|x| x.contains("TLS certificate file") || x.contains("TLS private key file")), "{p:?}");
+        assert!(
+            p.iter().all(|x| x.contains("TLS certificate file")
+                || x.contains("TLS private key file")
+                || x.contains("the key file /etc/repeatrx/repeatrx.keys")
+                || x.contains(
+                    "erasure_ledger /etc/repeatrx/repeatrx.erasures: the folder /etc/repeatrx does not exist"
+                )),
+            "{p:?}"
+        );
+        let keys = f.dir.path().join("keys/repeatrx.keys");
         let c = f
             .load(
                 &example,
-                &[("REPEATRX_TLS_CERT", f.cert.to_str().unwrap()), ("REPEATRX_TLS_KEY", f.key.to_str().unwrap())],
+                &[
+                    ("REPEATRX_TLS_CERT", f.cert.to_str().unwrap()),
+                    ("REPEATRX_TLS_KEY", f.key.to_str().unwrap()),
+                    ("REPEATRX_KEY_FILE", keys.to_str().unwrap()),
+                ],
             )
             .unwrap();
         assert_eq!(c.public_url.scheme(), "https");

@@ -5,4 +5,5 @@
 
 pub mod config;
 pub mod demo_cert;
+pub mod recovery;
 pub mod startup;

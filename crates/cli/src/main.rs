@@ -10,6 +10,7 @@ use repeatrx_app::admin::NewOrganisationInput;
 use repeatrx_app::mail::MailTransport;
 use repeatrx_app::{App, Settings};
 use repeatrx_domain::clock::{Clock, SystemClock};
+use repeatrx_store::crypto::{KeyFile, KeySource};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +55,13 @@ enum Command {
         /// production's `admin_listen` does; the main address then answers "not found" there.
         #[arg(long)]
         admin_listen: Option<SocketAddr>,
+        /// Run on this PostgreSQL database (postgres://..., created if missing) instead of the
+        /// SQLite file in the data folder.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Back the demo's database up continuously to this folder, to try `repeatrx restore`.
+        #[arg(long)]
+        backup_dir: Option<PathBuf>,
     },
     /// Run in production from a configuration file (environment variables override it).
     Serve {
@@ -64,17 +72,106 @@ enum Command {
     Migrate {
         #[arg(long, env = "REPEATRX_DATABASE_URL")]
         database_url: String,
+        #[command(flatten)]
+        keys: KeyFileArg,
+    },
+    /// Make or rotate the encryption keys of patient data.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
     },
     /// Onboard organisations and operators (platform operators only; no patient data).
     Admin(AdminArgs),
     /// Check the audit trail.
     Audit(AuditArgs),
+    /// Rebuild the database as it was at a moment, from its continuous backup (SQLite), into a
+    /// new folder; then point the server's database_url at the copy.
+    Restore(RestoreArgs),
+    /// Continuous backup of a SQLite database.
+    Backup {
+        #[command(subcommand)]
+        action: BackupAction,
+    },
+}
+
+/// Where the backups are: the server's configuration, or a backup folder with a key file.
+#[derive(Args)]
+struct BackupSource {
+    /// The server's configuration file (backup destinations, key file, erasure ledger).
+    #[arg(long, short, conflicts_with = "backup_dir")]
+    config: Option<PathBuf>,
+    /// Or: the backup folder (as `[backup] folder`, or the demo's --backup-dir).
+    #[arg(long)]
+    backup_dir: Option<PathBuf>,
+    /// With --backup-dir: the key file the database was made with.
+    #[arg(long, env = "REPEATRX_KEY_FILE")]
+    key_file: Option<PathBuf>,
+    /// With --backup-dir: the erasure ledger, whose erasures are applied to the restored copy.
+    #[arg(long)]
+    erasure_ledger: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct RestoreArgs {
+    /// The moment to go back to, in UTC: e.g. 2026-11-22T10:15:30Z. Nothing after it is restored.
+    #[arg(long, value_parser = parse_moment)]
+    to: jiff::Timestamp,
+    /// A new (or empty) folder for the restored database (repeatrx.db).
+    #[arg(long)]
+    into: PathBuf,
+    #[command(flatten)]
+    source: BackupSource,
+}
+
+fn parse_moment(s: &str) -> Result<jiff::Timestamp, String> {
+    s.trim().parse().map_err(|_| format!("\"{s}\" is not a moment in UTC such as 2026-11-22T10:15:30Z"))
+}
+
+#[derive(Subcommand)]
+enum BackupAction {
+    /// Show the last change shipped, how far behind shipping is, and what each destination holds.
+    Status {
+        #[command(flatten)]
+        source: BackupSource,
+        /// With --backup-dir: the database (sqlite://PATH).
+        #[arg(long, env = "REPEATRX_DATABASE_URL")]
+        database_url: Option<String>,
+    },
+}
+
+#[derive(Args)]
+struct KeyFileArg {
+    /// The key file (made by `repeatrx keys init`; readable by the service only).
+    #[arg(long, env = "REPEATRX_KEY_FILE")]
+    key_file: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Make a new key file (master key and index key), readable by this user only. Do it once,
+    /// before the first `migrate`, and keep a copy somewhere safe apart from database backups:
+    /// without it no patient data can be read.
+    Init {
+        #[command(flatten)]
+        keys: KeyFileArg,
+    },
+    /// Replace the master key while the service runs: every patient's data key is re-wrapped
+    /// under a new master key (patient data itself is not rewritten). The old master key stays
+    /// in the file, below the new one, to read backups taken before today.
+    Rotate {
+        #[arg(long, env = "REPEATRX_DATABASE_URL")]
+        database_url: String,
+        #[command(flatten)]
+        keys: KeyFileArg,
+    },
 }
 
 #[derive(Args)]
 struct AuditArgs {
     #[arg(long, env = "REPEATRX_DATABASE_URL")]
     database_url: String,
+    #[command(flatten)]
+    keys: KeyFileArg,
     #[command(subcommand)]
     action: AuditAction,
 }
@@ -99,6 +196,8 @@ fn parse_checkpoint(s: &str) -> Result<repeatrx_app::audit::Checkpoint, String> 
 struct AdminArgs {
     #[arg(long, env = "REPEATRX_DATABASE_URL")]
     database_url: String,
+    #[command(flatten)]
+    keys: KeyFileArg,
     /// The service's public address (https://...): invitation emails link to it.
     #[arg(long, env = "REPEATRX_PUBLIC_URL")]
     public_url: Option<String>,
@@ -182,26 +281,176 @@ async fn run(command: Command) -> anyhow::Result<()> {
             patient_idle_minutes,
             staff_idle_minutes,
             admin_listen,
+            database_url,
+            backup_dir,
         } => {
-            let options = startup::DemoOptions { smtp, patient_idle_minutes, staff_idle_minutes, admin_listen };
+            let options = startup::DemoOptions {
+                smtp,
+                patient_idle_minutes,
+                staff_idle_minutes,
+                admin_listen,
+                database_url,
+                backup_dir,
+            };
             demo(data_dir, listen, http_redirect, options).await
         }
         Command::Serve { config } => serve(config).await,
-        Command::Migrate { database_url } => {
-            startup::open_store(&database_url).await?;
+        Command::Migrate { database_url, keys } => {
+            startup::open_store(&database_url, startup::load_keys(&keys.key_file)?).await?;
             println!("The database is up to date.");
             Ok(())
         }
+        Command::Keys { action } => keys(action).await,
         Command::Admin(args) => admin(args).await,
         Command::Audit(args) => audit(args).await,
+        Command::Restore(args) => restore(args).await,
+        Command::Backup { action: BackupAction::Status { source, database_url } } => {
+            backup_status(source, database_url).await
+        }
     }
 }
 
+/// The backup targets, keys, erasure ledger and database URL named by `--config` or by
+/// `--backup-dir` with `--key-file`.
+struct Resolved {
+    source: repeatrx::recovery::RestoreSource,
+    database_url: Option<String>,
+}
+
+fn resolve(source: BackupSource) -> anyhow::Result<Resolved> {
+    use repeatrx_store::backup::Target;
+    if let Some(config) = source.config {
+        let config = ServeConfig::load(&config, &|k| std::env::var(k).ok())?;
+        let Some(backup) = config.backup else {
+            bail!("the configuration has no [backup] section: this database is not backed up continuously");
+        };
+        return Ok(Resolved {
+            source: repeatrx::recovery::RestoreSource {
+                targets: backup.targets,
+                keys: startup::load_keys(&config.key_file)?,
+                erasure_ledger: Some(config.erasure_ledger),
+            },
+            database_url: Some(config.database_url),
+        });
+    }
+    let Some(dir) = source.backup_dir else {
+        bail!("say where the backups are: --config FILE (the server's), or --backup-dir FOLDER with --key-file");
+    };
+    let Some(key_file) = source.key_file else {
+        bail!("--backup-dir needs --key-file (or REPEATRX_KEY_FILE): the backups are encrypted with it");
+    };
+    Ok(Resolved {
+        source: repeatrx::recovery::RestoreSource {
+            targets: vec![Target::Folder(dir)],
+            keys: startup::load_keys(&key_file)?,
+            erasure_ledger: source.erasure_ledger,
+        },
+        database_url: None,
+    })
+}
+
+async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
+    use repeatrx::recovery::local;
+    let resolved = resolve(args.source)?;
+    if resolved.source.erasure_ledger.is_none() {
+        eprintln!(
+            "warning: no erasure ledger given (--erasure-ledger): patients erased after {} come back in the copy \
+             until a server with the ledger starts on it",
+            args.to
+        );
+    }
+    let bar = indicatif::ProgressBar::new(1);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} objects")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message("restoring");
+    let restored = repeatrx::recovery::restore_into(&resolved.source, args.to, &args.into, &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .await?;
+    bar.finish_and_clear();
+    let r = &restored.report;
+    println!(
+        "Restored {} as it was at {} ({}), from {}: the snapshot of {} and {} transactions after it; the newest change restored was committed at {}.",
+        restored.database.display(),
+        args.to,
+        local(args.to),
+        restored.destination,
+        local(r.snapshot_taken),
+        r.transactions,
+        local(r.restored_to)
+    );
+    if !r.reaches_target {
+        println!(
+            "Note: the backup holds no change after {}: nothing changed since, or it was not shipped yet (see `repeatrx backup status`).",
+            local(r.restored_to)
+        );
+    }
+    if restored.erased_again > 0 {
+        println!("{} patients erased since then were erased again from the erasure ledger.", restored.erased_again);
+    }
+    println!(
+        "To use it: stop the server, set database_url = \"sqlite://{}\", and start it; it begins a new backup history.",
+        restored.database.display()
+    );
+    Ok(())
+}
+
+async fn backup_status(source: BackupSource, database_url: Option<String>) -> anyhow::Result<()> {
+    use repeatrx::recovery::local;
+    let resolved = resolve(source)?;
+    let Some(url) = resolved.database_url.or(database_url) else {
+        bail!("--backup-dir needs --database-url (sqlite://PATH) to read what is still to ship");
+    };
+    let status = repeatrx::recovery::status(&url, resolved.source.keys.clone(), &resolved.source.targets).await?;
+    let s = &status.state;
+    let now = jiff::Timestamp::now();
+    if !s.enabled {
+        println!("Continuous backup is off for this database (no server with [backup] has started on it).");
+    } else {
+        println!("Continuous backup is on (history {}).", s.generation);
+    }
+    match s.shipped_change_at {
+        Some(at) => println!(
+            "Last change shipped: committed {}, shipped {}.",
+            local(at),
+            s.shipped_at.map(local).unwrap_or_default()
+        ),
+        None => println!("No change has been shipped yet."),
+    }
+    let lag = status.lag(now);
+    println!("Waiting to ship: {} journal entries; lag {:.1} s.", s.pending, lag.as_secs_f64());
+    if let Some(at) = s.snapshot_at {
+        println!("Last snapshot: {}.", local(at));
+    }
+    if let Some(e) = &s.last_error {
+        println!("Last shipping problem: {e}");
+    }
+    for d in &status.destinations {
+        match &d.problem {
+            Some(p) => println!("{}: cannot be read: {p}", d.label),
+            None => println!(
+                "{}: {} snapshots (oldest {}, newest {}), {} journal segments, newest change {}.",
+                d.label,
+                d.snapshots,
+                d.oldest_snapshot.map(local).unwrap_or_else(|| "none".into()),
+                d.newest_snapshot.map(local).unwrap_or_else(|| "none".into()),
+                d.segments,
+                d.newest_change.map(local).unwrap_or_else(|| "none".into())
+            ),
+        }
+    }
+    if s.enabled && (s.last_error.is_some() || lag > jiff::SignedDuration::from_secs(60)) {
+        bail!("backup is behind or failing: see above");
+    }
+    Ok(())
+}
+
 async fn audit(args: AuditArgs) -> anyhow::Result<()> {
-    let store = startup::open_store(&args.database_url).await?;
-    let mut settings = startup::demo_settings(String::new());
-    settings.demo = false;
-    let app = App::new(store, Arc::new(SystemClock), settings);
+    let store = startup::open_store(&args.database_url, startup::load_keys(&args.keys.key_file)?).await?;
+    let app = App::new(store, Arc::new(SystemClock), startup::console_settings());
     match args.action {
         AuditAction::Verify { checkpoint } => {
             use repeatrx_app::audit::CheckpointOutcome;
@@ -278,7 +527,9 @@ async fn demo(
 
 async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     let config = ServeConfig::load(&config_path, &|k| std::env::var(k).ok())?;
-    let store = startup::open_store(&config.database_url).await?;
+    let sql = startup::open_sql_store(&config.database_url, startup::load_keys(&config.key_file)?).await?;
+    let backup = startup::start_backup(&sql, &config.database_url, config.backup.as_ref()).await?;
+    let store: repeatrx_store::DynStore = Arc::new(sql);
     let tls = repeatrx_web::tls::load_server_config(&config.tls_cert, &config.tls_key)?;
     let settings = Settings {
         ordering: repeatrx_domain::repeat::OrderingPolicy { due_window_days: config.due_window_days },
@@ -290,10 +541,14 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         },
         public_url: config.public_url.as_str().trim_end_matches('/').to_string(),
         demo: false,
+        erasure_ledger: Some(repeatrx_store::ledger::ErasureLedger::new(config.erasure_ledger.clone())),
     };
-    App::new(store.clone(), Arc::new(SystemClock), settings.clone())
-        .claim_environment(repeatrx_app::environment::Environment::Production)
-        .await?;
+    let app = App::new(store.clone(), Arc::new(SystemClock), settings.clone());
+    app.claim_environment(repeatrx_app::environment::Environment::Production).await?;
+    let again = app.reapply_erasures().await.context("could not re-apply the erasure ledger")?;
+    if again > 0 {
+        tracing::warn!(patients = again, "patients erased before were erased again from the erasure ledger");
+    }
     let server = startup::start(ServerOptions {
         store,
         clock: Arc::new(SystemClock),
@@ -304,6 +559,7 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         admin_listen: config.admin_listen,
         mail: MailTransport::Smtp(config.smtp.clone()),
         jobs_every: Duration::from_secs(10),
+        backup,
     })?;
     tracing::info!(url = %server.url(), "RepeatRx serving");
     tokio::signal::ctrl_c().await.context("could not wait for Ctrl+C")?;
@@ -317,11 +573,43 @@ fn invitation_queued(to: &repeatrx_domain::text::Email) -> String {
     )
 }
 
+async fn keys(action: KeysAction) -> anyhow::Result<()> {
+    match action {
+        KeysAction::Init { keys } => {
+            let made = KeyFile::create(&keys.key_file)?;
+            println!(
+                "Made the key file {} (master key {}), readable by you only. Keep a copy apart from database backups: without it no patient data can be read.",
+                keys.key_file.display(),
+                made.keys().master().id()
+            );
+            Ok(())
+        }
+        KeysAction::Rotate { database_url, keys } => {
+            let file = Arc::new(KeyFile::load(&keys.key_file)?);
+            let store = startup::open_store(&database_url, file.clone()).await?;
+            let old = file.keys().master().id().to_string();
+            let bar = indicatif::ProgressBar::new(0);
+            let report = startup::rotate_master_key(&file, &store, |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })
+            .await?;
+            bar.finish_and_clear();
+            println!(
+                "Master key {old} replaced by {}: {} data keys re-wrapped. The old key stays in {} to read backups taken before now; copy the file to every server.",
+                report.master_id,
+                report.rewrapped,
+                keys.key_file.display()
+            );
+            Ok(())
+        }
+    }
+}
+
 async fn admin(args: AdminArgs) -> anyhow::Result<()> {
-    let store = startup::open_store(&args.database_url).await?;
+    let store = startup::open_store(&args.database_url, startup::load_keys(&args.keys.key_file)?).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let mut settings = startup::demo_settings(String::new());
-    settings.demo = false;
+    let mut settings = startup::console_settings();
     let invites = matches!(args.action, AdminAction::CreatePharmacy(_) | AdminAction::CreatePractice { .. });
     match args.public_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
         Some(url) if url.starts_with("https://") => settings.public_url = url.trim_end_matches('/').to_string(),

@@ -2,7 +2,7 @@
 //! deleted behind the database's back (its append-only triggers dropped) is named.
 use repeatrx_domain::audit::AuditRecord;
 use repeatrx_domain::ids::{PatientId, UserId};
-use repeatrx_store::sqlite::SqliteStore;
+use repeatrx_store::sql::SqlStore;
 use repeatrx_store::Store;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -11,16 +11,22 @@ fn verify(db: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_repeatrx"))
         .args(["audit", "--database-url", &format!("sqlite://{}", db.display()), "verify"])
         .env("REPEATRX_LOG", "warn")
+        .env("REPEATRX_KEY_FILE", keys_of(db))
         .output()
         .expect("the binary runs")
+}
+
+fn keys_of(db: &Path) -> std::path::PathBuf {
+    db.with_extension("keys")
 }
 
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
-async fn trail_of(db: &Path, n: usize) -> SqliteStore {
-    let store = SqliteStore::open(db).await.expect("database");
+async fn trail_of(db: &Path, n: usize) -> SqlStore {
+    let keys = repeatrx_store::crypto::KeyFile::open_or_create(&keys_of(db)).expect("keys");
+    let store = SqlStore::open(db, std::sync::Arc::new(keys)).await.expect("database");
     for i in 0..n {
         store
             .append_audit(&AuditRecord {
@@ -76,6 +82,7 @@ fn verify_with(db: &Path, checkpoint: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_repeatrx"))
         .args(["audit", "--database-url", &format!("sqlite://{}", db.display()), "verify", "--checkpoint", checkpoint])
         .env("REPEATRX_LOG", "warn")
+        .env("REPEATRX_KEY_FILE", keys_of(db))
         .output()
         .expect("the binary runs")
 }

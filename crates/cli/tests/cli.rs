@@ -10,6 +10,15 @@ fn repeatrx(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+fn repeatrx_with_keys(keys: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_repeatrx"))
+        .args(args)
+        .env("REPEATRX_LOG", "warn")
+        .env("REPEATRX_KEY_FILE", keys)
+        .output()
+        .expect("the binary runs")
+}
+
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
@@ -24,6 +33,8 @@ fn help_is_available_for_every_command() {
         vec!["admin", "--help"],
         vec!["audit", "--help"],
         vec!["audit", "verify", "--help"],
+        vec!["keys", "init", "--help"],
+        vec!["keys", "rotate", "--help"],
     ] {
         let out = repeatrx(&args);
         assert!(out.status.success(), "{args:?}: {}", text(&out));
@@ -33,7 +44,10 @@ fn help_is_available_for_every_command() {
 
 #[test]
 fn an_unusable_database_url_is_a_sentence_and_a_non_zero_exit() {
-    let out = repeatrx(&["migrate", "--database-url", "mysql://nope"]);
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("k");
+    assert!(repeatrx(&["keys", "init", "--key-file", keys.to_str().unwrap()]).status.success());
+    let out = repeatrx_with_keys(&keys, &["migrate", "--database-url", "mysql://nope"]);
     assert!(!out.status.success());
     assert!(text(&out).contains("error: the database URL must start with sqlite://"), "{}", text(&out));
 }
@@ -42,6 +56,17 @@ fn an_unusable_database_url_is_a_sentence_and_a_non_zero_exit() {
 fn operators_onboard_organisations_from_the_console() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("prod.db").display());
+    let keys = dir.path().join("repeatrx.keys");
+    let init = repeatrx(&["keys", "init", "--key-file", keys.to_str().unwrap()]);
+    assert!(init.status.success(), "{}", text(&init));
+    assert!(text(&init).contains("readable by you only"), "{}", text(&init));
+    let again = repeatrx(&["keys", "init", "--key-file", keys.to_str().unwrap()]);
+    assert!(!again.status.success(), "an existing key file is never overwritten");
+    assert!(text(&again).contains("cannot be created"), "{}", text(&again));
+    let repeatrx = |args: &[&str]| repeatrx_with_keys(&keys, args);
+    let no_keys = repeatrx_with_keys(&dir.path().join("missing.keys"), &["migrate", "--database-url", &url]);
+    assert!(!no_keys.status.success());
+    assert!(text(&no_keys).contains("repeatrx keys init --key-file"), "{}", text(&no_keys));
     let out = repeatrx(&["migrate", "--database-url", &url]);
     assert!(out.status.success(), "{}", text(&out));
 
@@ -143,15 +168,22 @@ fn demo_database_and_production_config(dir: &std::path::Path) -> (std::path::Pat
     let config = dir.join("repeatrx.toml");
     let cert = demo_dir.join("demo-cert.pem");
     let key = demo_dir.join("demo-key.pem");
+    // The demo's keys, copied out of its folder (production refuses keys beside the database).
+    let keys = dir.join("production.keys");
+    std::fs::copy(demo_dir.join("repeatrx-demo.keys"), &keys).unwrap();
     std::fs::write(
         &config,
         format!(
             "database_url = \"sqlite://{}\"\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://repeats.example\"\n\
+             key_file = \"{}\"\n\
              [tls]\ncert = \"{}\"\nkey = \"{}\"\n\
-             [smtp]\nhost = \"127.0.0.1\"\nport = 2525\nsecurity = \"none\"\nfrom = \"RepeatRx <no-reply@repeats.example>\"\n",
+             [smtp]\nhost = \"127.0.0.1\"\nport = 2525\nsecurity = \"none\"\nfrom = \"RepeatRx <no-reply@repeats.example>\"\n\
+             [backup]\nfolder = \"{}\"\n",
             db.display(),
+            keys.display(),
             cert.display(),
-            key.display()
+            key.display(),
+            dir.join("backup").display()
         ),
     )
     .unwrap();
@@ -187,10 +219,13 @@ fn the_demo_refuses_a_production_database() {
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let store =
-            repeatrx::startup::open_store(&format!("sqlite://{}", dir.path().join("repeatrx-demo.db").display()))
-                .await
-                .unwrap();
+        let keys = repeatrx_store::crypto::KeyFile::create(&dir.path().join("repeatrx-demo.keys")).unwrap();
+        let store = repeatrx::startup::open_store(
+            &format!("sqlite://{}", dir.path().join("repeatrx-demo.db").display()),
+            std::sync::Arc::new(keys),
+        )
+        .await
+        .unwrap();
         store.set_meta(repeatrx_app::environment::ENVIRONMENT_KEY, "production").await.unwrap();
         let refused = repeatrx::startup::start_demo(dir.path(), "127.0.0.1:0".parse().unwrap(), None).await;
         let message = format!("{:#}", refused.err().expect("the demo refuses"));
@@ -224,4 +259,41 @@ fn plain_http_only_redirects_to_https() {
         assert_eq!(post.status(), 308);
         server.stop().await;
     });
+}
+
+#[tokio::test]
+async fn the_console_works_on_postgresql_and_a_bad_address_is_a_sentence() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("repeatrx.keys");
+    assert!(repeatrx(&["keys", "init", "--key-file", keys.to_str().unwrap()]).status.success());
+    let url = repeatrx_store::testdb::fresh_postgres_database().await.expect("a PostgreSQL test database");
+    let out = repeatrx_with_keys(&keys, &["migrate", "--database-url", &url]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = repeatrx_with_keys(
+        &keys,
+        &[
+            "admin",
+            "--database-url",
+            &url,
+            "--public-url",
+            "https://repeats.example",
+            "create-pharmacy",
+            "--name",
+            "Quayside Pharmacy",
+            "--ods-code",
+            "FQ123",
+            "--manager-name",
+            "Mo Adams",
+            "--manager-email",
+            "mo@quayside.example",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let list = repeatrx_with_keys(&keys, &["admin", "--database-url", &url, "list-organisations"]);
+    assert!(text(&list).contains("Quayside Pharmacy"), "{}", text(&list));
+
+    let nobody = repeatrx_with_keys(&keys, &["migrate", "--database-url", "postgres://postgres@127.0.0.1:1/none"]);
+    assert!(!nobody.status.success());
+    assert!(text(&nobody).contains("could not use the PostgreSQL database"), "{}", text(&nobody));
+    assert!(!text(&nobody).contains("panicked"));
 }

@@ -34,6 +34,8 @@ pub enum CryptoError {
     DoesNotOpen,
     #[error("this is not sealed data RepeatRx wrote: {0}")]
     Malformed(&'static str),
+    #[error("the data key was wrapped by a master key this server does not have")]
+    UnknownMaster,
     #[error("the key file {path}: {problem}")]
     KeyFile { path: String, problem: String },
 }
@@ -187,6 +189,16 @@ impl DataKey {
         let plain = open(&self.0, &field.aad(), &bytes)?;
         String::from_utf8(plain).map_err(|_| CryptoError::Malformed("not text"))
     }
+
+    /// Seals bytes bound to `aad` (version byte, nonce, ciphertext and tag): backup objects.
+    pub fn seal_bytes(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
+        seal(&self.0, aad, plain)
+    }
+
+    /// Opens bytes sealed by [`DataKey::seal_bytes`] with the same `aad`.
+    pub fn open_bytes(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        open(&self.0, aad, sealed)
+    }
 }
 
 /// The key of the blind indexes, apart from the master key so that neither gives the other away.
@@ -216,26 +228,121 @@ impl IndexKey {
     }
 }
 
-/// Where the keys come from. The key file is one source; a KMS can be another.
-pub trait KeySource: Send + Sync {
-    fn master(&self) -> &MasterKey;
-    fn index(&self) -> &IndexKey;
-}
-
-/// The key file: two base64 lines (the master key, then the index key), readable by the
-/// service's user only.
-#[derive(Debug, Clone)]
-pub struct KeyFile {
+/// The keys in use: the current master key (wraps new data keys), earlier master keys kept to
+/// unwrap what they wrapped (keys not yet re-wrapped, and backups taken before a rotation), and
+/// the index key.
+#[derive(Clone)]
+pub struct Keys {
     master: MasterKey,
+    previous: Vec<MasterKey>,
     index: IndexKey,
 }
 
-impl KeySource for KeyFile {
-    fn master(&self) -> &MasterKey {
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let previous: Vec<&str> = self.previous.iter().map(MasterKey::id).collect();
+        f.debug_struct("Keys").field("master", &self.master.id).field("previous", &previous).finish_non_exhaustive()
+    }
+}
+
+impl Keys {
+    /// Fresh keys (tests, and a new key file).
+    pub fn generate() -> Self {
+        Keys { master: MasterKey::generate(), previous: Vec::new(), index: IndexKey::generate() }
+    }
+
+    pub fn master(&self) -> &MasterKey {
         &self.master
     }
-    fn index(&self) -> &IndexKey {
+
+    pub fn index(&self) -> &IndexKey {
         &self.index
+    }
+
+    /// The master keys that came before the current one, newest first.
+    pub fn previous(&self) -> &[MasterKey] {
+        &self.previous
+    }
+
+    /// These keys with a new master key; the current one joins the previous ones.
+    pub fn rotated(&self) -> Keys {
+        let mut previous = vec![self.master.clone()];
+        previous.extend(self.previous.iter().cloned());
+        Keys { master: MasterKey::generate(), previous, index: self.index.clone() }
+    }
+
+    /// These keys without the earlier master keys (once no data key or kept backup needs them).
+    pub fn without_previous(&self) -> Keys {
+        Keys { master: self.master.clone(), previous: Vec::new(), index: self.index.clone() }
+    }
+
+    /// The master key with this id, current or previous.
+    pub fn master_by_id(&self, id: &str) -> Option<&MasterKey> {
+        std::iter::once(&self.master).chain(&self.previous).find(|m| m.id == id)
+    }
+
+    /// Unwraps a data key under whichever known master key wrapped it.
+    pub fn unwrap(&self, wrapped: &WrappedKey, owner: &str) -> Result<DataKey, CryptoError> {
+        self.master_by_id(&wrapped.master_id).ok_or(CryptoError::UnknownMaster)?.unwrap(wrapped, owner)
+    }
+
+    fn text(&self) -> Zeroizing<String> {
+        let mut text = format!("{}\n{}\n", B64.encode(self.master.key.0), B64.encode(self.index.0 .0));
+        for m in &self.previous {
+            text.push_str(&B64.encode(m.key.0));
+            text.push('\n');
+        }
+        Zeroizing::new(text)
+    }
+}
+
+/// Where the keys come from. The key file is one source; a KMS can be another.
+pub trait KeySource: Send + Sync + std::fmt::Debug {
+    /// The keys as last loaded.
+    fn keys(&self) -> std::sync::Arc<Keys>;
+    /// Loads the keys again (after a rotation by another process); false if nothing changed.
+    fn reload(&self) -> Result<bool, CryptoError>;
+}
+
+/// Keys held in memory only (tests; a KMS adapter would look much the same).
+#[derive(Debug)]
+pub struct FixedKeys(std::sync::Arc<Keys>);
+
+impl FixedKeys {
+    pub fn new(keys: Keys) -> Self {
+        FixedKeys(std::sync::Arc::new(keys))
+    }
+}
+
+impl KeySource for FixedKeys {
+    fn keys(&self) -> std::sync::Arc<Keys> {
+        self.0.clone()
+    }
+    fn reload(&self) -> Result<bool, CryptoError> {
+        Ok(false)
+    }
+}
+
+/// The key file: base64 lines, readable by the service's user only: the current master key, the
+/// index key, then earlier master keys (newest first).
+#[derive(Debug)]
+pub struct KeyFile {
+    path: std::path::PathBuf,
+    keys: std::sync::RwLock<std::sync::Arc<Keys>>,
+}
+
+impl KeySource for KeyFile {
+    fn keys(&self) -> std::sync::Arc<Keys> {
+        // A poisoned lock still holds the last keys loaded, which are whole.
+        self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    fn reload(&self) -> Result<bool, CryptoError> {
+        let fresh = Self::read(&self.path)?;
+        let mut held = self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let changed = held.master.id != fresh.master.id || held.previous.len() != fresh.previous.len();
+        *held = std::sync::Arc::new(fresh);
+        Ok(changed)
     }
 }
 
@@ -244,23 +351,62 @@ impl KeyFile {
         CryptoError::KeyFile { path: path.display().to_string(), problem: problem.into() }
     }
 
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Writes a new key file with fresh keys, mode 0600; refuses to overwrite one.
     pub fn create(path: &Path) -> Result<KeyFile, CryptoError> {
-        let keys = KeyFile { master: MasterKey::generate(), index: IndexKey::generate() };
-        let text = Zeroizing::new(format!("{}\n{}\n", B64.encode(keys.master.key.0), B64.encode(keys.index.0 .0)));
+        let keys = Keys::generate();
+        Self::write_new(path, &keys)?;
+        Ok(KeyFile { path: path.to_path_buf(), keys: std::sync::RwLock::new(std::sync::Arc::new(keys)) })
+    }
+
+    fn write_new(path: &Path, keys: &Keys) -> Result<(), CryptoError> {
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let mut file = options.open(path).map_err(|e| Self::problem(path, format!("cannot be created: {e}")))?;
-        std::io::Write::write_all(&mut file, text.as_bytes())
+        std::io::Write::write_all(&mut file, keys.text().as_bytes())
             .and_then(|()| file.sync_all())
-            .map_err(|e| Self::problem(path, format!("cannot be written: {e}")))?;
-        Ok(keys)
+            .map_err(|e| Self::problem(path, format!("cannot be written: {e}")))
     }
 
-    /// Reads the key file, refusing one that others can read or that is not two keys.
+    /// Replaces the file's keys by `keys` atomically (a private file written beside it, then
+    /// renamed over it), so a reader sees the old keys or the new ones, never half of either.
+    pub fn replace(&self, keys: Keys) -> Result<(), CryptoError> {
+        let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let next = self.path.with_file_name(format!(".{name}.next"));
+        let _ = std::fs::remove_file(&next);
+        Self::write_new(&next, &keys)?;
+        std::fs::rename(&next, &self.path)
+            .map_err(|e| Self::problem(&self.path, format!("cannot be replaced: {e}")))?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // Makes the rename itself durable.
+            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        }
+        *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = std::sync::Arc::new(keys);
+        Ok(())
+    }
+
+    /// Loads the key file at `path`, first creating it with fresh keys if there is none (the demo,
+    /// and tests; production insists on an existing file).
+    pub fn open_or_create(path: &Path) -> Result<KeyFile, CryptoError> {
+        if path.exists() {
+            Self::load(path)
+        } else {
+            Self::create(path)
+        }
+    }
+
+    /// Reads the key file, refusing one that others can read or that does not hold the keys.
     pub fn load(path: &Path) -> Result<KeyFile, CryptoError> {
+        let keys = Self::read(path)?;
+        Ok(KeyFile { path: path.to_path_buf(), keys: std::sync::RwLock::new(std::sync::Arc::new(keys)) })
+    }
+
+    fn read(path: &Path) -> Result<Keys, CryptoError> {
         let meta = std::fs::metadata(path).map_err(|e| Self::problem(path, format!("cannot be read: {e}")))?;
         #[cfg(unix)]
         {
@@ -277,7 +423,7 @@ impl KeyFile {
         let text = Zeroizing::new(
             std::fs::read_to_string(path).map_err(|e| Self::problem(path, format!("cannot be read: {e}")))?,
         );
-        let keys: Vec<Secret> = text
+        let mut keys = text
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| {
@@ -288,10 +434,15 @@ impl KeyFile {
                     bytes.as_slice().try_into().map_err(|_| Self::problem(path, "holds a key that is not 32 bytes"))?;
                 Ok(Secret(key))
             })
-            .collect::<Result<_, CryptoError>>()?;
-        match <[Secret; 2]>::try_from(keys) {
-            Ok([master, index]) => Ok(KeyFile { master: MasterKey::from_secret(master), index: IndexKey(index) }),
-            Err(_) => Err(Self::problem(path, "must hold exactly two keys (master, then index)")),
+            .collect::<Result<Vec<_>, CryptoError>>()?
+            .into_iter();
+        match (keys.next(), keys.next()) {
+            (Some(master), Some(index)) => Ok(Keys {
+                master: MasterKey::from_secret(master),
+                previous: keys.map(MasterKey::from_secret).collect(),
+                index: IndexKey(index),
+            }),
+            _ => Err(Self::problem(path, "must hold at least two keys (master, then index)")),
         }
     }
 }
@@ -360,8 +511,8 @@ mod tests {
     fn the_key_file_is_created_private_and_loaded_back() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys");
-        let made = KeyFile::create(&path).unwrap();
-        let loaded = KeyFile::load(&path).unwrap();
+        let made = KeyFile::create(&path).unwrap().keys();
+        let loaded = KeyFile::load(&path).unwrap().keys();
         assert_eq!(loaded.master().id(), made.master().id());
         assert_eq!(loaded.index().blind_index("x", "y"), made.index().blind_index("x", "y"));
         assert!(KeyFile::create(&path).is_err(), "an existing key file is never overwritten");
@@ -377,12 +528,38 @@ mod tests {
         std::fs::write(&path, "not a key\n").unwrap();
         assert!(KeyFile::load(&path).unwrap_err().to_string().contains("not base64"));
         std::fs::write(&path, format!("{}\n", B64.encode([7u8; 32]))).unwrap();
-        assert!(KeyFile::load(&path).unwrap_err().to_string().contains("exactly two keys"));
+        assert!(KeyFile::load(&path).unwrap_err().to_string().contains("at least two keys"));
+    }
+
+    #[test]
+    fn a_rotation_keeps_earlier_master_keys_for_what_they_wrapped_and_other_readers_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        let writer = KeyFile::create(&path).unwrap();
+        let reader = KeyFile::load(&path).unwrap();
+        let dek = DataKey::generate();
+        let old_wrap = writer.keys().master().wrap(&dek, "p1");
+
+        let rotated = writer.keys().rotated();
+        let new_wrap = rotated.master().rewrap(writer.keys().master(), &old_wrap, "p1").unwrap();
+        writer.replace(rotated).unwrap();
+        assert_eq!(writer.keys().previous().len(), 1);
+        assert!(writer.keys().unwrap(&old_wrap, "p1").is_ok(), "keys not yet re-wrapped still open");
+        assert_eq!(reader.keys().unwrap(&new_wrap, "p1").unwrap_err(), CryptoError::UnknownMaster);
+        assert!(reader.reload().unwrap(), "the reader sees the rotation");
+        assert!(reader.keys().unwrap(&new_wrap, "p1").is_ok());
+        assert!(!reader.reload().unwrap(), "nothing changed since");
+        assert_eq!(reader.keys().index().blind_index("e", "x"), writer.keys().index().blind_index("e", "x"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
     }
 
     #[test]
     fn keys_do_not_show_in_debug_output() {
-        let keys = KeyFile { master: MasterKey::generate(), index: IndexKey::generate() };
+        let keys = Keys::generate();
         let shown = format!("{keys:?} {:?}", DataKey::generate());
         assert!(!shown.contains(&B64.encode(keys.master.key.0)));
         assert!(shown.contains(keys.master.id()));

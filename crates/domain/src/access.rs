@@ -147,6 +147,9 @@ pub enum Action {
     BreakGlass,
     /// Search the organisation's audit trail (its managers; operators: the platform's).
     SearchAuditTrail,
+    /// Delete a patient's record and account for good (the patient, or their pharmacy's
+    /// pharmacists and managers acting on a request made at the counter).
+    ErasePatient,
 }
 
 impl Action {
@@ -169,6 +172,7 @@ impl Action {
             Action::LiftIdentityLock => "lift_identity_lock",
             Action::BreakGlass => "break_glass",
             Action::SearchAuditTrail => "search_audit_trail",
+            Action::ErasePatient => "erase_patient",
         }
     }
 }
@@ -207,6 +211,7 @@ pub fn role_permits(role: Role, action: Action) -> bool {
         LiftIdentityLock => matches!(role, PharmacyManager | Pharmacist | Dispenser | CounterAssistant),
         BreakGlass => matches!(role, Custodian),
         SearchAuditTrail => matches!(role, PharmacyManager | PracticeManager | Operator),
+        ErasePatient => matches!(role, Patient | PharmacyManager | Pharmacist),
     }
 }
 

@@ -8,6 +8,8 @@ pub mod audit;
 pub mod catalogue;
 pub mod clock;
 pub mod custody;
+pub mod departure;
+pub mod erasure;
 pub mod error;
 pub mod ids;
 pub mod order;

@@ -10,6 +10,15 @@ use std::collections::HashMap;
 /// The cycle assumed for an item whose repeat line no longer exists.
 pub const DEFAULT_CYCLE_DAYS: i64 = 28;
 
+/// How long an email that was sent (or given up on) stays in the outbox: long enough to answer
+/// "did you email me?", short enough that names and medicines in old emails do not pile up.
+pub const SENT_EMAIL_DAYS: i64 = 30;
+
+/// Emails sent or given up on before this time may be deleted.
+pub fn sent_emails_kept_from(now: Timestamp) -> Timestamp {
+    now - SignedDuration::from_hours(24 * SENT_EMAIL_DAYS)
+}
+
 /// The orders of one patient that may be purged at `now`, given each repeat line's cycle in days.
 pub fn purgeable(orders: &[Order], cycle_days: &HashMap<RepeatItemId, i64>, now: Timestamp) -> Vec<OrderId> {
     let mut newest: HashMap<RepeatItemId, (Timestamp, OrderId)> = HashMap::new();

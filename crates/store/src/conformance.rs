@@ -18,7 +18,9 @@ use crate::{Store, StoreError};
 use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp, ToSpan};
 use repeatrx_domain::access::Role;
+use repeatrx_domain::audit::AuditRecord;
 use repeatrx_domain::catalogue::Catalogue;
+use repeatrx_domain::erasure::ErasureBy;
 use repeatrx_domain::ids::*;
 use repeatrx_domain::order::{By, Decision, ItemEvent, NewOrder, Order, OrderStage, RejectionCode, Transition};
 use repeatrx_domain::patient::{DateOfBirth, Fulfilment, NhsNumber, Patient};
@@ -48,7 +50,9 @@ pub async fn run_all(store: &dyn Store) {
     audit_search_by_organisation_and_criteria(store).await;
     patient_and_account_are_inserted_together(store).await;
     patient_update(store).await;
-    search_patients_by_name_prefix(store).await;
+    erasure_deletes_the_patient_and_everything_of_theirs(store).await;
+    a_leaving_pharmacy_locks_its_staff_and_its_accounts_go_when_it_has_left(store).await;
+    search_patients_by_whole_name(store).await;
     search_patients_by_dob_nhs_and_combination(store).await;
     search_patients_is_confined_to_the_pharmacy(store).await;
     repeat_items_round_trip(store).await;
@@ -62,6 +66,7 @@ pub async fn run_all(store: &dyn Store) {
     practice_orders(store).await;
     outbox_claim_and_lease(store).await;
     outbox_sent_and_failed(store).await;
+    finished_emails_are_purged_and_pending_ones_stay(store).await;
     recent_emails_newest_first(store).await;
     claim_job_is_exclusive(store).await;
     reminders_needing_and_recorded(store).await;
@@ -238,7 +243,7 @@ pub struct World {
     pub pa: PatientSetup,
 }
 
-async fn world(store: &dyn Store) -> World {
+pub async fn world(store: &dyn Store) -> World {
     let ph = setup_pharmacy(store).await;
     let pr = setup_practice(store).await;
     let pa = setup_patient(store, &ph, &pr, 2).await;
@@ -469,7 +474,115 @@ pub async fn patient_update(store: &dyn Store) {
     assert_eq!(store.search_patients(ph.pharmacy.id, &q, 10).await.unwrap(), vec![changed]);
 }
 
-pub async fn search_patients_by_name_prefix(store: &dyn Store) {
+/// P13: erasure deletes the patient's record, lines, orders, account and queued emails to them
+/// in one go, keeps who was erased and when (the id only), and touches no other patient.
+pub async fn erasure_deletes_the_patient_and_everything_of_theirs(store: &dyn Store) {
+    let w = world(store).await;
+    let other = world(store).await;
+    let pa = &w.pa;
+    let mut order = place(store, pa, now()).await;
+    accept(store, &mut order, &w.ph.manager).await;
+    place(store, &other.pa, now()).await;
+    let to_patient = OutgoingEmail::new(pa.user.email.clone(), "Your order", "Ready", now());
+    let to_someone_else = OutgoingEmail::new(other.pa.user.email.clone(), "Your order", "Ready", now());
+    store.enqueue_emails(&[to_patient.clone(), to_someone_else.clone()]).await.unwrap();
+    store.insert_session(&session_for(pa.user.id, now(), SessionStage::Full)).await.unwrap();
+    let audit = store
+        .append_audit(&AuditRecord {
+            at: now(),
+            actor: Some(w.ph.manager.id),
+            actor_role: Some(Role::PharmacyManager),
+            organisation: format!("pharmacy:{}", w.ph.pharmacy.id),
+            action: "patient.viewed".into(),
+            patient: Some(pa.patient.id),
+            address: "192.0.2.7".into(),
+            purpose: None,
+            detail: String::new(),
+        })
+        .await
+        .unwrap();
+    let at = now();
+    assert_eq!(store.erased_at(pa.patient.id).await.unwrap(), None);
+
+    let addresses = [pa.user.email.clone()];
+    assert!(store.erase_patient(pa.patient.id, ErasureBy::Patient, at, &addresses).await.unwrap());
+    assert_eq!(store.patient(pa.patient.id).await.unwrap(), None);
+    assert!(store.repeat_items(pa.patient.id).await.unwrap().is_empty());
+    assert!(store.orders_of_patient(pa.patient.id).await.unwrap().is_empty());
+    assert_eq!(store.order(order.id).await.unwrap(), None);
+    assert!(store.order_transitions(order.id).await.unwrap().is_empty());
+    assert_eq!(store.user_for_patient(pa.patient.id).await.unwrap(), None);
+    assert_eq!(store.user(pa.user.id).await.unwrap(), None);
+    assert_eq!(store.user_by_email(&pa.user.email).await.unwrap(), None);
+    assert!(store.sessions_of_user(pa.user.id, now()).await.unwrap().is_empty());
+    assert_eq!(email_by_id(store, to_patient.id).await, None, "queued email to the patient is gone");
+    assert!(email_by_id(store, to_someone_else.id).await.is_some());
+    assert_eq!(store.erased_at(pa.patient.id).await.unwrap(), Some(at));
+    let kept = store.audit_entries_for_patient(pa.patient.id, 10).await.unwrap();
+    assert!(kept.iter().any(|e| e.seq == audit.seq), "the trail keeps the pseudonymous id");
+
+    // Again (a ledger re-applied after a restore): nothing left, nothing changed.
+    assert!(!store.erase_patient(pa.patient.id, ErasureBy::Ledger, now(), &[]).await.unwrap());
+    assert_eq!(store.erased_at(pa.patient.id).await.unwrap(), Some(at), "the first erasure's record stays");
+    // Everyone else is untouched.
+    assert_eq!(store.patient(other.pa.patient.id).await.unwrap(), Some(other.pa.patient.clone()));
+    assert_eq!(store.repeat_items(other.pa.patient.id).await.unwrap().len(), 2);
+    assert_eq!(store.orders_of_patient(other.pa.patient.id).await.unwrap().len(), 1);
+    assert!(store.user(w.ph.manager.id).await.unwrap().is_some(), "staff who acted on the orders stay");
+}
+
+/// P12: marking a pharmacy as leaving suspends its staff at once (sessions ended) and queues the
+/// patients' emails in the same transaction; finishing deletes its staff accounts.
+pub async fn a_leaving_pharmacy_locks_its_staff_and_its_accounts_go_when_it_has_left(store: &dyn Store) {
+    let w = world(store).await;
+    let other = world(store).await;
+    let pharmacist = account(Role::Pharmacist, Some(w.ph.pharmacy.id), None, None);
+    store.insert_user(&pharmacist).await.unwrap();
+    // A patient's account may carry their pharmacy too: it is not a staff account.
+    let patient = new_patient(&w.ph.pharmacy, &w.pr.practice, "Pat", &format!("Held{}", tag()), "1950-01-01");
+    let patient_account = account(Role::Patient, Some(w.ph.pharmacy.id), None, Some(patient.id));
+    store.insert_patient(&patient, Some(&patient_account)).await.unwrap();
+    store.insert_session(&session_for(pharmacist.id, now(), SessionStage::Full)).await.unwrap();
+    let notice = OutgoingEmail::new(w.pa.user.email.clone(), "Your pharmacy is leaving RepeatRx", "Body", now());
+    let departure = PharmacyDeparture {
+        pharmacy_id: w.ph.pharmacy.id,
+        marked_at: now(),
+        marked_by: other.ph.manager.id,
+        delete_after: now() + secs(7 * 24 * 3600),
+        deleted_at: None,
+    };
+    assert!(store.mark_pharmacy_leaving(&departure, std::slice::from_ref(&notice)).await.unwrap());
+    assert!(!store.user(pharmacist.id).await.unwrap().unwrap().active, "staff are locked out at once");
+    assert!(!store.user(w.ph.manager.id).await.unwrap().unwrap().active);
+    assert!(store.sessions_of_user(pharmacist.id, now()).await.unwrap().is_empty());
+    assert!(store.user(w.pa.user.id).await.unwrap().unwrap().active, "patients can still sign in to take their data");
+    assert!(
+        store.user(patient_account.id).await.unwrap().unwrap().active,
+        "patients can still sign in to take their data"
+    );
+    assert!(store.user(other.ph.manager.id).await.unwrap().unwrap().active, "other pharmacies are untouched");
+    assert_eq!(email_by_id(store, notice.id).await.map(|e| e.subject), Some(notice.subject.clone()));
+    let again = PharmacyDeparture { delete_after: now(), ..departure.clone() };
+    assert!(!store.mark_pharmacy_leaving(&again, &[]).await.unwrap(), "marked once");
+    let listed = store.pharmacy_departures().await.unwrap();
+    assert!(listed.contains(&departure), "the first marking stands: {listed:?}");
+    assert_eq!(store.pharmacy_departure(w.ph.pharmacy.id).await.unwrap(), Some(departure.clone()));
+    assert_eq!(store.pharmacy_departure(other.ph.pharmacy.id).await.unwrap(), None);
+
+    store.erase_patient(w.pa.patient.id, ErasureBy::PharmacyLeft, now(), &[]).await.unwrap();
+    store.erase_patient(patient.id, ErasureBy::PharmacyLeft, now(), &[]).await.unwrap();
+    let done_at = now();
+    assert_eq!(store.finish_pharmacy_departure(w.ph.pharmacy.id, done_at).await.unwrap(), 2);
+    assert_eq!(store.user(pharmacist.id).await.unwrap(), None);
+    assert_eq!(store.user(w.ph.manager.id).await.unwrap(), None);
+    let done = store.pharmacy_departures().await.unwrap().into_iter().find(|d| d.pharmacy_id == w.ph.pharmacy.id);
+    assert_eq!(done.and_then(|d| d.deleted_at), Some(done_at));
+    assert!(store.pharmacy(w.ph.pharmacy.id).await.unwrap().is_some(), "the organisation's record stays");
+    assert!(store.user(other.ph.manager.id).await.unwrap().is_some());
+}
+
+/// Names are sealed (P2): a search compares blind indexes of whole, case-folded names.
+pub async fn search_patients_by_whole_name(store: &dyn Store) {
     let ph = setup_pharmacy(store).await;
     let pr = setup_practice(store).await;
     let add = |given: &str, family: &str| new_patient(&ph.pharmacy, &pr.practice, given, family, "1960-03-04");
@@ -480,7 +593,8 @@ pub async fn search_patients_by_name_prefix(store: &dyn Store) {
     let percy = add("Per%cy", "Under_wood");
     let perky = add("Perky", "Unders");
     let zoe = add("Zoë", "Ünal");
-    let all = [&smith, &brown, &annis, &joann, &percy, &perky, &zoe];
+    let dyke = add("Anne-Marie", "van Dyke");
+    let all = [&smith, &brown, &annis, &joann, &percy, &perky, &zoe, &dyke];
     for p in all {
         store.insert_patient(p, None).await.unwrap();
     }
@@ -491,31 +605,48 @@ pub async fn search_patients_by_name_prefix(store: &dyn Store) {
     };
     let names = |found: Vec<Patient>| found.into_iter().map(|p| p.full_name()).collect::<Vec<_>>();
 
-    // Start of given or family name, any case, sorted by family then given name.
-    assert_eq!(names(search("ann").await), ["Bob Annis", "anne Brown", "Ann Smith"]);
-    assert_eq!(names(search("  ANN ").await), ["Bob Annis", "anne Brown", "Ann Smith"]);
-    assert_eq!(names(search("smi").await), ["Ann Smith"]);
-    assert!(search("oann").await.is_empty(), "only the start of a name matches");
-    // LIKE wildcards in the input are literal.
-    assert_eq!(names(search("per%").await), ["Per%cy Under_wood"]);
-    assert_eq!(names(search("under_").await), ["Per%cy Under_wood"]);
+    // A whole given or family name, any case, sorted by family then given name. Names are sealed,
+    // so only whole (case-folded) names can be compared: a part of a name finds nobody.
+    assert_eq!(names(search("ann").await), ["Ann Smith"]);
+    assert_eq!(names(search("  ANNE ").await), ["anne Brown", "Anne-Marie van Dyke"]);
+    assert_eq!(names(search("annis").await), ["Bob Annis"]);
+    assert!(search("smi").await.is_empty(), "part of a name matches nothing");
+    assert!(search("oann").await.is_empty());
+    // What would be wildcards elsewhere are plain characters.
+    assert_eq!(names(search("per%cy").await), ["Per%cy Under_wood"]);
+    assert_eq!(names(search("under_wood").await), ["Per%cy Under_wood"]);
     assert!(search("%").await.is_empty());
     assert!(search("_").await.is_empty());
     assert!(search("\\").await.is_empty());
-    // A full name, in either order: every word starts the given or the family name.
+    // A full name, in either order: every word is the given or the family name.
     assert_eq!(names(search("Ann Smith").await), ["Ann Smith"]);
     assert_eq!(names(search("smith  ann").await), ["Ann Smith"]);
-    assert_eq!(names(search("ann b").await), ["Bob Annis", "anne Brown"]);
+    assert!(search("ann brown").await.is_empty());
     assert!(search("ann carter").await.is_empty());
     // Non-ASCII names fold too.
     assert_eq!(names(search("zoë").await), ["Zoë Ünal"]);
-    assert_eq!(names(search("ün").await), ["Zoë Ünal"]);
+    assert_eq!(names(search("ÜNAL").await), ["Zoë Ünal"]);
+    // Names of several words: any whole word of them.
+    assert_eq!(names(search("dyke").await), ["Anne-Marie van Dyke"]);
+    assert_eq!(names(search("Van Dyke").await), ["Anne-Marie van Dyke"]);
+    assert_eq!(names(search("marie dyke").await), ["Anne-Marie van Dyke"]);
+    assert_eq!(names(search("anne-marie").await), ["Anne-Marie van Dyke"]);
+    assert_eq!(names(search("anne").await), ["anne Brown", "Anne-Marie van Dyke"]);
 
     // No criteria: every patient of the pharmacy, sorted; the limit is respected.
     let everyone = store.search_patients(ph.pharmacy.id, &PatientQuery::default(), 50).await.unwrap();
     assert_eq!(
         names(everyone),
-        ["Bob Annis", "anne Brown", "Joann Carter", "Ann Smith", "Per%cy Under_wood", "Perky Unders", "Zoë Ünal"]
+        [
+            "Bob Annis",
+            "anne Brown",
+            "Joann Carter",
+            "Ann Smith",
+            "Per%cy Under_wood",
+            "Perky Unders",
+            "Anne-Marie van Dyke",
+            "Zoë Ünal"
+        ]
     );
     let blank = PatientQuery { name: Some("   ".into()), ..Default::default() };
     assert_eq!(store.search_patients(ph.pharmacy.id, &blank, 50).await.unwrap().len(), all.len());
@@ -941,6 +1072,23 @@ pub async fn outbox_claim_and_lease(store: &dyn Store) {
         store.mark_email_sent(id, t + secs(3601)).await.unwrap();
     }
     assert!(claim_mine(store, t + secs(100_000), lease, &mine).await.is_empty(), "sent emails are never claimed");
+}
+
+/// Sent and given-up emails go after their retention; pending ones never do.
+pub async fn finished_emails_are_purged_and_pending_ones_stay(store: &dyn Store) {
+    // Before every other check's virtual past (2001 on), so no other check's email is touched.
+    let t = date("1990-01-01").to_zoned(jiff::tz::TimeZone::UTC).unwrap().timestamp();
+    let at = |s: i64| OutgoingEmail::new(test_email("retention"), "Subject", "Body", t + secs(s));
+    let (sent, failed, pending, young) = (at(0), at(1), at(2), at(7200));
+    store.enqueue_emails(&[sent.clone(), failed.clone(), pending.clone(), young.clone()]).await.unwrap();
+    store.mark_email_sent(sent.id, t + secs(5)).await.unwrap();
+    store.mark_email_failed(failed.id, "550 no such user", None).await.unwrap();
+    store.mark_email_sent(young.id, t + secs(7205)).await.unwrap();
+    assert_eq!(store.purge_finished_emails(t + secs(3600)).await.unwrap(), 2);
+    assert_eq!(email_by_id(store, sent.id).await, None);
+    assert_eq!(email_by_id(store, failed.id).await, None);
+    assert!(email_by_id(store, pending.id).await.is_some(), "a pending email is never purged");
+    assert!(email_by_id(store, young.id).await.is_some(), "a recent one stays");
 }
 
 pub async fn outbox_sent_and_failed(store: &dyn Store) {
@@ -1408,7 +1556,6 @@ pub async fn security_events_newest_first(store: &dyn Store) {
 }
 
 pub async fn audit_search_by_organisation_and_criteria(store: &dyn Store) {
-    use repeatrx_domain::audit::AuditRecord;
     let w = world(store).await;
     let org = format!("pharmacy:{}", w.ph.pharmacy.id);
     let (alice, bob) = (UserId::new(), UserId::new());

@@ -5,9 +5,16 @@
 //! is ever half-written.
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod conformance;
+pub mod ledger;
 pub mod records;
-pub mod sqlite;
+pub mod sealing;
+pub mod sql;
+pub mod testdb;
+
+/// The encryption crate, for callers that open a store (they supply its keys).
+pub use repeatrx_crypto as crypto;
 
 use async_trait::async_trait;
 use jiff::civil::Date;
@@ -15,6 +22,7 @@ use jiff::Timestamp;
 use repeatrx_domain::access::Role;
 use repeatrx_domain::audit::{AuditEntry, AuditRecord};
 use repeatrx_domain::custody::Grant;
+use repeatrx_domain::erasure::ErasureBy;
 use repeatrx_domain::ids::*;
 use repeatrx_domain::order::{Order, OrderStage, Transition};
 use repeatrx_domain::patient::Patient;
@@ -89,6 +97,20 @@ pub trait Store: Send + Sync + 'static {
     async fn count_users_with_email_domain(&self, domain: &str) -> StoreResult<u64>;
     /// Every account with this role, oldest first.
     async fn users_with_role(&self, role: Role) -> StoreResult<Vec<UserAccount>>;
+
+    // --- pharmacies leaving (P12) ---
+    /// Marks the pharmacy as leaving: records the departure, suspends every staff account of the
+    /// pharmacy (ending their sessions) and queues `emails`, in one transaction. False (nothing
+    /// changed) if it is leaving or has left already.
+    async fn mark_pharmacy_leaving(&self, departure: &PharmacyDeparture, emails: &[OutgoingEmail])
+        -> StoreResult<bool>;
+    /// The departure of one pharmacy, if it is leaving or has left.
+    async fn pharmacy_departure(&self, pharmacy: PharmacyId) -> StoreResult<Option<PharmacyDeparture>>;
+    /// Every departure, oldest first.
+    async fn pharmacy_departures(&self) -> StoreResult<Vec<PharmacyDeparture>>;
+    /// Deletes the staff accounts of a departed pharmacy (its patients must be erased first) and
+    /// records the departure as done at `at`; returns how many accounts were deleted.
+    async fn finish_pharmacy_departure(&self, pharmacy: PharmacyId, at: Timestamp) -> StoreResult<u64>;
 
     // --- break-glass grants ---
     /// Stores a grant with the emails that announce it, atomically.
@@ -170,6 +192,20 @@ pub trait Store: Send + Sync + 'static {
     /// Creates the patient and, when given, their sign-in account, atomically.
     async fn insert_patient(&self, patient: &Patient, account: Option<&UserAccount>) -> StoreResult<()>;
     async fn update_patient(&self, patient: &Patient) -> StoreResult<()>;
+    /// Deletes the patient for good, in one transaction: their record, repeat lines, orders with
+    /// their items and history, break-glass grants over them, their account with its sessions,
+    /// links and sign-in events, queued emails to any of `addresses`, and their data key; and
+    /// records the erasure (id, time, who asked). Returns false if there was nothing left to
+    /// delete (already erased, or never there); the record is kept either way.
+    async fn erase_patient(
+        &self,
+        patient: PatientId,
+        by: ErasureBy,
+        at: Timestamp,
+        addresses: &[Email],
+    ) -> StoreResult<bool>;
+    /// When the patient was erased, if they were.
+    async fn erased_at(&self, patient: PatientId) -> StoreResult<Option<Timestamp>>;
     async fn patient(&self, id: PatientId) -> StoreResult<Option<Patient>>;
     /// A pharmacy's patients, matching every given criterion, sorted by family then given name.
     async fn search_patients(
@@ -246,8 +282,22 @@ pub trait Store: Send + Sync + 'static {
     async fn mark_email_sent(&self, id: EmailId, at: Timestamp) -> StoreResult<()>;
     /// Records a failed attempt; the email is retried from `retry_at`, or given up when `None`.
     async fn mark_email_failed(&self, id: EmailId, error: &str, retry_at: Option<Timestamp>) -> StoreResult<()>;
+    /// Deletes emails sent or given up on that were queued before `before` (pending ones stay);
+    /// returns how many.
+    async fn purge_finished_emails(&self, before: Timestamp) -> StoreResult<u64>;
     /// Newest first (the demo outbox page).
     async fn recent_emails(&self, limit: u32) -> StoreResult<Vec<OutgoingEmail>>;
+
+    // --- encryption keys ---
+    /// How many data keys are wrapped by a master key other than the current one.
+    async fn data_keys_to_rewrap(&self) -> StoreResult<u64>;
+    /// Records that the key file's current master key is the one new data keys must be wrapped
+    /// with from now on: a server whose key file is older reloads it (or refuses to write) before
+    /// it wraps another key, so a rotation's sweep can finish.
+    async fn adopt_current_master_key(&self) -> StoreResult<()>;
+    /// Re-wraps up to `limit` data keys still wrapped by an older master key under the current
+    /// one, in one transaction; returns how many. Patient data is not rewritten.
+    async fn rewrap_data_keys(&self, limit: u32) -> StoreResult<u64>;
 
     // --- background jobs ---
     /// Claims the named job until `lease_until` if no other owner holds an unexpired lease.

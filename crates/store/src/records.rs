@@ -341,3 +341,14 @@ pub enum AccountScope {
     /// Organisation managers and platform accounts (what operators look after).
     ManagersAndPlatform,
 }
+
+/// A pharmacy leaving RepeatRx (P12): marked by an operator, its patients' data due for deletion
+/// by `delete_after`, done at `deleted_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PharmacyDeparture {
+    pub pharmacy_id: PharmacyId,
+    pub marked_at: Timestamp,
+    pub marked_by: UserId,
+    pub delete_after: Timestamp,
+    pub deleted_at: Option<Timestamp>,
+}

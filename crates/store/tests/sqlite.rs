@@ -2,10 +2,12 @@
 //! durability settings, reopening, and opening errors.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use repeatrx_crypto::{FixedKeys, KeyFile, KeySource, Keys};
 use repeatrx_store::conformance;
-use repeatrx_store::sqlite::SqliteStore;
+use repeatrx_store::sql::SqlStore;
 use repeatrx_store::{Store, StoreError};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 fn temp_db() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -13,10 +15,23 @@ fn temp_db() -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// The key file beside the database (created on first use), or keys in memory when the folder
+/// does not exist.
+fn keys_for(path: &Path) -> Arc<dyn KeySource> {
+    match path.parent().filter(|d| d.is_dir()) {
+        Some(dir) => Arc::new(KeyFile::open_or_create(&dir.join("repeatrx.keys")).unwrap()),
+        None => Arc::new(FixedKeys::new(Keys::generate())),
+    }
+}
+
+async fn open(path: &Path) -> Result<SqlStore, StoreError> {
+    SqlStore::open(path, keys_for(path)).await
+}
+
 #[tokio::test]
 async fn conformance_suite() {
     let (_dir, path) = temp_db();
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = open(&path).await.unwrap();
     conformance::run_all(&store).await;
     // Every check tolerates the data of earlier runs: run the whole suite again on the same file.
     conformance::run_all(&store).await;
@@ -25,7 +40,7 @@ async fn conformance_suite() {
 #[tokio::test]
 async fn checks_can_run_concurrently_on_one_database() {
     let (_dir, path) = temp_db();
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = open(&path).await.unwrap();
     let s: &dyn Store = &store;
     tokio::join!(
         conformance::order_round_trip(s),
@@ -33,19 +48,19 @@ async fn checks_can_run_concurrently_on_one_database() {
         conformance::pharmacy_orders_filters_and_pages(s),
         conformance::outbox_claim_and_lease(s),
         conformance::reminders_needing_and_recorded(s),
-        conformance::search_patients_by_name_prefix(s),
+        conformance::search_patients_by_whole_name(s),
     );
 }
 
 #[tokio::test]
 async fn data_survives_closing_and_reopening() {
     let (_dir, path) = temp_db();
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = open(&path).await.unwrap();
     store.set_meta("seeded", "yes").await.unwrap();
     store.pool().close().await;
     drop(store);
 
-    let again = SqliteStore::open(&path).await.unwrap();
+    let again = open(&path).await.unwrap();
     assert_eq!(again.get_meta("seeded").await.unwrap().as_deref(), Some("yes"));
     conformance::health(&again).await;
 }
@@ -53,7 +68,7 @@ async fn data_survives_closing_and_reopening() {
 #[tokio::test]
 async fn durability_settings_are_applied() {
     let (_dir, path) = temp_db();
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = open(&path).await.unwrap();
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(store.pool()).await.unwrap();
     assert_eq!(mode.to_lowercase(), "wal");
     let sync: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(store.pool()).await.unwrap();
@@ -67,8 +82,8 @@ async fn durability_settings_are_applied() {
 #[tokio::test]
 async fn opening_twice_runs_migrations_once() {
     let (_dir, path) = temp_db();
-    let first = SqliteStore::open(&path).await.unwrap();
-    let second = SqliteStore::open(&path).await.unwrap();
+    let first = open(&path).await.unwrap();
+    let second = open(&path).await.unwrap();
     conformance::meta_round_trip(&second).await;
     conformance::health(&first).await;
     let applied: i64 =
@@ -80,7 +95,7 @@ async fn opening_twice_runs_migrations_once() {
 #[tokio::test]
 async fn foreign_keys_are_enforced() {
     let (_dir, path) = temp_db();
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = open(&path).await.unwrap();
     let result = sqlx::query("INSERT INTO sessions (token_hash, user_id, kind, csrf_token, created_at, last_seen_at, expires_at, user_agent) VALUES ('t', 'no-such-user', 'browser', 'c', 0, 0, 0, '')")
         .execute(store.pool())
         .await;
@@ -91,7 +106,7 @@ async fn foreign_keys_are_enforced() {
 async fn a_missing_directory_is_a_clear_error() {
     let (dir, _) = temp_db();
     let path = dir.path().join("no").join("such").join("dir").join("db.sqlite3");
-    match SqliteStore::open(&path).await {
+    match open(&path).await {
         Err(StoreError::Unavailable(message)) => {
             assert!(message.contains("does not exist"), "{message}");
             assert!(message.contains("dir"), "{message}");
@@ -104,7 +119,7 @@ async fn a_missing_directory_is_a_clear_error() {
 async fn a_file_that_is_not_a_database_is_an_error_not_a_panic() {
     let (_dir, path) = temp_db();
     std::fs::write(&path, b"this is not an SQLite database, just some text that is long enough ......").unwrap();
-    match SqliteStore::open(&path).await {
+    match open(&path).await {
         Err(StoreError::Corrupt(message)) => assert!(message.contains("damaged"), "{message}"),
         other => panic!("expected Corrupt, got {:?}", other.map(|_| ())),
     }
@@ -113,7 +128,7 @@ async fn a_file_that_is_not_a_database_is_an_error_not_a_panic() {
 #[tokio::test]
 async fn corrupt_rows_are_reported_not_panicked_on() {
     let (_dir, path) = temp_db();
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = open(&path).await.unwrap();
     sqlx::query("INSERT INTO pharmacies (id, name, ods_code, address, email, created_at) VALUES ('not-a-uuid', 'X', 'FA1', 'A', NULL, 0)")
         .execute(store.pool())
         .await
@@ -124,10 +139,87 @@ async fn corrupt_rows_are_reported_not_panicked_on() {
 #[tokio::test]
 async fn the_audit_trail_refuses_changes_through_sql() {
     let (_dir, path) = temp_db();
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = open(&path).await.unwrap();
     conformance::audit_entries_form_one_chain(&store).await;
     for sql in ["UPDATE audit_log SET detail = 'edited' WHERE seq = 1", "DELETE FROM audit_log WHERE seq = 1"] {
         let err = sqlx::query(sql).execute(store.pool()).await.unwrap_err();
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+}
+
+/// P2: what the file holds is ciphertext bound to its place. A value changed, or copied from
+/// another row or column, is reported as corrupt and never shown as someone's data.
+#[tokio::test]
+async fn sealed_values_changed_or_moved_are_reported_not_opened() {
+    let (_dir, path) = temp_db();
+    let store = open(&path).await.unwrap();
+    let a = conformance::world(&store).await.pa;
+    let b = conformance::world(&store).await.pa;
+    assert_eq!(store.patient(b.patient.id).await.unwrap().unwrap(), b.patient, "intact rows open");
+
+    let raw = |column: &str, id: String| {
+        let sql = format!("SELECT {column} FROM patients WHERE id = $1");
+        let pool = store.pool().clone();
+        async move { sqlx::query_scalar::<_, String>(&sql).bind(id).fetch_one(&pool).await.unwrap() }
+    };
+    let family_a = raw("family_name", a.patient.id.to_string()).await;
+    let family_b = raw("family_name", b.patient.id.to_string()).await;
+    assert!(!family_a.contains(b.patient.family_name.as_str()) && !family_a.contains("Jones"), "{family_a}");
+    let set = |column: &str, value: String, id: String| {
+        let sql = format!("UPDATE patients SET {column} = $1 WHERE id = $2");
+        let pool = store.pool().clone();
+        async move { sqlx::query(&sql).bind(value).bind(id).execute(&pool).await.unwrap() }
+    };
+    let refused = |what: &str, r: Result<Option<repeatrx_domain::patient::Patient>, StoreError>| match r {
+        Err(StoreError::Corrupt(m)) => assert!(m.contains("does not open"), "{what}: {m}"),
+        other => panic!("{what}: expected Corrupt, got {other:?}"),
+    };
+
+    // Another patient's family name copied over B's.
+    set("family_name", family_a.clone(), b.patient.id.to_string()).await;
+    refused("moved between rows", store.patient(b.patient.id).await);
+    // B's own family name put in the given-name column.
+    set("family_name", family_b.clone(), b.patient.id.to_string()).await;
+    let given_b = raw("given_name", b.patient.id.to_string()).await;
+    set("given_name", family_b.clone(), b.patient.id.to_string()).await;
+    refused("moved between columns", store.patient(b.patient.id).await);
+    set("given_name", given_b, b.patient.id.to_string()).await;
+    assert_eq!(store.patient(b.patient.id).await.unwrap().unwrap(), b.patient, "put back, it opens again");
+    // One character of the ciphertext changed.
+    let mut chars: Vec<char> = family_b.chars().collect();
+    let i = chars.len() / 2;
+    chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
+    set("family_name", chars.into_iter().collect(), b.patient.id.to_string()).await;
+    refused("changed", store.patient(b.patient.id).await);
+    // Someone else's data key put in place of B's.
+    set("family_name", family_b, b.patient.id.to_string()).await;
+    sqlx::query(
+        "UPDATE data_keys SET key_wrapped = (SELECT key_wrapped FROM data_keys WHERE key_owner = $1) WHERE key_owner = $2",
+    )
+    .bind(a.patient.id.to_string())
+    .bind(b.patient.id.to_string())
+    .execute(store.pool())
+    .await
+    .unwrap();
+    match store.patient(b.patient.id).await {
+        Err(StoreError::Corrupt(m)) => assert!(m.contains("data key"), "{m}"),
+        other => panic!("a swapped data key: expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(store.patient(a.patient.id).await.unwrap().unwrap(), a.patient, "A is untouched");
+}
+
+/// The key file is the only way in: the same database with other keys opens nothing, and says so
+/// at start rather than on the first read.
+#[tokio::test]
+async fn a_database_refuses_a_key_file_it_was_not_made_with() {
+    let (dir, path) = temp_db();
+    let store = open(&path).await.unwrap();
+    conformance::world(&store).await;
+    store.pool().close().await;
+    drop(store);
+    let other = Arc::new(KeyFile::create(&dir.path().join("other.keys")).unwrap());
+    match SqlStore::open(&path, other).await {
+        Err(StoreError::Unavailable(m)) => assert!(m.contains("does not hold master key"), "{m}"),
+        other => panic!("expected Unavailable, got {:?}", other.map(|_| ())),
     }
 }

@@ -97,6 +97,8 @@ pub const ROUTES: &[RouteRule] = &[
     r("GET", "/patient/access", Side(PatientSide, &[ViewPatient])),
     r("GET", "/patient/export", Side(PatientSide, &[ViewPatient])),
     r("GET", "/patient/export.json", Side(PatientSide, &[ViewPatient])),
+    r("GET", "/patient/erase", Side(PatientSide, &[ErasePatient])),
+    r("POST", "/patient/erase", Side(PatientSide, &[ErasePatient])),
     // The pharmacy dashboard.
     r("GET", "/pharmacy", Side(PharmacySide, &[ViewPharmacyQueue])),
     r("GET", "/pharmacy/orders/{id}", Side(PharmacySide, &[ViewPatient])),
@@ -112,6 +114,7 @@ pub const ROUTES: &[RouteRule] = &[
     r("POST", "/pharmacy/patients/{id}/repeat-items", Side(PharmacySide, &[EditRepeatList])),
     r("POST", "/pharmacy/patients/{id}/orders", Side(PharmacySide, &[PlaceOrder])),
     r("POST", "/pharmacy/patients/{id}/unlock", Side(PharmacySide, &[LiftIdentityLock])),
+    r("POST", "/pharmacy/patients/{id}/erase", Side(PharmacySide, &[ErasePatient])),
     r("POST", "/pharmacy/repeat-items/{id}/stop", Side(PharmacySide, &[EditRepeatList])),
     r("GET", "/pharmacy/staff", Side(PharmacySide, &[ManageStaffAccounts])),
     r("POST", "/pharmacy/staff", Side(PharmacySide, &[ManageStaffAccounts])),
@@ -137,6 +140,7 @@ pub const ROUTES: &[RouteRule] = &[
     r("GET", "/admin", Side(PlatformSide, &[ManageOrganisations])),
     r("POST", "/admin/pharmacies", Side(PlatformSide, &[ManageOrganisations])),
     r("POST", "/admin/practices", Side(PlatformSide, &[ManageOrganisations])),
+    r("POST", "/admin/departures", Side(PlatformSide, &[ManageOrganisations])),
     r("GET", "/admin/accounts", Side(PlatformSide, &[ManageStaffAccounts])),
     r("POST", "/admin/accounts", Side(PlatformSide, &[ManageStaffAccounts])),
     r("POST", "/admin/accounts/{id}/unlock", Side(PlatformSide, &[ManageStaffAccounts])),
@@ -174,6 +178,7 @@ pub const ROUTES: &[RouteRule] = &[
     r("POST", "/api/v1/patients/{id}/orders", Can(&[PlaceOrder])),
     r("GET", "/api/v1/patients/{id}/access-log", Side(PatientSide, &[ViewPatient])),
     r("GET", "/api/v1/patients/{id}/export", Can(&[ViewPatient])),
+    r("POST", "/api/v1/patients/{id}/erasure", Can(&[ErasePatient])),
     r("GET", "/api/v1/orders/{id}", Can(&[ViewPatient])),
     r("POST", "/api/v1/orders/{id}/cancel", Can(&[CancelOrder])),
     r("POST", "/api/v1/orders/{id}/accept", Can(&[ProcessOrder])),
@@ -198,6 +203,8 @@ pub const ROUTES: &[RouteRule] = &[
     r("GET", "/api/v1/admin/organisations", Can(&[ManageOrganisations])),
     r("POST", "/api/v1/admin/pharmacies", Can(&[ManageOrganisations])),
     r("POST", "/api/v1/admin/practices", Can(&[ManageOrganisations])),
+    r("GET", "/api/v1/admin/departures", Can(&[ManageOrganisations])),
+    r("POST", "/api/v1/admin/departures", Can(&[ManageOrganisations])),
 ];
 
 /// The platform team's pages and endpoints: organisations, platform accounts, break-glass access.

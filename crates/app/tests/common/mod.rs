@@ -8,7 +8,7 @@ use repeatrx_app::{App, Settings};
 use repeatrx_domain::access::Actor;
 use repeatrx_domain::clock::Clock;
 use repeatrx_domain::text::Email;
-use repeatrx_store::sqlite::SqliteStore;
+use repeatrx_store::sql::SqlStore;
 use secrecy::SecretString;
 use std::sync::{Arc, Mutex};
 
@@ -35,7 +35,14 @@ pub struct Harness {
 
 pub async fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("test.db")).await.unwrap();
+    let keys = Arc::new(repeatrx_store::crypto::KeyFile::create(&dir.path().join("test.keys")).unwrap());
+    // REPEATRX_TEST_DATABASE=postgres runs the same tests on a fresh PostgreSQL database.
+    let store = if std::env::var("REPEATRX_TEST_DATABASE").as_deref() == Ok("postgres") {
+        let url = repeatrx_store::testdb::fresh_postgres_database().await.expect("a PostgreSQL test database");
+        SqlStore::connect_postgres(&url, keys).await.unwrap()
+    } else {
+        SqlStore::open(&dir.path().join("test.db"), keys).await.unwrap()
+    };
     let clock = Arc::new(TestClock(Mutex::new("2026-11-23T10:00:00Z".parse().unwrap())));
     let settings = Settings {
         ordering: Default::default(),
@@ -43,6 +50,7 @@ pub async fn harness() -> Harness {
         sessions: SessionPolicy::default(),
         public_url: "https://repeats.example".into(),
         demo: true,
+        erasure_ledger: Some(repeatrx_store::ledger::ErasureLedger::new(dir.path().join("test.erasures"))),
     };
     let app = App::new(Arc::new(store), clock.clone(), settings);
     repeatrx_app::demo::seed(&app).await.unwrap();

@@ -77,7 +77,16 @@ impl TestApp {
     }
 
     /// The demo server with the given options (e.g. a separate admin listener).
-    pub async fn spawn_with(options: repeatrx::startup::DemoOptions) -> TestApp {
+    /// With `REPEATRX_TEST_DATABASE=postgres` the server runs on a fresh PostgreSQL database.
+    pub async fn spawn_with(mut options: repeatrx::startup::DemoOptions) -> TestApp {
+        // Continuous backup is SQLite's own: a test of it keeps the SQLite demo.
+        if std::env::var("REPEATRX_TEST_DATABASE").as_deref() == Ok("postgres")
+            && options.database_url.is_none()
+            && options.backup_dir.is_none()
+        {
+            let url = repeatrx_store::testdb::fresh_postgres_database().await.expect("a PostgreSQL test database");
+            options.database_url = Some(url);
+        }
         let dir = tempfile::tempdir().expect("temporary folder");
         let server =
             repeatrx::startup::start_demo_with(dir.path(), "127.0.0.1:0".parse().expect("address"), None, options)
@@ -95,6 +104,11 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
+    }
+
+    /// The demo's data folder (its database, key file and erasure ledger).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
     }
 
     /// Signs in with the demo password and returns the bearer token.
@@ -372,4 +386,102 @@ pub fn reasons(body: &Value) -> Vec<String> {
         .as_array()
         .map(|r| r.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
         .unwrap_or_default()
+}
+
+/// A patient working over the API of a server the harness did not start (the real binary, run
+/// as a child process so it can be killed or starved): the calls the durability tests repeat.
+/// Transport failures come back as errors, since those tests take the server away on purpose.
+pub struct RemotePatient {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub token: String,
+    pub patient: String,
+}
+
+impl RemotePatient {
+    pub fn client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .timeout(std::time::Duration::from_secs(20))
+            .build()
+            .expect("client")
+    }
+
+    /// Signs `email` in with the demo password and finds their patient record.
+    pub async fn sign_in(address: &str, email: &str) -> RemotePatient {
+        let client = Self::client();
+        let session: Value = client
+            .post(format!("{address}{API}/sessions"))
+            .json(&json!({"email": email, "password": DEMO_PASSWORD}))
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        let token = session["token"].as_str().expect("token").to_string();
+        let me: Value = client
+            .get(format!("{address}{API}/me"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        let patient = me["patient_id"].as_str().expect("a patient account").to_string();
+        RemotePatient { address: address.to_string(), client, token, patient }
+    }
+
+    /// The id of a repeat item that can be ordered now, if any.
+    pub async fn orderable_item(&self) -> Result<Option<String>, reqwest::Error> {
+        let items: Value = self
+            .client
+            .get(format!("{}{API}/patients/{}/repeat-items", self.address, self.patient))
+            .bearer_auth(&self.token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(items
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| i["orderable"] == json!(true))
+            .and_then(|i| i["id"].as_str().map(String::from)))
+    }
+
+    /// Orders `item` for collection.
+    pub async fn place(&self, item: &str) -> Result<reqwest::Response, reqwest::Error> {
+        self.client
+            .post(format!("{}{API}/patients/{}/orders", self.address, self.patient))
+            .bearer_auth(&self.token)
+            .json(&json!({"items": [item], "fulfilment": "collection"}))
+            .send()
+            .await
+    }
+
+    pub async fn cancel(&self, order: &str) -> Result<reqwest::Response, reqwest::Error> {
+        self.client
+            .post(format!("{}{API}/orders/{order}/cancel", self.address))
+            .bearer_auth(&self.token)
+            .json(&json!({}))
+            .send()
+            .await
+    }
+
+    /// The patient's orders (every state).
+    pub async fn orders(&self) -> Vec<Value> {
+        let body: Value = self
+            .client
+            .get(format!("{}{API}/patients/{}/orders", self.address, self.patient))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        body.as_array().cloned().expect("a list of orders")
+    }
 }

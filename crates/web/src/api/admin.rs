@@ -18,12 +18,20 @@ pub fn routes() -> Router<WebState> {
         .route("/admin/organisations", get(organisations))
         .route("/admin/pharmacies", post(create_pharmacy))
         .route("/admin/practices", post(create_practice))
+        .route("/admin/departures", get(departures).post(mark_leaving))
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(organisations, create_pharmacy, create_practice),
-    components(schemas(OrganisationDto, OrganisationsDto, NewOrganisationRequest, OnboardedDto))
+    paths(organisations, create_pharmacy, create_practice, departures, mark_leaving),
+    components(schemas(
+        OrganisationDto,
+        OrganisationsDto,
+        NewOrganisationRequest,
+        OnboardedDto,
+        DepartureDto,
+        LeavingRequest
+    ))
 )]
 pub struct AdminApi;
 
@@ -128,6 +136,89 @@ where
             invitation_expires_at: timestamp(o.invitation_expires_at),
         }
     }
+}
+
+/// A pharmacy leaving RepeatRx (P12) and its countdown.
+#[derive(Serialize, ToSchema)]
+pub struct DepartureDto {
+    pub pharmacy_id: String,
+    pub pharmacy_name: String,
+    /// RFC 3339, UTC.
+    pub marked_at: String,
+    /// When every patient's data is deleted at the latest (RFC 3339, UTC).
+    pub delete_after: String,
+    /// Whole hours left before deletion (0 when due or done).
+    pub hours_left: i64,
+    /// When the deletion was done, if it was.
+    pub deleted_at: Option<String>,
+}
+
+/// Mark a pharmacy as leaving.
+#[derive(Deserialize, ToSchema)]
+pub struct LeavingRequest {
+    pub pharmacy_id: String,
+    /// Days before its patients' data is deleted: 0 to 7 (default 7).
+    #[serde(default = "seven")]
+    pub grace_days: u8,
+    /// Must be true: its staff are locked out at once.
+    #[serde(default)]
+    pub confirm: bool,
+}
+
+fn seven() -> u8 {
+    repeatrx_domain::departure::MAX_GRACE_DAYS
+}
+
+/// Pharmacies leaving or gone, oldest first, with the time left before their patients' data is deleted.
+#[utoipa::path(get, path = "/admin/departures", tag = "admin", security(("bearer" = [])),
+    responses(
+        (status = 200, body = [DepartureDto]),
+        (status = 401, body = ErrorBody, description = "Not signed in"),
+        (status = 403, body = ErrorBody, description = "Not a platform operator"),
+    ))]
+async fn departures(State(state): State<WebState>, ApiCaller(s): ApiCaller) -> ApiResult<Vec<DepartureDto>> {
+    let now = state.app.clock.now();
+    let list = state.app.departures(&s.actor).await?;
+    Ok(Json(list.iter().map(|(p, d)| departure_dto(p, d, now)).collect()))
+}
+
+fn departure_dto(p: &Pharmacy, d: &repeatrx_store::PharmacyDeparture, now: jiff::Timestamp) -> DepartureDto {
+    DepartureDto {
+        pharmacy_id: p.id.to_string(),
+        pharmacy_name: p.name.clone(),
+        marked_at: timestamp(d.marked_at),
+        delete_after: timestamp(d.delete_after),
+        hours_left: if d.deleted_at.is_some() {
+            0
+        } else {
+            repeatrx_domain::departure::hours_left(now, d.delete_after)
+        },
+        deleted_at: d.deleted_at.map(timestamp),
+    }
+}
+
+/// Marks a pharmacy as leaving (P12): its staff are locked out at once, its patients are emailed,
+/// it takes no new orders, and all its patients' data is deleted after the grace (at most 7 days).
+#[utoipa::path(post, path = "/admin/departures", tag = "admin", security(("bearer" = [])),
+    request_body = LeavingRequest,
+    responses(
+        (status = 201, body = DepartureDto),
+        (status = 401, body = ErrorBody, description = "Not signed in"),
+        (status = 403, body = ErrorBody, description = "Not a platform operator"),
+        (status = 404, body = ErrorBody, description = "No such pharmacy"),
+        (status = 409, body = ErrorBody, description = "The pharmacy is already leaving"),
+        (status = 422, body = ErrorBody, description = "Not confirmed, or a grace of more than 7 days"),
+    ))]
+async fn mark_leaving(
+    State(state): State<WebState>,
+    ApiCaller(s): ApiCaller,
+    ApiJson(body): ApiJson<LeavingRequest>,
+) -> Created<DepartureDto> {
+    let id = super::path_id(&body.pharmacy_id, "pharmacy")?;
+    let d = state.app.mark_pharmacy_leaving(&s.actor, id, body.grace_days, body.confirm).await?;
+    let pharmacy = state.app.store.pharmacy(id).await.map_err(repeatrx_app::AppError::from)?;
+    let pharmacy = pharmacy.ok_or(repeatrx_app::AppError::NotFound("pharmacy"))?;
+    created(departure_dto(&pharmacy, &d, state.app.clock.now()))
 }
 
 /// Every pharmacy and practice on the platform.

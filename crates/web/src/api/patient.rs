@@ -31,11 +31,23 @@ pub fn routes() -> Router<WebState> {
         .route("/orders/{id}/cancel", post(cancel))
         .route("/patients/{id}/access-log", get(access_log))
         .route("/patients/{id}/export", get(export))
+        .route("/patients/{id}/erasure", post(erase))
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(patient_details, repeat_items, add_repeat_item, orders_of, place_order, order, cancel, access_log, export),
+    paths(
+        patient_details,
+        repeat_items,
+        add_repeat_item,
+        orders_of,
+        place_order,
+        order,
+        cancel,
+        access_log,
+        export,
+        erase
+    ),
     components(schemas(
         PatientDto,
         AccessLineDto,
@@ -499,6 +511,56 @@ async fn export(
 ) -> ApiResult<repeatrx_app::export::PatientExport> {
     let id: PatientId = path_id(&id, "patient")?;
     Ok(Json(state.app.export_patient(&s.actor, id).await?))
+}
+
+/// A request to erase a patient for good.
+#[derive(Deserialize, ToSchema)]
+pub struct EraseBody {
+    /// Must be true: everything is deleted for good.
+    #[serde(default)]
+    pub confirm: bool,
+    /// The patient's own password (when the patient asks).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Staff: who asked and how they were identified (at least 10 characters).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// When the erasure was done (RFC 3339, UTC).
+#[derive(Serialize, ToSchema)]
+pub struct ErasedDto {
+    pub erased_at: String,
+}
+
+/// Erases the patient for good (P13): record, repeat lines, orders, online account and its
+/// sessions, and the patient's data key, so copies elsewhere stay unreadable. The patient asks
+/// with their password; their pharmacy's pharmacists and managers with a reason. Download the
+/// export first: nothing can be recovered afterwards.
+#[utoipa::path(post, path = "/patients/{id}/erasure", tag = "patients", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Patient id")),
+    request_body = EraseBody,
+    responses(
+        (status = 200, body = ErasedDto, description = "Erased; the patient's sessions have ended"),
+        (status = 422, body = ErrorBody, description = "Not confirmed, or the password or reason is missing or wrong"),
+        (status = 401, body = ErrorBody, description = "Not signed in"),
+        (status = 403, body = ErrorBody, description = "The role may not erase patients"),
+        (status = 404, body = ErrorBody, description = "No such patient in the caller's reach"),
+    ))]
+async fn erase(
+    State(state): State<WebState>,
+    ApiCaller(s): ApiCaller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<EraseBody>,
+) -> ApiResult<ErasedDto> {
+    let id: PatientId = path_id(&id, "patient")?;
+    let request = repeatrx_app::erasure::EraseRequest {
+        confirm: body.confirm,
+        password: body.password.unwrap_or_default().into(),
+        reason: body.reason.unwrap_or_default(),
+    };
+    let at = state.app.erase_patient(&s.actor, id, &request).await?;
+    Ok(Json(ErasedDto { erased_at: at.to_string() }))
 }
 
 /// Who among staff has reached the patient's record, newest first (last 100), from the audit trail.

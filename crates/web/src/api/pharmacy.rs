@@ -102,7 +102,8 @@ pub struct QueueParams {
     /// when absent.
     #[serde(default)]
     pub stage: Option<String>,
-    /// Start of the patient's given or family name.
+    /// Whole words of the patient's given or family name (any case); parts of words match nothing,
+    /// as names are stored encrypted and compared by keyed hash.
     #[serde(default)]
     pub name: Option<String>,
     /// Patient's date of birth, YYYY-MM-DD.
@@ -119,7 +120,8 @@ pub struct QueueParams {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PatientSearchParams {
-    /// Start of the given or family name.
+    /// Whole words of the given or family name (any case); parts of words match nothing, as names
+    /// are stored encrypted and compared by keyed hash.
     #[serde(default)]
     pub name: Option<String>,
     /// Date of birth, YYYY-MM-DD.

@@ -66,6 +66,7 @@ fn sign_in_notice(notice: &str) -> Option<String> {
     match notice {
         "expired" => Some("You were signed out because you were inactive for a while. Please sign in again.".into()),
         "signed-out" => Some("You are signed out.".into()),
+        "erased" => Some("Your account and everything RepeatRx held about you have been deleted for good.".into()),
         "locked" => Some("Too many wrong codes: the account is locked. Use the unlock link below.".into()),
         _ => None,
     }

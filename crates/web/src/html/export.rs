@@ -1,21 +1,67 @@
 //! "My data" (C10): everything RepeatRx holds about the signed-in patient, as a readable page
 //! (printable) and as a JSON download.
-use super::patient::require;
+use super::patient::{is_form_error, problems_of, render_form, require, FormData, Problem};
 use super::{render, Nav, PageResult};
+use crate::session::clear_session_cookie;
 use crate::session::Signed;
 use crate::WebState;
 use askama::Template;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
 use axum::Router;
+use repeatrx_app::erasure::EraseRequest;
 use repeatrx_app::export::PatientExport;
 use repeatrx_domain::access::OrgKind;
 use repeatrx_domain::timefmt::{display_date, display_timestamp};
 
 pub fn routes() -> Router<WebState> {
-    Router::new().route("/patient/export", get(page)).route("/patient/export.json", get(download))
+    Router::new()
+        .route("/patient/export", get(page))
+        .route("/patient/export.json", get(download))
+        .route("/patient/erase", get(erase_page).post(erase))
+}
+
+/// "Delete my account and data" (P13): what goes, a last chance to take the export, then the
+/// password and a ticked box.
+#[derive(Template)]
+#[template(path = "patient_erase.html")]
+struct ErasePage {
+    nav: Option<Nav>,
+    flash: Option<String>,
+    csrf: String,
+    problems: Vec<Problem>,
+}
+
+const ERASE_FIELDS: &[(&str, &str)] = &[("password", "Your password"), ("confirm", "Confirm")];
+
+async fn erase_page(Signed(s): Signed) -> PageResult {
+    require(&s, OrgKind::Patient)?;
+    render(&ErasePage { nav: Nav::of(&s), flash: None, csrf: s.session.csrf_token.clone(), problems: Vec::new() })
+}
+
+async fn erase(State(state): State<WebState>, Signed(s): Signed, body: Bytes) -> PageResult {
+    require(&s, OrgKind::Patient)?;
+    let me = state.app.resolve_patient(&s.actor, None)?;
+    let form = FormData::parse(&body);
+    let request = EraseRequest {
+        confirm: form.get("confirm") == "yes",
+        password: form.get("password").to_string().into(),
+        reason: String::new(),
+    };
+    match state.app.erase_patient(&s.actor, me, &request).await {
+        Ok(_) => {
+            Ok(([(header::SET_COOKIE, clear_session_cookie())], Redirect::to("/sign-in?notice=erased")).into_response())
+        }
+        Err(e) if is_form_error(&e) => {
+            let problems = problems_of(&e, ERASE_FIELDS, "erase-");
+            let page = ErasePage { nav: Nav::of(&s), flash: None, csrf: s.session.csrf_token.clone(), problems };
+            render_form(&page, true)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[derive(Template)]

@@ -40,6 +40,7 @@ pub fn routes() -> Router<WebState> {
         .route("/pharmacy/patients/{id}/repeat-items", post(add_item))
         .route("/pharmacy/patients/{id}/orders", post(order_for_patient))
         .route("/pharmacy/patients/{id}/unlock", post(unlock_patient_account))
+        .route("/pharmacy/patients/{id}/erase", post(erase_patient))
         .route("/pharmacy/repeat-items/{id}/stop", post(stop_item))
 }
 
@@ -337,7 +338,9 @@ async fn patients(State(state): State<WebState>, Signed(s): Signed, RawQuery(q):
     let failed = !problems.is_empty();
     let page = PatientsPage {
         nav: Nav::of(&s),
-        flash: None,
+        // A fixed sentence, never the query's text.
+        flash: (f.get("notice") == "erased")
+            .then(|| "The patient's record, orders and online account were deleted for good.".to_string()),
         searched: !search.is_empty(),
         name: search.name,
         dob: search.dob,
@@ -496,6 +499,9 @@ struct PatientPage {
     can_lift_lock: bool,
     lock_problems: Vec<Problem>,
     lock_reason: String,
+    can_erase: bool,
+    erase_problems: Vec<Problem>,
+    erase_reason: String,
 }
 
 /// What a re-shown patient page carries besides the record.
@@ -508,6 +514,8 @@ struct PatientExtras {
     terms_problems: Vec<Problem>,
     lock_problems: Vec<Problem>,
     lock_reason: String,
+    erase_problems: Vec<Problem>,
+    erase_reason: String,
 }
 
 async fn patient(
@@ -539,8 +547,10 @@ async fn patient_page(
         None => "Unknown practice".into(),
     };
     let lock = state.app.patient_account_lock(&s.actor, id).await?;
-    let failed =
-        !extras.order_problems.is_empty() || !extras.terms_problems.is_empty() || !extras.lock_problems.is_empty();
+    let failed = !extras.order_problems.is_empty()
+        || !extras.terms_problems.is_empty()
+        || !extras.lock_problems.is_empty()
+        || !extras.erase_problems.is_empty();
     let (active, stopped) = split_lines(&lines, &extras.order.items);
     let page = PatientPage {
         nav: Nav::of(s),
@@ -567,6 +577,9 @@ async fn patient_page(
         can_lift_lock: role_permits(s.actor.role, Action::LiftIdentityLock),
         lock_problems: extras.lock_problems,
         lock_reason: extras.lock_reason,
+        can_erase: role_permits(s.actor.role, Action::ErasePatient),
+        erase_problems: extras.erase_problems,
+        erase_reason: extras.erase_reason,
     };
     render_form(&page, failed)
 }
@@ -666,6 +679,37 @@ async fn unlock_patient_account(
 }
 
 const LOCK_FIELDS: &[(&str, &str)] = &[("reason", "Reason")];
+
+/// A request to be forgotten made at the counter (P13).
+async fn erase_patient(
+    State(state): State<WebState>,
+    Signed(s): Signed,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> PageResult {
+    require(&s, OrgKind::Pharmacy)?;
+    let id: PatientId = parse_id(&id, "patient")?;
+    let form = FormData::parse(&body);
+    let request = repeatrx_app::erasure::EraseRequest {
+        confirm: form.get("confirm") == "yes",
+        password: Default::default(),
+        reason: form.kept("reason", 500),
+    };
+    match state.app.erase_patient(&s.actor, id, &request).await {
+        Ok(_) => Ok(see_other("/pharmacy/patients?notice=erased")),
+        Err(e) if is_form_error(&e) => {
+            let extras = PatientExtras {
+                erase_problems: problems_of(&e, ERASE_FIELDS, "erase-"),
+                erase_reason: request.reason,
+                ..Default::default()
+            };
+            patient_page(&state, &s, id, "", extras).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+const ERASE_FIELDS: &[(&str, &str)] = &[("reason", "Who asked"), ("confirm", "Confirm")];
 
 #[cfg(test)]
 mod lock_tests {

@@ -1,22 +1,28 @@
-//! The embedded SQLite adapter: one database file, written in WAL mode with `synchronous=FULL`
-//! so that an acknowledged write survives a crash or power cut.
+//! The SQL adapter: one implementation of [`Store`] for SQLite (one database file, written in
+//! WAL mode with `synchronous=FULL` so that an acknowledged write survives a crash or power cut)
+//! and PostgreSQL, through sqlx's `Any` driver. Both engines run the same statements; what differs
+//! is kept to three places: the migrations (`migrations/sqlite`, `migrations/postgres`), how the
+//! write lock is taken (`write_tx`) and how errors are classified (`map_err`).
 //!
-//! The schema (see `migrations/sqlite`) keeps to types PostgreSQL shares: ids are hyphenated UUID
-//! text, timestamps unix microseconds, civil dates ISO text, enums their `as_str` text, booleans
-//! 0/1. Values therefore round-trip at microsecond precision.
+//! The schema keeps to types both engines share: ids are hyphenated UUID text, timestamps unix
+//! microseconds (BIGINT), civil dates ISO text, enums their `as_str` text, booleans 0/1 BIGINT.
+//! Values therefore round-trip at microsecond precision.
 //!
-//! Every write that touches several tables runs in one `BEGIN IMMEDIATE` transaction: the write
-//! lock is taken up front, so concurrent writers wait (up to the busy timeout) instead of failing
-//! half-way with `SQLITE_BUSY`.
+//! Every write that touches several tables runs in one transaction that takes the store's write
+//! lock up front (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: an advisory lock), so concurrent writers,
+//! from one server or several, wait instead of failing half-way or interleaving.
 use crate::records::*;
+use crate::sealing::{fold, name_words, open, open_opt, seal, seal_opt, Blind, Sealer, ACCOUNTS_KEY, OUTBOX_KEY};
 use crate::{Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use jiff::civil::Date;
 use jiff::Timestamp;
+use repeatrx_crypto::{DataKey, KeySource, WrappedKey};
 use repeatrx_domain::access::Role;
 use repeatrx_domain::audit::{AuditEntry, AuditRecord};
 use repeatrx_domain::catalogue::ControlledSchedule;
 use repeatrx_domain::custody::{Grant, GrantScope};
+use repeatrx_domain::erasure::ErasureBy;
 use repeatrx_domain::ids::*;
 use repeatrx_domain::order::{Decision, ItemState, Order, OrderItem, OrderStage, Transition};
 use repeatrx_domain::patient::{DateOfBirth, Fulfilment, NhsNumber, Patient};
@@ -24,11 +30,13 @@ use repeatrx_domain::repeat::{CycleDays, RepeatItem, RepeatTerms};
 use repeatrx_domain::security::{LockState, SecurityEventKind, SessionStage};
 use repeatrx_domain::text::{Email, PersonName};
 use repeatrx_domain::DomainError;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::AnyConnection;
+use sqlx::{Any, AnyPool, Row};
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a statement waits for another connection's write lock before giving up.
@@ -39,17 +47,42 @@ const MAX_CONNECTIONS: u32 = 8;
 /// Ids bound per `IN (...)` list when loading order items in bulk.
 const ID_CHUNK: usize = 500;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// The SQLite implementation of [`Store`]. Cheap to clone (it shares one pool).
-#[derive(Clone, Debug)]
-pub struct SqliteStore {
-    pool: SqlitePool,
+/// Which database engine a store runs on: the SQL is shared, apart from the migrations, how the
+/// write lock is taken and how errors are told apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
 }
 
-impl SqliteStore {
-    /// Opens (creating if missing) the database file at `path` and brings its schema up to date.
-    pub async fn open(path: &Path) -> StoreResult<Self> {
+/// The [`Store`] over SQL, on SQLite (one file, embedded) or PostgreSQL, through sqlx's `Any`
+/// driver so that both engines run the very same statements and pass the same conformance suite.
+/// Cheap to clone (it shares one pool).
+#[derive(Clone, Debug)]
+pub struct SqlStore {
+    pool: AnyPool,
+    engine: Engine,
+    crypt: Arc<Crypt>,
+}
+
+/// The sealer and the two service data keys, unwrapped once at open.
+#[derive(Debug)]
+struct Crypt {
+    sealer: Sealer,
+    accounts: DataKey,
+    outbox: DataKey,
+}
+
+/// A number PostgreSQL's advisory lock knows the store's write lock by ("RxWr").
+const PG_WRITE_LOCK: i64 = 0x5278_5772;
+
+impl SqlStore {
+    /// Opens (creating if missing) the SQLite database file at `path`, in WAL mode with
+    /// `synchronous=FULL` so that an acknowledged write survives a crash or power cut.
+    pub async fn open(path: &Path, keys: Arc<dyn KeySource>) -> StoreResult<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.is_dir() {
                 return Err(StoreError::Unavailable(format!(
@@ -59,40 +92,326 @@ impl SqliteStore {
                 )));
             }
         }
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await
-            .map_err(|e| match map_err(e) {
-                StoreError::Unavailable(m) => {
-                    StoreError::Unavailable(format!("cannot open the database {}: {m}", path.display()))
-                }
-                other => other,
-            })?;
-        MIGRATOR.run(&pool).await.map_err(map_migrate_err)?;
-        Ok(Self { pool })
+        // `Url::from_file_path` would need an absolute path; spaces and the like are escaped here.
+        let file: String = path
+            .to_string_lossy()
+            .chars()
+            .map(|c| match c {
+                '%' | '?' | '#' | ' ' => format!("%{:02X}", c as u32),
+                c => c.to_string(),
+            })
+            .collect();
+        let url = format!("sqlite://{file}?mode=rwc");
+        Self::connect(&url, Engine::Sqlite, keys).await.map_err(|e| match e {
+            StoreError::Unavailable(m) => {
+                StoreError::Unavailable(format!("cannot open the database {}: {m}", path.display()))
+            }
+            other => other,
+        })
     }
 
-    pub fn pool(&self) -> &SqlitePool {
+    /// Creates the PostgreSQL database the URL names, unless it exists (the demo on PostgreSQL).
+    pub async fn create_postgres_database(url: &str) -> StoreResult<()> {
+        use sqlx::migrate::MigrateDatabase;
+        if !sqlx::Postgres::database_exists(url).await.map_err(map_err)? {
+            sqlx::Postgres::create_database(url).await.map_err(map_err)?;
+        }
+        Ok(())
+    }
+
+    /// Connects to a PostgreSQL database (`postgres://...`) and brings its schema up to date.
+    pub async fn connect_postgres(url: &str, keys: Arc<dyn KeySource>) -> StoreResult<Self> {
+        Self::connect(url, Engine::Postgres, keys).await
+    }
+
+    async fn connect(url: &str, engine: Engine, keys: Arc<dyn KeySource>) -> StoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        // One connection first, so an unreachable server or a file that is not a database is
+        // reported at once, with its reason, instead of as a pool that never fills.
+        let mut probe = <AnyConnection as sqlx::Connection>::connect(url).await.map_err(map_err)?;
+        if engine == Engine::Sqlite {
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&mut probe).await.map_err(map_err)?;
+        }
+        let _ = sqlx::Connection::close(probe).await;
+        let pool = AnyPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if engine == Engine::Sqlite {
+                        // Foreign keys and the busy timeout are the driver's defaults; these are not.
+                        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+                        sqlx::query(&format!("PRAGMA busy_timeout = {}", BUSY_TIMEOUT.as_millis()))
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await
+            .map_err(map_err)?;
+        let migrator = match engine {
+            Engine::Sqlite => &SQLITE_MIGRATOR,
+            Engine::Postgres => &POSTGRES_MIGRATOR,
+        };
+        migrator.run(&pool).await.map_err(map_migrate_err)?;
+        if engine == Engine::Sqlite {
+            crate::backup::journal::install_triggers(&pool).await?;
+        }
+        let sealer = Sealer::new(keys);
+        refuse_unsealed_rows(&pool).await?;
+        check_master_key(&pool, &sealer).await?;
+        let accounts = service_key(&pool, &sealer, ACCOUNTS_KEY).await?;
+        let outbox = service_key(&pool, &sealer, OUTBOX_KEY).await?;
+        Ok(Self { pool, engine, crypt: Arc::new(Crypt { sealer, accounts, outbox }) })
+    }
+
+    pub(crate) fn sealer(&self) -> &Sealer {
+        &self.crypt.sealer
+    }
+
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
-    async fn conn(&self) -> StoreResult<sqlx::pool::PoolConnection<sqlx::Sqlite>> {
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    async fn conn(&self) -> StoreResult<sqlx::pool::PoolConnection<Any>> {
         self.pool.acquire().await.map_err(map_err)
     }
 
-    /// A write transaction that holds the write lock from its start.
-    async fn write_tx(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)
+    /// A write transaction that holds the store's write lock from its start: SQLite's own
+    /// (`BEGIN IMMEDIATE`), or on PostgreSQL an advisory lock held to the end of the transaction,
+    /// so that writers from several servers queue instead of interleaving.
+    async fn write_tx(&self) -> StoreResult<sqlx::Transaction<'static, Any>> {
+        match self.engine {
+            Engine::Sqlite => {
+                let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+                sqlx::query(crate::backup::journal::BEGIN_TXN).execute(&mut *tx).await.map_err(map_err)?;
+                Ok(tx)
+            }
+            Engine::Postgres => {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(PG_WRITE_LOCK)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                Ok(tx)
+            }
+        }
     }
+
+    /// Commits a [`write_tx`](Self::write_tx); on SQLite first marks the commit, with its time,
+    /// in the backup journal (when journaling is on).
+    async fn commit(&self, mut tx: sqlx::Transaction<'static, Any>) -> StoreResult<()> {
+        if self.engine == Engine::Sqlite {
+            sqlx::query(crate::backup::journal::MARK_COMMIT)
+                .bind(us(Timestamp::now()))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data keys
+// ---------------------------------------------------------------------------------------------
+
+type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>;
+
+/// Binds a patient's sealed columns and blind indexes, in the order of `insert_patient` and
+/// `update_patient`: given, family, date of birth, NHS number, email, phone, address, then the
+/// date-of-birth, NHS-number and email indexes (names are indexed word by word apart, in
+/// `patient_name_words`).
+trait BindPatient<'q> {
+    fn bind_patient(self, sealer: &Sealer, key: &DataKey, p: &Patient) -> Self;
+}
+
+impl<'q> BindPatient<'q> for AnyQuery<'q> {
+    fn bind_patient(self, sealer: &Sealer, key: &DataKey, p: &Patient) -> Self {
+        let id = p.id.to_string();
+        let sealed = |column: &str, plain: &str| seal(key, "patients", column, &id, plain);
+        let dob = p.date_of_birth.date().to_string();
+        self.bind(sealed("given_name", p.given_name.as_str()))
+            .bind(sealed("family_name", p.family_name.as_str()))
+            .bind(sealed("date_of_birth", &dob))
+            .bind(sealed("nhs_number", p.nhs_number.as_str()))
+            .bind(p.email.as_ref().map(|e| sealed("email", e.as_str())))
+            .bind(p.phone.as_deref().map(|v| sealed("phone", v)))
+            .bind(p.address.as_deref().map(|v| sealed("address", v)))
+            .bind(sealer.index(Blind::DateOfBirth, &dob))
+            .bind(sealer.index(Blind::NhsNumber, p.nhs_number.as_str()))
+            .bind(p.email.as_ref().map(|e| sealer.index(Blind::Email, e.as_str())))
+    }
+}
+
+/// The joined `data_keys` columns that let a row mapper open the row's sealed columns.
+const KEY_COLS: &str = "k.key_owner, k.key_master, k.key_wrapped";
+
+/// A database written before encryption at rest holds patient rows without blind indexes; this
+/// build does not read plaintext columns, so it says so instead of failing on every read.
+async fn refuse_unsealed_rows(pool: &AnyPool) -> StoreResult<()> {
+    let unsealed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM patients WHERE nhs_index = ''")
+        .fetch_one(pool)
+        .await
+        .map_err(map_err)?;
+    if unsealed > 0 {
+        return Err(StoreError::Unavailable(format!(
+            "this database holds {unsealed} patient records written before encryption at rest, which this \
+             version cannot read; start from a new database (a demo folder can simply be deleted)"
+        )));
+    }
+    Ok(())
+}
+
+const MASTER_KEY_META: &str = "master_key";
+
+/// A database records the id of the master key it was last told is current. A key file that has
+/// never held it is the wrong key file (or one from before a rotation that has not reached this
+/// server): said at start rather than on the first read.
+async fn check_master_key(pool: &AnyPool, sealer: &Sealer) -> StoreResult<()> {
+    let mut conn = pool.acquire().await.map_err(map_err)?;
+    let recorded: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
+        .bind(MASTER_KEY_META)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    match recorded {
+        None => {
+            sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+                .bind(MASTER_KEY_META)
+                .bind(sealer.current_master_id())
+                .execute(&mut *conn)
+                .await
+                .map_err(map_err)?;
+            Ok(())
+        }
+        Some(id) => knows_master_after_reload(sealer, &id),
+    }
+}
+
+/// Whether the key file holds the master key the database records, reading the file again once
+/// if not (another process rotated it).
+fn knows_master_after_reload(sealer: &Sealer, recorded: &str) -> StoreResult<()> {
+    if sealer.knows_master(recorded) {
+        return Ok(());
+    }
+    sealer.reload()?;
+    if !sealer.knows_master(recorded) {
+        return Err(StoreError::Unavailable(format!(
+            "the key file does not hold master key {recorded}, which this database's data keys are wrapped with; \
+             use the key file this database was made with (after a rotation, the rotated one)"
+        )));
+    }
+    Ok(())
+}
+
+/// Before wrapping a new data key: the master key recorded as current, under the write lock.
+async fn ensure_current_master_on(conn: &mut AnyConnection, sealer: &Sealer) -> StoreResult<()> {
+    let recorded: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
+        .bind(MASTER_KEY_META)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    match recorded {
+        Some(id) if id != sealer.current_master_id() => {
+            sealer.reload()?;
+            if sealer.current_master_id() != id {
+                return Err(StoreError::Unavailable(format!(
+                    "master key {id} is now current, but this server's key file has not been updated to it; \
+                     copy the rotated key file here"
+                )));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Loads (making it on first use) a data key the service itself owns.
+async fn service_key(pool: &AnyPool, sealer: &Sealer, owner: &str) -> StoreResult<DataKey> {
+    let (_, wrapped) = sealer.new_data_key(owner);
+    // Two servers opening a new database at once both try; the first insert wins, both read it.
+    sqlx::query(
+        "INSERT INTO data_keys (key_owner, key_master, key_wrapped, key_created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (key_owner) DO NOTHING",
+    )
+    .bind(owner)
+    .bind(&wrapped.master_id)
+    .bind(&wrapped.sealed)
+    .bind(us(Timestamp::now()))
+    .execute(pool)
+    .await
+    .map_err(map_err)?;
+    let mut conn = pool.acquire().await.map_err(map_err)?;
+    data_key_on(&mut conn, sealer, owner).await
+}
+
+/// Replaces the blind indexes of the words of a patient's names.
+async fn index_name_words_on(conn: &mut AnyConnection, sealer: &Sealer, patient: &Patient) -> StoreResult<()> {
+    let id = patient.id.to_string();
+    sqlx::query("DELETE FROM patient_name_words WHERE patient_id = $1")
+        .bind(&id)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    let mut words = name_words(patient.given_name.as_str());
+    words.extend(name_words(patient.family_name.as_str()));
+    words.sort();
+    words.dedup();
+    for word in words {
+        sqlx::query("INSERT INTO patient_name_words (patient_id, word_index) VALUES ($1, $2)")
+            .bind(&id)
+            .bind(sealer.index(Blind::Name, &word))
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+async fn insert_data_key_on(conn: &mut AnyConnection, owner: &str, wrapped: &WrappedKey) -> StoreResult<()> {
+    sqlx::query("INSERT INTO data_keys (key_owner, key_master, key_wrapped, key_created_at) VALUES ($1, $2, $3, $4)")
+        .bind(owner)
+        .bind(&wrapped.master_id)
+        .bind(&wrapped.sealed)
+        .bind(us(Timestamp::now()))
+        .execute(conn)
+        .await
+        .map_err(map_err)?;
+    Ok(())
+}
+
+/// The data key of `owner`, unwrapped; a missing key means the owner's data was erased.
+async fn data_key_on(conn: &mut AnyConnection, sealer: &Sealer, owner: &str) -> StoreResult<DataKey> {
+    let row = sqlx::query("SELECT key_master, key_wrapped FROM data_keys WHERE key_owner = $1")
+        .bind(owner)
+        .fetch_optional(conn)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::Corrupt(format!("there is no data key for {owner}")))?;
+    let wrapped = WrappedKey { master_id: col(&row, "key_master")?, sealed: col(&row, "key_wrapped")? };
+    sealer.unwrap(owner, &wrapped)
+}
+
+/// The data key joined onto a row (see [`KEY_COLS`]), if the row has one.
+fn opt_row_key(sealer: &Sealer, row: &AnyRow) -> StoreResult<Option<DataKey>> {
+    let owner: Option<String> = col(row, "key_owner")?;
+    let Some(owner) = owner else { return Ok(None) };
+    let wrapped = WrappedKey { master_id: col(row, "key_master")?, sealed: col(row, "key_wrapped")? };
+    sealer.unwrap(&owner, &wrapped).map(Some)
+}
+
+fn row_key(sealer: &Sealer, row: &AnyRow, what: &str) -> StoreResult<DataKey> {
+    opt_row_key(sealer, row)?.ok_or_else(|| StoreError::Corrupt(format!("{what} has no data key")))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -110,13 +429,23 @@ const SQLITE_CANTOPEN: i32 = 14;
 const SQLITE_NOTADB: i32 = 26;
 
 /// The one place where database errors become [`StoreError`]s.
-fn map_err(e: sqlx::Error) -> StoreError {
+pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::Database(db) => {
             if db.is_unique_violation() {
                 return StoreError::Conflict(conflict_sentence(db.message()));
             }
-            let primary = db.code().and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff);
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            // PostgreSQL answers with SQLSTATE codes, whose first two characters are the class.
+            if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() {
+                return match code.get(..2).unwrap_or("") {
+                    // Connection exceptions, insufficient resources (disk full), operator intervention.
+                    "08" | "53" | "57" => StoreError::Unavailable(db.message().to_string()),
+                    "XX" => StoreError::Corrupt(format!("the database reports damage: {}", db.message())),
+                    _ => StoreError::Database(db.message().to_string()),
+                };
+            }
+            let primary = code.parse::<i32>().ok().map(|c| c & 0xff);
             match primary {
                 Some(SQLITE_BUSY | SQLITE_LOCKED | SQLITE_NOMEM | SQLITE_IOERR | SQLITE_FULL | SQLITE_CANTOPEN) => {
                     StoreError::Unavailable(db.message().to_string())
@@ -131,6 +460,11 @@ fn map_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::PoolClosed => StoreError::Unavailable("the database connection pool is closed".into()),
         sqlx::Error::WorkerCrashed => StoreError::Unavailable("the database worker stopped".into()),
         sqlx::Error::Io(io) => StoreError::Unavailable(format!("input/output error: {io}")),
+        // A connection cut under TLS shows as a TLS error: the database is just as unreachable.
+        sqlx::Error::Tls(e) => StoreError::Unavailable(format!("the encrypted connection to the database failed: {e}")),
+        // Garbage where the server's answer should be: a connection cut half-way (a handshake that
+        // read nothing shows so too). Not the caller's fault and worth a retry: unavailable.
+        sqlx::Error::Protocol(m) => StoreError::Unavailable(format!("the database connection broke: {m}")),
         e @ (sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_)) => StoreError::Corrupt(e.to_string()),
         other => StoreError::Database(other.to_string()),
     }
@@ -178,19 +512,19 @@ fn flag(b: bool) -> i64 {
     i64::from(b)
 }
 
-fn col<'r, T>(row: &'r SqliteRow, name: &str) -> StoreResult<T>
+fn col<'r, T>(row: &'r AnyRow, name: &str) -> StoreResult<T>
 where
-    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+    T: sqlx::Decode<'r, Any> + sqlx::Type<Any>,
 {
     row.try_get(name).map_err(map_err)
 }
 
-fn ts_col(row: &SqliteRow, name: &str) -> StoreResult<Timestamp> {
+fn ts_col(row: &AnyRow, name: &str) -> StoreResult<Timestamp> {
     let v: i64 = col(row, name)?;
     Timestamp::from_microsecond(v).map_err(|e| corrupt(name, e))
 }
 
-fn opt_ts_col(row: &SqliteRow, name: &str) -> StoreResult<Option<Timestamp>> {
+fn opt_ts_col(row: &AnyRow, name: &str) -> StoreResult<Option<Timestamp>> {
     let v: Option<i64> = col(row, name)?;
     v.map(|v| Timestamp::from_microsecond(v).map_err(|e| corrupt(name, e))).transpose()
 }
@@ -199,17 +533,17 @@ fn parse_date(name: &str, s: &str) -> StoreResult<Date> {
     s.parse::<Date>().map_err(|e| corrupt(name, e))
 }
 
-fn date_col(row: &SqliteRow, name: &str) -> StoreResult<Date> {
+fn date_col(row: &AnyRow, name: &str) -> StoreResult<Date> {
     let s: String = col(row, name)?;
     parse_date(name, &s)
 }
 
-fn opt_date_col(row: &SqliteRow, name: &str) -> StoreResult<Option<Date>> {
+fn opt_date_col(row: &AnyRow, name: &str) -> StoreResult<Option<Date>> {
     let s: Option<String> = col(row, name)?;
     s.map(|s| parse_date(name, &s)).transpose()
 }
 
-fn bool_col(row: &SqliteRow, name: &str) -> StoreResult<bool> {
+fn bool_col(row: &AnyRow, name: &str) -> StoreResult<bool> {
     match col::<i64>(row, name)? {
         0 => Ok(false),
         1 => Ok(true),
@@ -217,37 +551,27 @@ fn bool_col(row: &SqliteRow, name: &str) -> StoreResult<bool> {
     }
 }
 
-fn u32_col(row: &SqliteRow, name: &str) -> StoreResult<u32> {
+fn u32_col(row: &AnyRow, name: &str) -> StoreResult<u32> {
     let v: i64 = col(row, name)?;
     u32::try_from(v).map_err(|e| corrupt(name, e))
 }
 
-fn id_col<T: FromStr<Err = DomainError>>(row: &SqliteRow, name: &str) -> StoreResult<T> {
+fn id_col<T: FromStr<Err = DomainError>>(row: &AnyRow, name: &str) -> StoreResult<T> {
     let s: String = col(row, name)?;
     s.parse().map_err(|e| corrupt(name, e))
 }
 
-fn opt_id_col<T: FromStr<Err = DomainError>>(row: &SqliteRow, name: &str) -> StoreResult<Option<T>> {
+fn opt_id_col<T: FromStr<Err = DomainError>>(row: &AnyRow, name: &str) -> StoreResult<Option<T>> {
     let s: Option<String> = col(row, name)?;
     s.map(|s| s.parse().map_err(|e| corrupt(name, e))).transpose()
 }
 
-fn email_col(row: &SqliteRow, name: &str) -> StoreResult<Email> {
-    let s: String = col(row, name)?;
-    Email::parse(&s).map_err(|e| corrupt(name, e))
-}
-
-fn opt_email_col(row: &SqliteRow, name: &str) -> StoreResult<Option<Email>> {
+fn opt_email_col(row: &AnyRow, name: &str) -> StoreResult<Option<Email>> {
     let s: Option<String> = col(row, name)?;
     s.map(|s| Email::parse(&s).map_err(|e| corrupt(name, e))).transpose()
 }
 
-fn name_col(row: &SqliteRow, name: &'static str) -> StoreResult<PersonName> {
-    let s: String = col(row, name)?;
-    PersonName::parse(name, &s).map_err(|e| corrupt(name, e))
-}
-
-fn role_col(row: &SqliteRow, name: &str) -> StoreResult<Role> {
+fn role_col(row: &AnyRow, name: &str) -> StoreResult<Role> {
     let s: String = col(row, name)?;
     Role::parse(&s).map_err(|e| corrupt(name, e))
 }
@@ -264,12 +588,6 @@ fn email_status(s: &str) -> StoreResult<EmailStatus> {
         .into_iter()
         .find(|k| k.as_str() == s)
         .ok_or_else(|| corrupt("status", format!("'{s}' is not an email status")))
-}
-
-/// Lower-cases a name for case-insensitive search (Unicode-aware, done here so that SQLite and
-/// PostgreSQL behave alike).
-fn fold(s: &str) -> String {
-    s.to_lowercase()
 }
 
 /// A `LIKE` pattern matching values that start with `prefix`, with the user's `%`, `_` and `\`
@@ -297,29 +615,52 @@ fn placeholders(from: usize, n: usize) -> String {
 
 const PHARMACY_COLS: &str = "id, name, ods_code, address, email, created_at";
 const PRACTICE_COLS: &str = "id, name, ods_code, address, email, on_repeatrx, created_at";
-const USER_COLS: &str =
-    "id, email, display_name, role, pharmacy_id, practice_id, patient_id, password_hash, active, created_at";
+const USER_COLS: &str = "users.id, users.email, users.display_name, users.role, users.pharmacy_id, \
+     users.practice_id, users.patient_id, users.password_hash, users.active, users.created_at, \
+     k.key_owner, k.key_master, k.key_wrapped";
+/// Users with their patient's data key (staff have none).
+const USERS_KEYED: &str = "users LEFT JOIN data_keys k ON k.key_owner = users.patient_id";
 const SESSION_COLS: &str =
     "token_hash, user_id, kind, csrf_token, created_at, last_seen_at, expires_at, user_agent, stage, address";
-const SECURITY_COLS: &str = "id AS user_id, failed_sign_ins, lock_state, locked_at, dob_failures, totp_secret, \
+const SECURITY_COLS: &str = "users.id AS user_id, failed_sign_ins, lock_state, locked_at, dob_failures, totp_secret, \
      totp_pending_secret, totp_enrolled_at, totp_last_step, \
      (SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = users.id AND r.used_at IS NULL) AS recovery_codes_left";
 const TOKEN_COLS: &str = "token_hash, user_id, purpose, payload, grouping, created_at, expires_at, used_at";
 const AUDIT_COLS: &str = "seq, at, actor_user_id, actor_role, organisation, action, patient_id, address, purpose, \
      detail, prev_hash, hash";
 const EVENT_COLS: &str = "id, at, user_id, actor_id, kind, address, detail";
-const PATIENT_COLS: &str =
-    "id, pharmacy_id, practice_id, given_name, family_name, date_of_birth, nhs_number, email, phone, address";
+const PATIENT_COLS: &str = "id, pharmacy_id, practice_id, given_name, family_name, date_of_birth, nhs_number, \
+     email, phone, address, k.key_owner, k.key_master, k.key_wrapped";
+const PATIENTS_KEYED: &str = "patients LEFT JOIN data_keys k ON k.key_owner = patients.id";
 const REPEAT_COLS: &str =
     "id, patient_id, medicine_code, drug_name, strength, form, quantity, directions, cycle_days, \
-     issues_authorised, review_date, schedule, issues_remaining, next_due, active";
+     issues_authorised, review_date, schedule, issues_remaining, next_due, active, k.key_owner, k.key_master, \
+     k.key_wrapped";
+const REPEATS_KEYED: &str = "repeat_items LEFT JOIN data_keys k ON k.key_owner = repeat_items.patient_id";
 const ORDER_COLS: &str = "id, patient_id, pharmacy_id, practice_id, fulfilment, note, placed_by, on_behalf, accepted, \
      stage, created_at, stage_entered_at, version";
+const ORDERS_KEYED: &str = "orders LEFT JOIN data_keys k ON k.key_owner = orders.patient_id";
 const ITEM_COLS: &str = "id, order_id, position, repeat_item_id, description, state, decision";
+const ITEMS_KEYED: &str = "order_items i JOIN orders o ON o.id = i.order_id \
+     LEFT JOIN data_keys k ON k.key_owner = o.patient_id";
 const TRANSITION_COLS: &str = "order_id, item_id, from_state, to_state, actor_user_id, actor_role, at, reason";
+const TRANSITIONS_KEYED: &str = "order_transitions t JOIN orders o ON o.id = t.order_id \
+     LEFT JOIN data_keys k ON k.key_owner = o.patient_id";
 const EMAIL_COLS: &str = "id, to_address, subject, body, status, attempts, last_error, created_at, not_before, sent_at";
 
-fn pharmacy_from(row: &SqliteRow) -> StoreResult<Pharmacy> {
+const DEPARTURE_COLS: &str = "pharmacy_id, marked_at, marked_by, delete_after, deleted_at";
+
+fn departure_from(r: &AnyRow) -> StoreResult<PharmacyDeparture> {
+    Ok(PharmacyDeparture {
+        pharmacy_id: id_col(r, "pharmacy_id")?,
+        marked_at: ts_col(r, "marked_at")?,
+        marked_by: id_col(r, "marked_by")?,
+        delete_after: ts_col(r, "delete_after")?,
+        deleted_at: opt_ts_col(r, "deleted_at")?,
+    })
+}
+
+fn pharmacy_from(row: &AnyRow) -> StoreResult<Pharmacy> {
     Ok(Pharmacy {
         id: id_col(row, "id")?,
         name: col(row, "name")?,
@@ -330,7 +671,7 @@ fn pharmacy_from(row: &SqliteRow) -> StoreResult<Pharmacy> {
     })
 }
 
-fn practice_from(row: &SqliteRow) -> StoreResult<Practice> {
+fn practice_from(row: &AnyRow) -> StoreResult<Practice> {
     Ok(Practice {
         id: id_col(row, "id")?,
         name: col(row, "name")?,
@@ -342,11 +683,21 @@ fn practice_from(row: &SqliteRow) -> StoreResult<Practice> {
     })
 }
 
-fn user_from(row: &SqliteRow) -> StoreResult<UserAccount> {
+/// A patient's account keeps its email and name sealed under the patient's key; staff accounts
+/// (not patient data) keep theirs in the clear, so operators can list them.
+fn user_from(c: &Crypt, row: &AnyRow) -> StoreResult<UserAccount> {
+    let id: String = col(row, "id")?;
+    let (email, display_name) = match opt_row_key(&c.sealer, row)? {
+        Some(key) => (
+            open(&key, "users", "email", &id, &col::<String>(row, "email")?)?,
+            open(&key, "users", "display_name", &id, &col::<String>(row, "display_name")?)?,
+        ),
+        None => (col(row, "email")?, col(row, "display_name")?),
+    };
     Ok(UserAccount {
-        id: id_col(row, "id")?,
-        email: email_col(row, "email")?,
-        display_name: col(row, "display_name")?,
+        id: id.parse().map_err(|e| corrupt("id", e))?,
+        email: Email::parse(&email).map_err(|e| corrupt("email", e))?,
+        display_name,
         role: role_col(row, "role")?,
         pharmacy_id: opt_id_col(row, "pharmacy_id")?,
         practice_id: opt_id_col(row, "practice_id")?,
@@ -357,7 +708,7 @@ fn user_from(row: &SqliteRow) -> StoreResult<UserAccount> {
     })
 }
 
-fn session_from(row: &SqliteRow) -> StoreResult<SessionRecord> {
+fn session_from(row: &AnyRow) -> StoreResult<SessionRecord> {
     let kind: String = col(row, "kind")?;
     Ok(SessionRecord {
         token_hash: col(row, "token_hash")?,
@@ -373,29 +724,41 @@ fn session_from(row: &SqliteRow) -> StoreResult<SessionRecord> {
     })
 }
 
-fn security_from(row: &SqliteRow) -> StoreResult<AccountSecurity> {
+fn security_from(c: &Crypt, row: &AnyRow) -> StoreResult<AccountSecurity> {
+    let user: String = col(row, "user_id")?;
+    let secret = |column: &str| -> StoreResult<Option<String>> {
+        open_opt(&c.accounts, "users", column, &user, col::<Option<String>>(row, column)?.as_deref())
+    };
     Ok(AccountSecurity {
-        user_id: id_col(row, "user_id")?,
+        user_id: user.parse().map_err(|e| corrupt("user_id", e))?,
         failed_sign_ins: u32_col(row, "failed_sign_ins")?,
         lock_state: LockState::parse(&col::<String>(row, "lock_state")?).map_err(|e| corrupt("lock_state", e))?,
         locked_at: opt_ts_col(row, "locked_at")?,
         dob_failures: u32_col(row, "dob_failures")?,
-        totp_secret: col(row, "totp_secret")?,
-        totp_pending_secret: col(row, "totp_pending_secret")?,
+        totp_secret: secret("totp_secret")?,
+        totp_pending_secret: secret("totp_pending_secret")?,
         totp_enrolled_at: opt_ts_col(row, "totp_enrolled_at")?,
         totp_last_step: col(row, "totp_last_step")?,
         recovery_codes_left: u32_col(row, "recovery_codes_left")?,
     })
 }
 
-fn token_from(row: &SqliteRow) -> StoreResult<AccountToken> {
+fn token_from(c: &Crypt, row: &AnyRow) -> StoreResult<AccountToken> {
     let purpose: String = col(row, "purpose")?;
+    let token_hash: String = col(row, "token_hash")?;
+    let payload = open_opt(
+        &c.accounts,
+        "account_tokens",
+        "payload",
+        &token_hash,
+        col::<Option<String>>(row, "payload")?.as_deref(),
+    )?;
     Ok(AccountToken {
-        token_hash: col(row, "token_hash")?,
+        token_hash,
         user_id: id_col(row, "user_id")?,
         purpose: TokenPurpose::parse(&purpose)
             .ok_or_else(|| corrupt("purpose", format!("'{purpose}' is not a link purpose")))?,
-        payload: col(row, "payload")?,
+        payload,
         grouping: col(row, "grouping")?,
         created_at: ts_col(row, "created_at")?,
         expires_at: ts_col(row, "expires_at")?,
@@ -406,7 +769,7 @@ fn token_from(row: &SqliteRow) -> StoreResult<AccountToken> {
 const GRANT_COLS: &str =
     "id, custodian_id, scope_kind, patient_id, pharmacy_id, reason, created_at, expires_at, ended_at";
 
-fn grant_from(row: &SqliteRow) -> StoreResult<Grant> {
+fn grant_from(row: &AnyRow) -> StoreResult<Grant> {
     let kind: String = col(row, "scope_kind")?;
     let scope = match kind.as_str() {
         "patient" => GrantScope::Patient(
@@ -429,7 +792,7 @@ fn grant_from(row: &SqliteRow) -> StoreResult<Grant> {
     })
 }
 
-fn audit_from(row: &SqliteRow) -> StoreResult<AuditEntry> {
+fn audit_from(row: &AnyRow) -> StoreResult<AuditEntry> {
     let role: Option<String> = col(row, "actor_role")?;
     Ok(AuditEntry {
         seq: col(row, "seq")?,
@@ -449,7 +812,7 @@ fn audit_from(row: &SqliteRow) -> StoreResult<AuditEntry> {
     })
 }
 
-fn event_from(row: &SqliteRow) -> StoreResult<SecurityEvent> {
+fn event_from(row: &AnyRow) -> StoreResult<SecurityEvent> {
     Ok(SecurityEvent {
         id: id_col(row, "id")?,
         at: ts_col(row, "at")?,
@@ -461,23 +824,36 @@ fn event_from(row: &SqliteRow) -> StoreResult<SecurityEvent> {
     })
 }
 
-fn patient_from(row: &SqliteRow) -> StoreResult<Patient> {
-    let nhs: String = col(row, "nhs_number")?;
+fn patient_from(c: &Crypt, row: &AnyRow) -> StoreResult<Patient> {
+    let id: String = col(row, "id")?;
+    let key = row_key(&c.sealer, row, "a patient")?;
+    let field =
+        |column: &str| -> StoreResult<String> { open(&key, "patients", column, &id, &col::<String>(row, column)?) };
+    let opt_field = |column: &str| -> StoreResult<Option<String>> {
+        open_opt(&key, "patients", column, &id, col::<Option<String>>(row, column)?.as_deref())
+    };
+    let name = |column: &'static str| -> StoreResult<PersonName> {
+        PersonName::parse(column, &field(column)?).map_err(|e| corrupt(column, e))
+    };
     Ok(Patient {
-        id: id_col(row, "id")?,
+        id: id.parse().map_err(|e| corrupt("id", e))?,
         pharmacy_id: id_col(row, "pharmacy_id")?,
         practice_id: id_col(row, "practice_id")?,
-        given_name: name_col(row, "given_name")?,
-        family_name: name_col(row, "family_name")?,
-        date_of_birth: DateOfBirth::from_stored(date_col(row, "date_of_birth")?),
-        nhs_number: NhsNumber::parse(&nhs).map_err(|e| corrupt("nhs_number", e))?,
-        email: opt_email_col(row, "email")?,
-        phone: col(row, "phone")?,
-        address: col(row, "address")?,
+        given_name: name("given_name")?,
+        family_name: name("family_name")?,
+        date_of_birth: DateOfBirth::from_stored(parse_date("date_of_birth", &field("date_of_birth")?)?),
+        nhs_number: NhsNumber::parse(&field("nhs_number")?).map_err(|e| corrupt("nhs_number", e))?,
+        email: opt_field("email")?.map(|e| Email::parse(&e).map_err(|e| corrupt("email", e))).transpose()?,
+        phone: opt_field("phone")?,
+        address: opt_field("address")?,
     })
 }
 
-fn repeat_item_from(row: &SqliteRow) -> StoreResult<RepeatItem> {
+fn repeat_item_from(c: &Crypt, row: &AnyRow) -> StoreResult<RepeatItem> {
+    let id: String = col(row, "id")?;
+    let key = row_key(&c.sealer, row, "a repeat item")?;
+    let field =
+        |column: &str| -> StoreResult<String> { open(&key, "repeat_items", column, &id, &col::<String>(row, column)?) };
     let cycle: i64 = col(row, "cycle_days")?;
     let schedule: i64 = col(row, "schedule")?;
     let schedule = u8::try_from(schedule)
@@ -485,15 +861,21 @@ fn repeat_item_from(row: &SqliteRow) -> StoreResult<RepeatItem> {
         .and_then(ControlledSchedule::from_number)
         .ok_or_else(|| corrupt("schedule", format!("{schedule} is not a controlled-drug schedule")))?;
     Ok(RepeatItem {
-        id: id_col(row, "id")?,
+        id: id.parse().map_err(|e| corrupt("id", e))?,
         patient_id: id_col(row, "patient_id")?,
         terms: RepeatTerms {
-            medicine_code: col(row, "medicine_code")?,
-            drug_name: col(row, "drug_name")?,
-            strength: col(row, "strength")?,
-            form: col(row, "form")?,
+            medicine_code: open_opt(
+                &key,
+                "repeat_items",
+                "medicine_code",
+                &id,
+                col::<Option<String>>(row, "medicine_code")?.as_deref(),
+            )?,
+            drug_name: field("drug_name")?,
+            strength: field("strength")?,
+            form: field("form")?,
             quantity: u32_col(row, "quantity")?,
-            directions: col(row, "directions")?,
+            directions: field("directions")?,
             cycle_days: CycleDays::new(cycle).map_err(|e| corrupt("cycle_days", e))?,
             issues_authorised: u32_col(row, "issues_authorised")?,
             review_date: date_col(row, "review_date")?,
@@ -506,16 +888,21 @@ fn repeat_item_from(row: &SqliteRow) -> StoreResult<RepeatItem> {
 }
 
 /// An order row without its items, and its version.
-fn order_from(row: &SqliteRow) -> StoreResult<(Order, i64)> {
+fn order_from(c: &Crypt, row: &AnyRow) -> StoreResult<(Order, i64)> {
     let fulfilment: String = col(row, "fulfilment")?;
     let stage: String = col(row, "stage")?;
+    let id: String = col(row, "id")?;
+    let note = match col::<Option<String>>(row, "note")? {
+        Some(sealed) => Some(open(&row_key(&c.sealer, row, "an order")?, "orders", "note", &id, &sealed)?),
+        None => None,
+    };
     let order = Order {
-        id: id_col(row, "id")?,
+        id: id.parse().map_err(|e| corrupt("id", e))?,
         patient_id: id_col(row, "patient_id")?,
         pharmacy_id: id_col(row, "pharmacy_id")?,
         practice_id: id_col(row, "practice_id")?,
         fulfilment: Fulfilment::parse(&fulfilment).map_err(|e| corrupt("fulfilment", e))?,
-        note: col(row, "note")?,
+        note,
         placed_by: id_col(row, "placed_by")?,
         on_behalf: bool_col(row, "on_behalf")?,
         accepted: bool_col(row, "accepted")?,
@@ -527,41 +914,60 @@ fn order_from(row: &SqliteRow) -> StoreResult<(Order, i64)> {
     Ok((order, col(row, "version")?))
 }
 
-fn item_from(row: &SqliteRow) -> StoreResult<(OrderId, OrderItem)> {
+fn item_from(c: &Crypt, row: &AnyRow) -> StoreResult<(OrderId, OrderItem)> {
     let state: String = col(row, "state")?;
-    let decision: Option<String> = col(row, "decision")?;
+    let id: String = col(row, "id")?;
+    let key = row_key(&c.sealer, row, "an order item")?;
+    let decision = open_opt(&key, "order_items", "decision", &id, col::<Option<String>>(row, "decision")?.as_deref())?;
     let decision =
         decision.map(|d| serde_json::from_str::<Decision>(&d).map_err(|e| corrupt("decision", e))).transpose()?;
     let item = OrderItem {
-        id: id_col(row, "id")?,
+        id: id.parse().map_err(|e| corrupt("id", e))?,
         repeat_item_id: id_col(row, "repeat_item_id")?,
-        description: col(row, "description")?,
+        description: open(&key, "order_items", "description", &id, &col::<String>(row, "description")?)?,
         state: ItemState::parse(&state).map_err(|e| corrupt("state", e))?,
         decision,
     };
     Ok((id_col(row, "order_id")?, item))
 }
 
-fn transition_from(row: &SqliteRow) -> StoreResult<Transition> {
+/// A transition's reason is bound to its order (its own number is given by the database only
+/// when it is inserted).
+fn transition_from(c: &Crypt, row: &AnyRow) -> StoreResult<Transition> {
+    let order: String = col(row, "order_id")?;
+    let reason = match col::<Option<String>>(row, "reason")? {
+        Some(sealed) => Some(open(
+            &row_key(&c.sealer, row, "an order's transition")?,
+            "order_transitions",
+            "reason",
+            &order,
+            &sealed,
+        )?),
+        None => None,
+    };
     Ok(Transition {
-        order_id: id_col(row, "order_id")?,
+        order_id: order.parse().map_err(|e| corrupt("order_id", e))?,
         item_id: opt_id_col(row, "item_id")?,
         from: col(row, "from_state")?,
         to: col(row, "to_state")?,
         actor: id_col(row, "actor_user_id")?,
         actor_role: role_col(row, "actor_role")?,
         at: ts_col(row, "at")?,
-        reason: col(row, "reason")?,
+        reason,
     })
 }
 
-fn email_from(row: &SqliteRow) -> StoreResult<OutgoingEmail> {
+fn email_from(c: &Crypt, row: &AnyRow) -> StoreResult<OutgoingEmail> {
     let status: String = col(row, "status")?;
+    let id: String = col(row, "id")?;
+    let field = |column: &str| -> StoreResult<String> {
+        open(&c.outbox, "outbox_emails", column, &id, &col::<String>(row, column)?)
+    };
     Ok(OutgoingEmail {
-        id: id_col(row, "id")?,
-        to: email_col(row, "to_address")?,
-        subject: col(row, "subject")?,
-        body: col(row, "body")?,
+        id: id.parse().map_err(|e| corrupt("id", e))?,
+        to: Email::parse(&field("to_address")?).map_err(|e| corrupt("to_address", e))?,
+        subject: field("subject")?,
+        body: field("body")?,
         status: email_status(&status)?,
         attempts: u32_col(row, "attempts")?,
         last_error: col(row, "last_error")?,
@@ -581,14 +987,26 @@ fn decision_json(d: &Option<Decision>) -> StoreResult<Option<String>> {
 // Statements shared by several methods (all run on a connection or transaction)
 // ---------------------------------------------------------------------------------------------
 
-async fn insert_user_on(conn: &mut SqliteConnection, u: &UserAccount) -> StoreResult<()> {
+/// A patient's account is sealed under the patient's key, which must exist already.
+async fn insert_user_on(conn: &mut AnyConnection, c: &Crypt, u: &UserAccount) -> StoreResult<()> {
+    let id = u.id.to_string();
+    let (email, display_name) = match u.patient_id {
+        Some(patient) => {
+            let key = data_key_on(conn, &c.sealer, &patient.to_string()).await?;
+            (
+                seal(&key, "users", "email", &id, u.email.as_str()),
+                seal(&key, "users", "display_name", &id, &u.display_name),
+            )
+        }
+        None => (u.email.as_str().to_string(), u.display_name.clone()),
+    };
     sqlx::query(
         "INSERT INTO users (id, email, display_name, role, pharmacy_id, practice_id, patient_id, password_hash, \
-         active, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         active, created_at, email_index) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
-    .bind(u.id.to_string())
-    .bind(u.email.as_str())
-    .bind(&u.display_name)
+    .bind(&id)
+    .bind(email)
+    .bind(display_name)
     .bind(u.role.as_str())
     .bind(u.pharmacy_id.map(|i| i.to_string()))
     .bind(u.practice_id.map(|i| i.to_string()))
@@ -596,18 +1014,19 @@ async fn insert_user_on(conn: &mut SqliteConnection, u: &UserAccount) -> StoreRe
     .bind(&u.password_hash)
     .bind(flag(u.active))
     .bind(us(u.created_at))
+    .bind(c.sealer.index(Blind::Email, u.email.as_str()))
     .execute(conn)
     .await
     .map_err(map_err)?;
     Ok(())
 }
 
-async fn insert_token_on(conn: &mut SqliteConnection, token: &AccountToken) -> StoreResult<()> {
+async fn insert_token_on(conn: &mut AnyConnection, c: &Crypt, token: &AccountToken) -> StoreResult<()> {
     sqlx::query(&format!("INSERT INTO account_tokens ({TOKEN_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
         .bind(&token.token_hash)
         .bind(token.user_id.to_string())
         .bind(token.purpose.as_str())
-        .bind(&token.payload)
+        .bind(seal_opt(&c.accounts, "account_tokens", "payload", &token.token_hash, token.payload.as_deref()))
         .bind(&token.grouping)
         .bind(us(token.created_at))
         .bind(us(token.expires_at))
@@ -618,7 +1037,7 @@ async fn insert_token_on(conn: &mut SqliteConnection, token: &AccountToken) -> S
     Ok(())
 }
 
-async fn users_with_role_on(conn: &mut SqliteConnection, role: Role) -> StoreResult<u64> {
+async fn users_with_role_on(conn: &mut AnyConnection, role: Role) -> StoreResult<u64> {
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = $1")
         .bind(role.as_str())
         .fetch_one(conn)
@@ -627,7 +1046,7 @@ async fn users_with_role_on(conn: &mut SqliteConnection, role: Role) -> StoreRes
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
-async fn insert_session_on(conn: &mut SqliteConnection, session: &SessionRecord) -> StoreResult<()> {
+async fn insert_session_on(conn: &mut AnyConnection, session: &SessionRecord) -> StoreResult<()> {
     sqlx::query(&format!("INSERT INTO sessions ({SESSION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"))
         .bind(&session.token_hash)
         .bind(session.user_id.to_string())
@@ -645,7 +1064,7 @@ async fn insert_session_on(conn: &mut SqliteConnection, session: &SessionRecord)
     Ok(())
 }
 
-async fn replace_recovery_codes_on(conn: &mut SqliteConnection, user: UserId, hashes: &[String]) -> StoreResult<()> {
+async fn replace_recovery_codes_on(conn: &mut AnyConnection, user: UserId, hashes: &[String]) -> StoreResult<()> {
     sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
         .bind(user.to_string())
         .execute(&mut *conn)
@@ -662,16 +1081,18 @@ async fn replace_recovery_codes_on(conn: &mut SqliteConnection, user: UserId, ha
     Ok(())
 }
 
-async fn insert_emails_on(conn: &mut SqliteConnection, emails: &[OutgoingEmail]) -> StoreResult<()> {
+async fn insert_emails_on(conn: &mut AnyConnection, c: &Crypt, emails: &[OutgoingEmail]) -> StoreResult<()> {
     for e in emails {
+        let id = e.id.to_string();
+        let sealed = |column: &str, plain: &str| seal(&c.outbox, "outbox_emails", column, &id, plain);
         sqlx::query(
             "INSERT INTO outbox_emails (id, to_address, subject, body, status, attempts, last_error, created_at, \
              not_before, lease_until, sent_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10)",
         )
-        .bind(e.id.to_string())
-        .bind(e.to.as_str())
-        .bind(&e.subject)
-        .bind(&e.body)
+        .bind(&id)
+        .bind(sealed("to_address", e.to.as_str()))
+        .bind(sealed("subject", &e.subject))
+        .bind(sealed("body", &e.body))
         .bind(e.status.as_str())
         .bind(i64::from(e.attempts))
         .bind(e.last_error.as_deref())
@@ -685,20 +1106,22 @@ async fn insert_emails_on(conn: &mut SqliteConnection, emails: &[OutgoingEmail])
     Ok(())
 }
 
-async fn insert_transitions_on(conn: &mut SqliteConnection, transitions: &[Transition]) -> StoreResult<()> {
+/// Transitions of one order, whose patient's key is `key`.
+async fn insert_transitions_on(conn: &mut AnyConnection, key: &DataKey, transitions: &[Transition]) -> StoreResult<()> {
     for t in transitions {
+        let order = t.order_id.to_string();
         sqlx::query(
             "INSERT INTO order_transitions (order_id, item_id, from_state, to_state, actor_user_id, actor_role, at, \
              reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
-        .bind(t.order_id.to_string())
+        .bind(&order)
         .bind(t.item_id.map(|i| i.to_string()))
         .bind(&t.from)
         .bind(&t.to)
         .bind(t.actor.to_string())
         .bind(t.actor_role.as_str())
         .bind(us(t.at))
-        .bind(t.reason.as_deref())
+        .bind(seal_opt(key, "order_transitions", "reason", &order, t.reason.as_deref()))
         .execute(&mut *conn)
         .await
         .map_err(map_err)?;
@@ -708,20 +1131,22 @@ async fn insert_transitions_on(conn: &mut SqliteConnection, transitions: &[Trans
 
 /// Updates a repeat line's terms and progress; `reminded_for` is kept (a new `next_due` re-arms
 /// the reminder by itself). Returns whether the line exists.
-async fn update_repeat_item_on(conn: &mut SqliteConnection, item: &RepeatItem) -> StoreResult<bool> {
+async fn update_repeat_item_on(conn: &mut AnyConnection, key: &DataKey, item: &RepeatItem) -> StoreResult<bool> {
     let t = &item.terms;
+    let id = item.id.to_string();
+    let sealed = |column: &str, plain: &str| seal(key, "repeat_items", column, &id, plain);
     let done = sqlx::query(
         "UPDATE repeat_items SET medicine_code = $2, drug_name = $3, strength = $4, form = $5, quantity = $6, \
          directions = $7, cycle_days = $8, issues_authorised = $9, review_date = $10, schedule = $11, \
          issues_remaining = $12, next_due = $13, active = $14 WHERE id = $1 AND patient_id = $15",
     )
-    .bind(item.id.to_string())
-    .bind(t.medicine_code.as_deref())
-    .bind(&t.drug_name)
-    .bind(&t.strength)
-    .bind(&t.form)
+    .bind(&id)
+    .bind(t.medicine_code.as_deref().map(|m| sealed("medicine_code", m)))
+    .bind(sealed("drug_name", &t.drug_name))
+    .bind(sealed("strength", &t.strength))
+    .bind(sealed("form", &t.form))
     .bind(i64::from(t.quantity))
-    .bind(&t.directions)
+    .bind(sealed("directions", &t.directions))
     .bind(t.cycle_days.get())
     .bind(i64::from(t.issues_authorised))
     .bind(t.review_date.to_string())
@@ -741,12 +1166,13 @@ fn not_found(what: &str) -> StoreError {
 }
 
 /// Loads the items of the given orders, each list in its original order.
-async fn attach_items(conn: &mut SqliteConnection, orders: &mut [Order]) -> StoreResult<()> {
+async fn attach_items(conn: &mut AnyConnection, c: &Crypt, orders: &mut [Order]) -> StoreResult<()> {
     let mut by_order: HashMap<OrderId, Vec<OrderItem>> = HashMap::new();
     let ids: Vec<String> = orders.iter().map(|o| o.id.to_string()).collect();
     for chunk in ids.chunks(ID_CHUNK) {
         let sql = format!(
-            "SELECT {ITEM_COLS} FROM order_items WHERE order_id IN ({}) ORDER BY order_id, position",
+            "SELECT i.id, i.order_id, i.position, i.repeat_item_id, i.description, i.state, i.decision, {KEY_COLS} \
+             FROM {ITEMS_KEYED} WHERE i.order_id IN ({}) ORDER BY i.order_id, i.position",
             placeholders(1, chunk.len())
         );
         let mut q = sqlx::query(&sql);
@@ -754,7 +1180,7 @@ async fn attach_items(conn: &mut SqliteConnection, orders: &mut [Order]) -> Stor
             q = q.bind(id);
         }
         for row in q.fetch_all(&mut *conn).await.map_err(map_err)? {
-            let (order_id, item) = item_from(&row)?;
+            let (order_id, item) = item_from(c, &row)?;
             by_order.entry(order_id).or_default().push(item);
         }
     }
@@ -767,9 +1193,9 @@ async fn attach_items(conn: &mut SqliteConnection, orders: &mut [Order]) -> Stor
     Ok(())
 }
 
-async fn orders_with_items(conn: &mut SqliteConnection, rows: Vec<SqliteRow>) -> StoreResult<Vec<Order>> {
-    let mut orders = rows.iter().map(|r| order_from(r).map(|(o, _)| o)).collect::<StoreResult<Vec<_>>>()?;
-    attach_items(conn, &mut orders).await?;
+async fn orders_with_items(conn: &mut AnyConnection, c: &Crypt, rows: Vec<AnyRow>) -> StoreResult<Vec<Order>> {
+    let mut orders = rows.iter().map(|r| order_from(c, r).map(|(o, _)| o)).collect::<StoreResult<Vec<_>>>()?;
+    attach_items(conn, c, &mut orders).await?;
     Ok(orders)
 }
 
@@ -778,7 +1204,7 @@ enum OrgColumn {
     Practice,
 }
 
-impl SqliteStore {
+impl SqlStore {
     /// The shared body of `pharmacy_orders` and `practice_orders`: oldest first.
     async fn org_orders(&self, org: OrgColumn, org_id: String, filter: &OrderFilter) -> StoreResult<Vec<Order>> {
         if matches!(&filter.patients, Some(p) if p.is_empty()) {
@@ -789,7 +1215,7 @@ impl SqliteStore {
             OrgColumn::Practice => "practice_id",
         };
         let mut binds: Vec<String> = vec![org_id];
-        let mut sql = format!("SELECT {ORDER_COLS} FROM orders WHERE {column} = $1");
+        let mut sql = format!("SELECT {ORDER_COLS}, {KEY_COLS} FROM {ORDERS_KEYED} WHERE {column} = $1");
         if !filter.stages.is_empty() {
             sql.push_str(&format!(" AND stage IN ({})", placeholders(binds.len() + 1, filter.stages.len())));
             binds.extend(filter.stages.iter().map(|s| s.as_str().to_string()));
@@ -807,7 +1233,7 @@ impl SqliteStore {
         q = q.bind(i64::from(filter.limit)).bind(i64::from(filter.offset));
         let mut conn = self.conn().await?;
         let rows = q.fetch_all(&mut *conn).await.map_err(map_err)?;
-        orders_with_items(&mut conn, rows).await
+        orders_with_items(&mut conn, &self.crypt, rows).await
     }
 }
 
@@ -816,7 +1242,7 @@ impl SqliteStore {
 // ---------------------------------------------------------------------------------------------
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Store for SqlStore {
     async fn health(&self) -> StoreResult<()> {
         let one: i64 = sqlx::query_scalar("SELECT 1").fetch_one(&self.pool).await.map_err(map_err)?;
         if one == 1 {
@@ -862,8 +1288,8 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        insert_user_on(&mut tx, first_manager).await?;
-        tx.commit().await.map_err(map_err)
+        insert_user_on(&mut tx, &self.crypt, first_manager).await?;
+        self.commit(tx).await
     }
 
     async fn pharmacy(&self, id: PharmacyId) -> StoreResult<Option<Pharmacy>> {
@@ -897,9 +1323,9 @@ impl Store for SqliteStore {
             .await
             .map_err(map_err)?;
         if let Some(manager) = first_manager {
-            insert_user_on(&mut tx, manager).await?;
+            insert_user_on(&mut tx, &self.crypt, manager).await?;
         }
-        tx.commit().await.map_err(map_err)
+        self.commit(tx).await
     }
 
     async fn practice(&self, id: PracticeId) -> StoreResult<Option<Practice>> {
@@ -923,34 +1349,34 @@ impl Store for SqliteStore {
 
     async fn insert_user(&self, user: &UserAccount) -> StoreResult<()> {
         let mut conn = self.conn().await?;
-        insert_user_on(&mut conn, user).await
+        insert_user_on(&mut conn, &self.crypt, user).await
     }
 
     async fn user(&self, id: UserId) -> StoreResult<Option<UserAccount>> {
-        let row = sqlx::query(&format!("SELECT {USER_COLS} FROM users WHERE id = $1"))
+        let row = sqlx::query(&format!("SELECT {USER_COLS} FROM {USERS_KEYED} WHERE users.id = $1"))
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
-        row.as_ref().map(user_from).transpose()
+        row.as_ref().map(|r| user_from(&self.crypt, r)).transpose()
     }
 
     async fn user_by_email(&self, email: &Email) -> StoreResult<Option<UserAccount>> {
-        let row = sqlx::query(&format!("SELECT {USER_COLS} FROM users WHERE email = $1"))
-            .bind(email.as_str())
+        let row = sqlx::query(&format!("SELECT {USER_COLS} FROM {USERS_KEYED} WHERE users.email_index = $1"))
+            .bind(self.sealer().index(Blind::Email, email.as_str()))
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
-        row.as_ref().map(user_from).transpose()
+        row.as_ref().map(|r| user_from(&self.crypt, r)).transpose()
     }
 
     async fn user_for_patient(&self, patient: PatientId) -> StoreResult<Option<UserAccount>> {
-        let row = sqlx::query(&format!("SELECT {USER_COLS} FROM users WHERE patient_id = $1"))
+        let row = sqlx::query(&format!("SELECT {USER_COLS} FROM {USERS_KEYED} WHERE users.patient_id = $1"))
             .bind(patient.to_string())
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
-        row.as_ref().map(user_from).transpose()
+        row.as_ref().map(|r| user_from(&self.crypt, r)).transpose()
     }
 
     async fn set_password_hash(&self, user: UserId, hash: &str) -> StoreResult<()> {
@@ -1017,10 +1443,10 @@ impl Store for SqliteStore {
                 return Ok(false);
             }
         }
-        insert_user_on(&mut tx, user).await?;
-        insert_token_on(&mut tx, link).await?;
-        insert_emails_on(&mut tx, emails).await?;
-        tx.commit().await.map_err(map_err)?;
+        insert_user_on(&mut tx, &self.crypt, user).await?;
+        insert_token_on(&mut tx, &self.crypt, link).await?;
+        insert_emails_on(&mut tx, &self.crypt, emails).await?;
+        self.commit(tx).await?;
         Ok(true)
     }
 
@@ -1040,7 +1466,7 @@ impl Store for SqliteStore {
         if done.rows_affected() == 0 {
             return Err(not_found("the account"));
         }
-        tx.commit().await.map_err(map_err)?;
+        self.commit(tx).await?;
         Ok(true)
     }
 
@@ -1062,7 +1488,7 @@ impl Store for SqliteStore {
                 .await
                 .map_err(map_err)?;
         }
-        tx.commit().await.map_err(map_err)
+        self.commit(tx).await
     }
 
     async fn count_users_with_email_domain(&self, domain: &str) -> StoreResult<u64> {
@@ -1075,12 +1501,94 @@ impl Store for SqliteStore {
     }
 
     async fn users_with_role(&self, role: Role) -> StoreResult<Vec<UserAccount>> {
-        let rows = sqlx::query(&format!("SELECT {USER_COLS} FROM users WHERE role = $1 ORDER BY created_at, id"))
-            .bind(role.as_str())
-            .fetch_all(&self.pool)
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLS} FROM {USERS_KEYED} WHERE users.role = $1 ORDER BY users.created_at, users.id"
+        ))
+        .bind(role.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(|r| user_from(&self.crypt, r)).collect()
+    }
+
+    async fn mark_pharmacy_leaving(
+        &self,
+        departure: &PharmacyDeparture,
+        emails: &[OutgoingEmail],
+    ) -> StoreResult<bool> {
+        let id = departure.pharmacy_id.to_string();
+        let mut tx = self.write_tx().await?;
+        let added = sqlx::query(
+            "INSERT INTO pharmacy_departures (pharmacy_id, marked_at, marked_by, delete_after, deleted_at) \
+             VALUES ($1, $2, $3, $4, NULL) ON CONFLICT (pharmacy_id) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(us(departure.marked_at))
+        .bind(departure.marked_by.to_string())
+        .bind(us(departure.delete_after))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+        if added == 0 {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE users SET active = 0 WHERE pharmacy_id = $1 AND patient_id IS NULL")
+            .bind(&id)
+            .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        rows.iter().map(user_from).collect()
+        sqlx::query("DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE pharmacy_id = $1 AND patient_id IS NULL)")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        insert_emails_on(&mut tx, &self.crypt, emails).await?;
+        self.commit(tx).await?;
+        Ok(true)
+    }
+
+    async fn pharmacy_departure(&self, pharmacy: PharmacyId) -> StoreResult<Option<PharmacyDeparture>> {
+        let row = sqlx::query(&format!("SELECT {DEPARTURE_COLS} FROM pharmacy_departures WHERE pharmacy_id = $1"))
+            .bind(pharmacy.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(departure_from).transpose()
+    }
+
+    async fn pharmacy_departures(&self) -> StoreResult<Vec<PharmacyDeparture>> {
+        let rows =
+            sqlx::query(&format!("SELECT {DEPARTURE_COLS} FROM pharmacy_departures ORDER BY marked_at, pharmacy_id"))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+        rows.iter().map(departure_from).collect()
+    }
+
+    async fn finish_pharmacy_departure(&self, pharmacy: PharmacyId, at: Timestamp) -> StoreResult<u64> {
+        let id = pharmacy.to_string();
+        let mut tx = self.write_tx().await?;
+        let staff = "SELECT id FROM users WHERE pharmacy_id = $1 AND patient_id IS NULL";
+        sqlx::query(&format!("DELETE FROM security_events WHERE user_id IN ({staff}) OR actor_id IN ({staff})"))
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let deleted = sqlx::query("DELETE FROM users WHERE pharmacy_id = $1 AND patient_id IS NULL")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        sqlx::query("UPDATE pharmacy_departures SET deleted_at = $2 WHERE pharmacy_id = $1 AND deleted_at IS NULL")
+            .bind(&id)
+            .bind(us(at))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        self.commit(tx).await?;
+        Ok(deleted)
     }
 
     async fn insert_grant(&self, grant: &Grant, emails: &[OutgoingEmail]) -> StoreResult<()> {
@@ -1102,8 +1610,8 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        insert_emails_on(&mut tx, emails).await?;
-        tx.commit().await.map_err(map_err)
+        insert_emails_on(&mut tx, &self.crypt, emails).await?;
+        self.commit(tx).await
     }
 
     async fn grants_of(&self, custodian: UserId, limit: u32) -> StoreResult<Vec<Grant>> {
@@ -1188,39 +1696,56 @@ impl Store for SqliteStore {
             return Err(not_found("the session"));
         }
         insert_session_on(&mut tx, new).await?;
-        tx.commit().await.map_err(map_err)
+        self.commit(tx).await
     }
 
     async fn set_user_email(&self, user: UserId, email: &Email) -> StoreResult<()> {
-        let done = sqlx::query("UPDATE users SET email = $2 WHERE id = $1")
-            .bind(user.to_string())
-            .bind(email.as_str())
-            .execute(&self.pool)
+        let mut tx = self.write_tx().await?;
+        let id = user.to_string();
+        let patient: Option<Option<String>> = sqlx::query_scalar("SELECT patient_id FROM users WHERE id = $1")
+            .bind(&id)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(map_err)?;
-        if done.rows_affected() == 0 {
-            return Err(not_found("the account"));
-        }
-        Ok(())
+        let stored = match patient.ok_or_else(|| not_found("the account"))? {
+            Some(patient) => {
+                seal(&data_key_on(&mut tx, self.sealer(), &patient).await?, "users", "email", &id, email.as_str())
+            }
+            None => email.as_str().to_string(),
+        };
+        sqlx::query("UPDATE users SET email = $2, email_index = $3 WHERE id = $1")
+            .bind(&id)
+            .bind(stored)
+            .bind(self.sealer().index(Blind::Email, email.as_str()))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        self.commit(tx).await
     }
 
     async fn list_accounts(&self, scope: AccountScope) -> StoreResult<Vec<(UserAccount, AccountSecurity)>> {
         let (condition, bound) = match scope {
-            AccountScope::Pharmacy(id) => ("pharmacy_id = $1", Some(id.to_string())),
-            AccountScope::Practice(id) => ("practice_id = $1", Some(id.to_string())),
+            AccountScope::Pharmacy(id) => ("users.pharmacy_id = $1", Some(id.to_string())),
+            AccountScope::Practice(id) => ("users.practice_id = $1", Some(id.to_string())),
             AccountScope::ManagersAndPlatform => {
-                ("role IN ('pharmacy_manager', 'practice_manager', 'operator', 'custodian')", None)
+                ("users.role IN ('pharmacy_manager', 'practice_manager', 'operator', 'custodian')", None)
             }
         };
-        let sql = format!(
-            "SELECT {USER_COLS}, {SECURITY_COLS} FROM users WHERE {condition} ORDER BY display_name, email LIMIT 1000"
-        );
+        let sql = format!("SELECT {USER_COLS}, {SECURITY_COLS} FROM {USERS_KEYED} WHERE {condition} LIMIT 1000");
         let mut q = sqlx::query(&sql);
         if let Some(b) = bound {
             q = q.bind(b);
         }
         let rows = q.fetch_all(&self.pool).await.map_err(map_err)?;
-        rows.iter().map(|r| Ok((user_from(r)?, security_from(r)?))).collect()
+        let mut accounts = rows
+            .iter()
+            .map(|r| Ok((user_from(&self.crypt, r)?, security_from(&self.crypt, r)?)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        // Sorted here: a patient account's name is sealed, so the database cannot order by it.
+        accounts.sort_by(|(a, _), (b, _)| {
+            (a.display_name.as_str(), a.email.as_str()).cmp(&(b.display_name.as_str(), b.email.as_str()))
+        });
+        Ok(accounts)
     }
 
     // --- account security ---
@@ -1231,7 +1756,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
-        row.as_ref().map(security_from).transpose()
+        row.as_ref().map(|r| security_from(&self.crypt, r)).transpose()
     }
 
     async fn update_account_security(
@@ -1245,7 +1770,7 @@ impl Store for SqliteStore {
             .fetch_optional(&mut *tx)
             .await
             .map_err(map_err)?;
-        let Some(mut state) = row.as_ref().map(security_from).transpose()? else {
+        let Some(mut state) = row.as_ref().map(|r| security_from(&self.crypt, r)).transpose()? else {
             return Ok(None);
         };
         if !change(&mut state) {
@@ -1260,14 +1785,20 @@ impl Store for SqliteStore {
         .bind(state.lock_state.as_str())
         .bind(opt_us(state.locked_at))
         .bind(i64::from(state.dob_failures))
-        .bind(&state.totp_secret)
-        .bind(&state.totp_pending_secret)
+        .bind(seal_opt(&self.crypt.accounts, "users", "totp_secret", &user.to_string(), state.totp_secret.as_deref()))
+        .bind(seal_opt(
+            &self.crypt.accounts,
+            "users",
+            "totp_pending_secret",
+            &user.to_string(),
+            state.totp_pending_secret.as_deref(),
+        ))
         .bind(opt_us(state.totp_enrolled_at))
         .bind(state.totp_last_step)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
+        self.commit(tx).await?;
         Ok(Some((state, true)))
     }
 
@@ -1280,28 +1811,37 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
-        let done = sqlx::query(
-            "UPDATE users SET totp_secret = totp_pending_secret, totp_pending_secret = NULL, totp_enrolled_at = $3, \
-             totp_last_step = $4 WHERE id = $1 AND totp_pending_secret = $2",
+        let id = user.to_string();
+        let pending: Option<Option<String>> = sqlx::query_scalar("SELECT totp_pending_secret FROM users WHERE id = $1")
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let pending =
+            open_opt(&self.crypt.accounts, "users", "totp_pending_secret", &id, pending.flatten().as_deref())?;
+        // Compared after opening: the sealed values differ even for the same secret.
+        if pending.as_deref() != Some(secret) {
+            return Err(StoreError::Conflict("the set-up of the authenticator app has changed; start again".into()));
+        }
+        sqlx::query(
+            "UPDATE users SET totp_secret = $2, totp_pending_secret = NULL, totp_enrolled_at = $3, \
+             totp_last_step = $4 WHERE id = $1",
         )
-        .bind(user.to_string())
-        .bind(secret)
+        .bind(&id)
+        .bind(seal(&self.crypt.accounts, "users", "totp_secret", &id, secret))
         .bind(us(now))
         .bind(step)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict("the set-up of the authenticator app has changed; start again".into()));
-        }
         replace_recovery_codes_on(&mut tx, user, recovery_hashes).await?;
-        tx.commit().await.map_err(map_err)
+        self.commit(tx).await
     }
 
     async fn replace_recovery_codes(&self, user: UserId, recovery_hashes: &[String]) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         replace_recovery_codes_on(&mut tx, user, recovery_hashes).await?;
-        tx.commit().await.map_err(map_err)
+        self.commit(tx).await
     }
 
     async fn use_recovery_code(&self, user: UserId, code_hash: &str, now: Timestamp) -> StoreResult<bool> {
@@ -1319,9 +1859,9 @@ impl Store for SqliteStore {
 
     async fn insert_account_token(&self, token: &AccountToken, emails: &[OutgoingEmail]) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
-        insert_token_on(&mut tx, token).await?;
-        insert_emails_on(&mut tx, emails).await?;
-        tx.commit().await.map_err(map_err)
+        insert_token_on(&mut tx, &self.crypt, token).await?;
+        insert_emails_on(&mut tx, &self.crypt, emails).await?;
+        self.commit(tx).await
     }
 
     async fn account_token(&self, token_hash: &str) -> StoreResult<Option<AccountToken>> {
@@ -1330,7 +1870,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
-        row.as_ref().map(token_from).transpose()
+        row.as_ref().map(|r| token_from(&self.crypt, r)).transpose()
     }
 
     async fn use_account_token(&self, token_hash: &str, now: Timestamp) -> StoreResult<bool> {
@@ -1352,7 +1892,7 @@ impl Store for SqliteStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(map_err)?;
-        rows.iter().map(token_from).collect()
+        rows.iter().map(|r| token_from(&self.crypt, r)).collect()
     }
 
     async fn latest_account_token_at(&self, user: UserId, purpose: TokenPurpose) -> StoreResult<Option<Timestamp>> {
@@ -1402,20 +1942,20 @@ impl Store for SqliteStore {
             .await
             .map_err(map_err)?;
         let total: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(failures), 0) FROM address_failures WHERE address = $1 AND bucket >= $2",
+            "SELECT CAST(COALESCE(SUM(failures), 0) AS BIGINT) FROM address_failures WHERE address = $1 AND bucket >= $2",
         )
         .bind(address)
         .bind(since)
         .fetch_one(&mut *tx)
         .await
         .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
+        self.commit(tx).await?;
         Ok(u64::try_from(total).unwrap_or(0))
     }
 
     async fn address_failures_since(&self, address: &str, since: i64) -> StoreResult<u64> {
         let total: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(failures), 0) FROM address_failures WHERE address = $1 AND bucket >= $2",
+            "SELECT CAST(COALESCE(SUM(failures), 0) AS BIGINT) FROM address_failures WHERE address = $1 AND bucket >= $2",
         )
         .bind(address)
         .bind(since)
@@ -1455,66 +1995,135 @@ impl Store for SqliteStore {
     // --- patients and repeat lists ---
 
     async fn insert_patient(&self, patient: &Patient, account: Option<&UserAccount>) -> StoreResult<()> {
+        let id = patient.id.to_string();
         let mut tx = self.write_tx().await?;
+        ensure_current_master_on(&mut tx, self.sealer()).await?;
+        let (key, wrapped) = self.sealer().new_data_key(&id);
+        insert_data_key_on(&mut tx, &id, &wrapped).await?;
         sqlx::query(
-            "INSERT INTO patients (id, pharmacy_id, practice_id, given_name, family_name, given_folded, family_folded, \
-             date_of_birth, nhs_number, email, phone, address) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            "INSERT INTO patients (id, pharmacy_id, practice_id, given_name, family_name, date_of_birth, nhs_number, \
+             email, phone, address, dob_index, nhs_index, email_index) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
-        .bind(patient.id.to_string())
+        .bind(&id)
         .bind(patient.pharmacy_id.to_string())
         .bind(patient.practice_id.to_string())
-        .bind(patient.given_name.as_str())
-        .bind(patient.family_name.as_str())
-        .bind(fold(patient.given_name.as_str()))
-        .bind(fold(patient.family_name.as_str()))
-        .bind(patient.date_of_birth.date().to_string())
-        .bind(patient.nhs_number.as_str())
-        .bind(patient.email.as_ref().map(Email::as_str))
-        .bind(patient.phone.as_deref())
-        .bind(patient.address.as_deref())
+        .bind_patient(self.sealer(), &key, patient)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
+        index_name_words_on(&mut tx, self.sealer(), patient).await?;
         if let Some(account) = account {
-            insert_user_on(&mut tx, account).await?;
+            insert_user_on(&mut tx, &self.crypt, account).await?;
         }
-        tx.commit().await.map_err(map_err)
+        self.commit(tx).await
     }
 
     async fn update_patient(&self, patient: &Patient) -> StoreResult<()> {
+        let id = patient.id.to_string();
+        let mut tx = self.write_tx().await?;
+        let key = match data_key_on(&mut tx, self.sealer(), &id).await {
+            Err(StoreError::Corrupt(_)) => return Err(not_found("the patient")),
+            other => other?,
+        };
         let done = sqlx::query(
             "UPDATE patients SET pharmacy_id = $2, practice_id = $3, given_name = $4, family_name = $5, \
-             given_folded = $6, family_folded = $7, date_of_birth = $8, nhs_number = $9, email = $10, phone = $11, \
-             address = $12 WHERE id = $1",
+             date_of_birth = $6, nhs_number = $7, email = $8, phone = $9, address = $10, dob_index = $11, \
+             nhs_index = $12, email_index = $13 WHERE id = $1",
         )
-        .bind(patient.id.to_string())
+        .bind(&id)
         .bind(patient.pharmacy_id.to_string())
         .bind(patient.practice_id.to_string())
-        .bind(patient.given_name.as_str())
-        .bind(patient.family_name.as_str())
-        .bind(fold(patient.given_name.as_str()))
-        .bind(fold(patient.family_name.as_str()))
-        .bind(patient.date_of_birth.date().to_string())
-        .bind(patient.nhs_number.as_str())
-        .bind(patient.email.as_ref().map(Email::as_str))
-        .bind(patient.phone.as_deref())
-        .bind(patient.address.as_deref())
-        .execute(&self.pool)
+        .bind_patient(self.sealer(), &key, patient)
+        .execute(&mut *tx)
         .await
         .map_err(map_err)?;
         if done.rows_affected() == 0 {
             return Err(not_found("the patient"));
         }
-        Ok(())
+        index_name_words_on(&mut tx, self.sealer(), patient).await?;
+        self.commit(tx).await
+    }
+
+    async fn erase_patient(
+        &self,
+        patient: PatientId,
+        by: ErasureBy,
+        at: Timestamp,
+        addresses: &[Email],
+    ) -> StoreResult<bool> {
+        let id = patient.to_string();
+        let mut tx = self.write_tx().await?;
+        let orders = "SELECT id FROM orders WHERE patient_id = $1";
+        let user = "SELECT id FROM users WHERE patient_id = $1";
+        let mut deleted = 0;
+        for sql in [
+            format!("DELETE FROM order_transitions WHERE order_id IN ({orders})"),
+            format!("DELETE FROM order_items WHERE order_id IN ({orders})"),
+            "DELETE FROM orders WHERE patient_id = $1".to_string(),
+            "DELETE FROM repeat_items WHERE patient_id = $1".to_string(),
+            "DELETE FROM custody_grants WHERE patient_id = $1".to_string(),
+            "DELETE FROM patient_name_words WHERE patient_id = $1".to_string(),
+            format!("DELETE FROM security_events WHERE user_id IN ({user}) OR actor_id IN ({user})"),
+            // Sessions, links and recovery codes go with the account (ON DELETE CASCADE).
+            "DELETE FROM users WHERE patient_id = $1".to_string(),
+            "DELETE FROM patients WHERE id = $1".to_string(),
+            "DELETE FROM data_keys WHERE key_owner = $1".to_string(),
+        ] {
+            deleted += sqlx::query(&sql).bind(&id).execute(&mut *tx).await.map_err(map_err)?.rows_affected();
+        }
+        if !addresses.is_empty() {
+            // The addresses are sealed, so each queued email is opened to compare.
+            let rows =
+                sqlx::query("SELECT id, to_address FROM outbox_emails").fetch_all(&mut *tx).await.map_err(map_err)?;
+            for row in &rows {
+                let email_id: String = col(row, "id")?;
+                let to = open(
+                    &self.crypt.outbox,
+                    "outbox_emails",
+                    "to_address",
+                    &email_id,
+                    &col::<String>(row, "to_address")?,
+                )?;
+                if addresses.iter().any(|a| a.as_str() == to) {
+                    sqlx::query("DELETE FROM outbox_emails WHERE id = $1")
+                        .bind(&email_id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                }
+            }
+        }
+        sqlx::query(
+            "INSERT INTO erasures (patient_id, erased_at, requested_by) VALUES ($1, $2, $3) \
+             ON CONFLICT (patient_id) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(us(at))
+        .bind(by.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        self.commit(tx).await?;
+        Ok(deleted > 0)
+    }
+
+    async fn erased_at(&self, patient: PatientId) -> StoreResult<Option<Timestamp>> {
+        let at: Option<i64> = sqlx::query_scalar("SELECT erased_at FROM erasures WHERE patient_id = $1")
+            .bind(patient.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        at.map(|us| Timestamp::from_microsecond(us).map_err(|e| corrupt("erased_at", e))).transpose()
     }
 
     async fn patient(&self, id: PatientId) -> StoreResult<Option<Patient>> {
-        let row = sqlx::query(&format!("SELECT {PATIENT_COLS} FROM patients WHERE id = $1"))
+        let row = sqlx::query(&format!("SELECT {PATIENT_COLS} FROM {PATIENTS_KEYED} WHERE id = $1"))
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
-        row.as_ref().map(patient_from).transpose()
+        row.as_ref().map(|r| patient_from(&self.crypt, r)).transpose()
     }
 
     async fn search_patients(
@@ -1524,32 +2133,40 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<Patient>> {
         let mut binds: Vec<String> = vec![pharmacy.to_string()];
-        let mut sql = format!("SELECT {PATIENT_COLS} FROM patients WHERE pharmacy_id = $1");
-        // Each word typed ("ann jones", "jones a") must start the given or the family name.
-        for word in query.name.as_deref().unwrap_or("").split_whitespace().take(4) {
+        let mut sql = format!("SELECT {PATIENT_COLS} FROM {PATIENTS_KEYED} WHERE pharmacy_id = $1");
+        // Each word typed ("ann jones", "jones ann", "dyke") must be a whole word of the given
+        // or family name: the names are sealed, so only blind indexes of their words compare.
+        for word in name_words(query.name.as_deref().unwrap_or("")).iter().take(4) {
             let p = binds.len() + 1;
-            sql.push_str(&format!(" AND (given_folded LIKE ${p} ESCAPE '\\' OR family_folded LIKE ${p} ESCAPE '\\')"));
-            binds.push(like_prefix(&fold(word)));
+            sql.push_str(&format!(" AND id IN (SELECT patient_id FROM patient_name_words WHERE word_index = ${p})"));
+            binds.push(self.sealer().index(Blind::Name, word));
         }
         if let Some(dob) = query.date_of_birth {
-            sql.push_str(&format!(" AND date_of_birth = ${}", binds.len() + 1));
-            binds.push(dob.to_string());
+            sql.push_str(&format!(" AND dob_index = ${}", binds.len() + 1));
+            binds.push(self.sealer().index(Blind::DateOfBirth, &dob.to_string()));
         }
         if let Some(nhs) = query.nhs_number.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
-            sql.push_str(&format!(" AND nhs_number = ${}", binds.len() + 1));
-            binds.push(nhs.to_string());
+            sql.push_str(&format!(" AND nhs_index = ${}", binds.len() + 1));
+            binds.push(self.sealer().index(Blind::NhsNumber, nhs));
         }
-        sql.push_str(&format!(" ORDER BY family_folded, given_folded, id LIMIT ${}", binds.len() + 1));
         let mut q = sqlx::query(&sql);
         for b in &binds {
             q = q.bind(b);
         }
-        let rows = q.bind(i64::from(limit)).fetch_all(&self.pool).await.map_err(map_err)?;
-        rows.iter().map(patient_from).collect()
+        let rows = q.fetch_all(&self.pool).await.map_err(map_err)?;
+        let mut found = rows.iter().map(|r| patient_from(&self.crypt, r)).collect::<StoreResult<Vec<_>>>()?;
+        // Sorted after opening, as the database sees only ciphertext.
+        found.sort_by_cached_key(|p| (fold(p.family_name.as_str()), fold(p.given_name.as_str()), p.id));
+        found.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(found)
     }
 
     async fn insert_repeat_item(&self, item: &RepeatItem) -> StoreResult<()> {
         let t = &item.terms;
+        let id = item.id.to_string();
+        let mut tx = self.write_tx().await?;
+        let key = data_key_on(&mut tx, self.sealer(), &item.patient_id.to_string()).await?;
+        let sealed = |column: &str, plain: &str| seal(&key, "repeat_items", column, &id, plain);
         sqlx::query(
             "INSERT INTO repeat_items (id, patient_id, medicine_code, drug_name, strength, form, quantity, directions, \
              cycle_days, issues_authorised, review_date, schedule, issues_remaining, next_due, active, reminded_for, \
@@ -1557,14 +2174,14 @@ impl Store for SqliteStore {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, NULL, $16, \
              (SELECT COALESCE(MAX(created_seq), 0) + 1 FROM repeat_items WHERE patient_id = $2))",
         )
-        .bind(item.id.to_string())
+        .bind(&id)
         .bind(item.patient_id.to_string())
-        .bind(t.medicine_code.as_deref())
-        .bind(&t.drug_name)
-        .bind(&t.strength)
-        .bind(&t.form)
+        .bind(t.medicine_code.as_deref().map(|m| sealed("medicine_code", m)))
+        .bind(sealed("drug_name", &t.drug_name))
+        .bind(sealed("strength", &t.strength))
+        .bind(sealed("form", &t.form))
         .bind(i64::from(t.quantity))
-        .bind(&t.directions)
+        .bind(sealed("directions", &t.directions))
         .bind(t.cycle_days.get())
         .bind(i64::from(t.issues_authorised))
         .bind(t.review_date.to_string())
@@ -1573,38 +2190,39 @@ impl Store for SqliteStore {
         .bind(item.next_due.map(|d| d.to_string()))
         .bind(flag(item.active))
         .bind(us(Timestamp::now()))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        Ok(())
+        self.commit(tx).await
     }
 
     async fn update_repeat_item(&self, item: &RepeatItem) -> StoreResult<()> {
         let mut conn = self.conn().await?;
-        if !update_repeat_item_on(&mut conn, item).await? {
+        let key = data_key_on(&mut conn, self.sealer(), &item.patient_id.to_string()).await?;
+        if !update_repeat_item_on(&mut conn, &key, item).await? {
             return Err(not_found("the repeat item"));
         }
         Ok(())
     }
 
     async fn repeat_item(&self, id: RepeatItemId) -> StoreResult<Option<RepeatItem>> {
-        let row = sqlx::query(&format!("SELECT {REPEAT_COLS} FROM repeat_items WHERE id = $1"))
+        let row = sqlx::query(&format!("SELECT {REPEAT_COLS} FROM {REPEATS_KEYED} WHERE id = $1"))
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
-        row.as_ref().map(repeat_item_from).transpose()
+        row.as_ref().map(|r| repeat_item_from(&self.crypt, r)).transpose()
     }
 
     async fn repeat_items(&self, patient: PatientId) -> StoreResult<Vec<RepeatItem>> {
         let rows = sqlx::query(&format!(
-            "SELECT {REPEAT_COLS} FROM repeat_items WHERE patient_id = $1 ORDER BY created_seq, created_at, id"
+            "SELECT {REPEAT_COLS} FROM {REPEATS_KEYED} WHERE patient_id = $1 ORDER BY created_seq, created_at, id"
         ))
         .bind(patient.to_string())
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
-        rows.iter().map(repeat_item_from).collect()
+        rows.iter().map(|r| repeat_item_from(&self.crypt, r)).collect()
     }
 
     // --- orders ---
@@ -1616,15 +2234,17 @@ impl Store for SqliteStore {
         emails: &[OutgoingEmail],
     ) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
+        let id = order.id.to_string();
+        let key = data_key_on(&mut tx, self.sealer(), &order.patient_id.to_string()).await?;
         sqlx::query(&format!(
             "INSERT INTO orders ({ORDER_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1)"
         ))
-        .bind(order.id.to_string())
+        .bind(&id)
         .bind(order.patient_id.to_string())
         .bind(order.pharmacy_id.to_string())
         .bind(order.practice_id.to_string())
         .bind(order.fulfilment.as_str())
-        .bind(order.note.as_deref())
+        .bind(seal_opt(&key, "orders", "note", &id, order.note.as_deref()))
         .bind(order.placed_by.to_string())
         .bind(flag(order.on_behalf))
         .bind(flag(order.accepted))
@@ -1636,26 +2256,27 @@ impl Store for SqliteStore {
         .map_err(map_err)?;
         for (position, item) in order.items.iter().enumerate() {
             let position = i64::try_from(position).map_err(|e| StoreError::Database(e.to_string()))?;
+            let item_id = item.id.to_string();
             sqlx::query(&format!("INSERT INTO order_items ({ITEM_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"))
-                .bind(item.id.to_string())
-                .bind(order.id.to_string())
+                .bind(&item_id)
+                .bind(&id)
                 .bind(position)
                 .bind(item.repeat_item_id.to_string())
-                .bind(&item.description)
+                .bind(seal(&key, "order_items", "description", &item_id, &item.description))
                 .bind(item.state.as_str())
-                .bind(decision_json(&item.decision)?)
+                .bind(seal_opt(&key, "order_items", "decision", &item_id, decision_json(&item.decision)?.as_deref()))
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;
         }
-        insert_transitions_on(&mut tx, transitions).await?;
-        insert_emails_on(&mut tx, emails).await?;
-        tx.commit().await.map_err(map_err)
+        insert_transitions_on(&mut tx, &key, transitions).await?;
+        insert_emails_on(&mut tx, &self.crypt, emails).await?;
+        self.commit(tx).await
     }
 
     async fn order(&self, id: OrderId) -> StoreResult<Option<StoredOrder>> {
         let mut conn = self.conn().await?;
-        let Some(row) = sqlx::query(&format!("SELECT {ORDER_COLS} FROM orders WHERE id = $1"))
+        let Some(row) = sqlx::query(&format!("SELECT {ORDER_COLS}, {KEY_COLS} FROM {ORDERS_KEYED} WHERE id = $1"))
             .bind(id.to_string())
             .fetch_optional(&mut *conn)
             .await
@@ -1663,9 +2284,9 @@ impl Store for SqliteStore {
         else {
             return Ok(None);
         };
-        let (order, version) = order_from(&row)?;
+        let (order, version) = order_from(&self.crypt, &row)?;
         let mut orders = [order];
-        attach_items(&mut conn, &mut orders).await?;
+        attach_items(&mut conn, &self.crypt, &mut orders).await?;
         let [order] = orders;
         Ok(Some(StoredOrder { order, version }))
     }
@@ -1679,14 +2300,16 @@ impl Store for SqliteStore {
         emails: &[OutgoingEmail],
     ) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
+        let id = order.id.to_string();
+        let key = data_key_on(&mut tx, self.sealer(), &order.patient_id.to_string()).await?;
         let done = sqlx::query(
             "UPDATE orders SET fulfilment = $3, note = $4, accepted = $5, stage = $6, stage_entered_at = $7, \
              version = version + 1 WHERE id = $1 AND version = $2",
         )
-        .bind(order.id.to_string())
+        .bind(&id)
         .bind(expected_version)
         .bind(order.fulfilment.as_str())
-        .bind(order.note.as_deref())
+        .bind(seal_opt(&key, "orders", "note", &id, order.note.as_deref()))
         .bind(flag(order.accepted))
         .bind(order.stage.as_str())
         .bind(us(order.stage_entered_at))
@@ -1700,11 +2323,12 @@ impl Store for SqliteStore {
             ));
         }
         for item in &order.items {
+            let item_id = item.id.to_string();
             let done = sqlx::query("UPDATE order_items SET state = $3, decision = $4 WHERE id = $1 AND order_id = $2")
-                .bind(item.id.to_string())
-                .bind(order.id.to_string())
+                .bind(&item_id)
+                .bind(&id)
                 .bind(item.state.as_str())
-                .bind(decision_json(&item.decision)?)
+                .bind(seal_opt(&key, "order_items", "decision", &item_id, decision_json(&item.decision)?.as_deref()))
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;
@@ -1712,36 +2336,42 @@ impl Store for SqliteStore {
                 return Err(not_found("an item of the order"));
             }
         }
-        insert_transitions_on(&mut tx, transitions).await?;
+        insert_transitions_on(&mut tx, &key, transitions).await?;
         for item in repeat_items {
-            if !update_repeat_item_on(&mut tx, item).await? {
+            if item.patient_id != order.patient_id {
+                return Err(StoreError::Database(
+                    "a repeat item of another patient cannot change with this order".into(),
+                ));
+            }
+            if !update_repeat_item_on(&mut tx, &key, item).await? {
                 return Err(not_found("a repeat item of the order"));
             }
         }
-        insert_emails_on(&mut tx, emails).await?;
-        tx.commit().await.map_err(map_err)
+        insert_emails_on(&mut tx, &self.crypt, emails).await?;
+        self.commit(tx).await
     }
 
     async fn orders_of_patient(&self, patient: PatientId) -> StoreResult<Vec<Order>> {
         let mut conn = self.conn().await?;
         let rows = sqlx::query(&format!(
-            "SELECT {ORDER_COLS} FROM orders WHERE patient_id = $1 ORDER BY created_at DESC, id DESC"
+            "SELECT {ORDER_COLS}, {KEY_COLS} FROM {ORDERS_KEYED} WHERE patient_id = $1 ORDER BY created_at DESC, id DESC"
         ))
         .bind(patient.to_string())
         .fetch_all(&mut *conn)
         .await
         .map_err(map_err)?;
-        orders_with_items(&mut conn, rows).await
+        orders_with_items(&mut conn, &self.crypt, rows).await
     }
 
     async fn order_transitions(&self, order: OrderId) -> StoreResult<Vec<Transition>> {
-        let rows =
-            sqlx::query(&format!("SELECT {TRANSITION_COLS} FROM order_transitions WHERE order_id = $1 ORDER BY seq"))
-                .bind(order.to_string())
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_err)?;
-        rows.iter().map(transition_from).collect()
+        let rows = sqlx::query(&format!(
+            "SELECT {TRANSITION_COLS}, {KEY_COLS} FROM {TRANSITIONS_KEYED} WHERE t.order_id = $1 ORDER BY t.seq"
+        ))
+        .bind(order.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(|r| transition_from(&self.crypt, r)).collect()
     }
 
     async fn pharmacy_orders(&self, pharmacy: PharmacyId, filter: &OrderFilter) -> StoreResult<Vec<Order>> {
@@ -1799,7 +2429,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
+        self.commit(tx).await?;
         Ok(AuditEntry { seq, record: record.clone(), prev_hash, hash })
     }
 
@@ -1855,7 +2485,7 @@ impl Store for SqliteStore {
             }
             purged += 1;
         }
-        tx.commit().await.map_err(map_err)?;
+        self.commit(tx).await?;
         Ok(purged)
     }
 
@@ -1930,8 +2560,8 @@ impl Store for SqliteStore {
 
     async fn enqueue_emails(&self, emails: &[OutgoingEmail]) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
-        insert_emails_on(&mut tx, emails).await?;
-        tx.commit().await.map_err(map_err)
+        insert_emails_on(&mut tx, &self.crypt, emails).await?;
+        self.commit(tx).await
     }
 
     async fn claim_emails(
@@ -1955,7 +2585,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
-        let mut emails = rows.iter().map(email_from).collect::<StoreResult<Vec<_>>>()?;
+        let mut emails = rows.iter().map(|r| email_from(&self.crypt, r)).collect::<StoreResult<Vec<_>>>()?;
         emails.sort_by_key(|e| (e.not_before, e.created_at, e.id));
         Ok(emails)
     }
@@ -1990,6 +2620,15 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn purge_finished_emails(&self, before: Timestamp) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM outbox_emails WHERE status IN ('sent', 'failed') AND created_at < $1")
+            .bind(us(before))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
     async fn recent_emails(&self, limit: u32) -> StoreResult<Vec<OutgoingEmail>> {
         let rows =
             sqlx::query(&format!("SELECT {EMAIL_COLS} FROM outbox_emails ORDER BY created_at DESC, id DESC LIMIT $1"))
@@ -1997,7 +2636,51 @@ impl Store for SqliteStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(map_err)?;
-        rows.iter().map(email_from).collect()
+        rows.iter().map(|r| email_from(&self.crypt, r)).collect()
+    }
+
+    // --- encryption keys ---
+
+    async fn data_keys_to_rewrap(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM data_keys WHERE key_master <> $1")
+            .bind(self.sealer().current_master_id())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn adopt_current_master_key(&self) -> StoreResult<()> {
+        self.set_meta(MASTER_KEY_META, &self.sealer().current_master_id()).await
+    }
+
+    async fn rewrap_data_keys(&self, limit: u32) -> StoreResult<u64> {
+        let current = self.sealer().current_master_id();
+        let mut tx = self.write_tx().await?;
+        let rows = sqlx::query(
+            "SELECT key_owner, key_master, key_wrapped FROM data_keys WHERE key_master <> $1 ORDER BY key_owner LIMIT $2",
+        )
+        .bind(&current)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let mut done = 0;
+        for row in &rows {
+            let owner: String = col(row, "key_owner")?;
+            let wrapped = WrappedKey { master_id: col(row, "key_master")?, sealed: col(row, "key_wrapped")? };
+            let rewrapped = self.sealer().rewrap(&owner, &wrapped)?;
+            done += sqlx::query("UPDATE data_keys SET key_master = $2, key_wrapped = $3 WHERE key_owner = $1")
+                .bind(&owner)
+                .bind(&rewrapped.master_id)
+                .bind(&rewrapped.sealed)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+        }
+        self.commit(tx).await?;
+        Ok(done)
     }
 
     // --- background jobs ---
@@ -2024,7 +2707,7 @@ impl Store for SqliteStore {
 
     async fn repeat_items_needing_reminder(&self, due_on_or_before: Date, limit: u32) -> StoreResult<Vec<RepeatItem>> {
         let rows = sqlx::query(&format!(
-            "SELECT {REPEAT_COLS} FROM repeat_items \
+            "SELECT {REPEAT_COLS} FROM {REPEATS_KEYED} \
              WHERE active = 1 AND next_due IS NOT NULL AND next_due <= $1 \
                AND (reminded_for IS NULL OR reminded_for <> next_due) \
              ORDER BY next_due, created_at, id LIMIT $2"
@@ -2034,7 +2717,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
-        rows.iter().map(repeat_item_from).collect()
+        rows.iter().map(|r| repeat_item_from(&self.crypt, r)).collect()
     }
 
     /// Idempotent: when the reminder for `due` is already recorded, nothing changes and the email
@@ -2052,10 +2735,10 @@ impl Store for SqliteStore {
         .map_err(map_err)?;
         if done.rows_affected() == 1 {
             if let Some(email) = email {
-                insert_emails_on(&mut tx, std::slice::from_ref(email)).await?;
+                insert_emails_on(&mut tx, &self.crypt, std::slice::from_ref(email)).await?;
             }
         }
-        tx.commit().await.map_err(map_err)
+        self.commit(tx).await
     }
 }
 
