@@ -3,11 +3,13 @@
 //! several stores (servers) sharing one database.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use repeatrx_crypto::{FixedKeys, KeySource, Keys};
 use repeatrx_store::conformance;
 use repeatrx_store::sql::SqlStore;
 use repeatrx_store::testdb::fresh_postgres_database;
-use repeatrx_store::Store;
+use repeatrx_store::{Store, StoreError};
 use std::sync::Arc;
 
 async fn store_with(keys: Arc<dyn KeySource>) -> (String, SqlStore) {
@@ -66,5 +68,24 @@ async fn the_audit_trail_refuses_changes_through_sql() {
     ] {
         let err = sqlx::query(sql).execute(store.pool()).await.unwrap_err();
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+}
+
+/// P2 on PostgreSQL: a sealed value changed, or moved to another row or column, and a data key
+/// swapped for another patient's, are reported as corrupt and never opened.
+#[tokio::test]
+async fn sealed_values_changed_or_moved_are_reported_not_opened() {
+    let (_, store) = store_with(keys()).await;
+    common::sealed_values_changed_or_moved_are_reported_not_opened(&store).await;
+}
+
+/// A server started with another key file is refused at start, not on its first read.
+#[tokio::test]
+async fn a_database_refuses_keys_it_was_not_made_with() {
+    let (url, store) = store_with(keys()).await;
+    conformance::world(&store).await;
+    match SqlStore::connect_postgres(&url, keys()).await {
+        Err(StoreError::Unavailable(m)) => assert!(m.contains("does not hold master key"), "{m}"),
+        other => panic!("expected Unavailable, got {:?}", other.map(|_| ())),
     }
 }

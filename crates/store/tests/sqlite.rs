@@ -2,6 +2,8 @@
 //! durability settings, reopening, and opening errors.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use repeatrx_crypto::{FixedKeys, KeyFile, KeySource, Keys};
 use repeatrx_store::conformance;
 use repeatrx_store::sql::SqlStore;
@@ -147,65 +149,11 @@ async fn the_audit_trail_refuses_changes_through_sql() {
     }
 }
 
-/// P2: what the file holds is ciphertext bound to its place. A value changed, or copied from
-/// another row or column, is reported as corrupt and never shown as someone's data.
+/// P2: what the file holds is ciphertext bound to its place (the shared check in `common`).
 #[tokio::test]
 async fn sealed_values_changed_or_moved_are_reported_not_opened() {
     let (_dir, path) = temp_db();
-    let store = open(&path).await.unwrap();
-    let a = conformance::world(&store).await.pa;
-    let b = conformance::world(&store).await.pa;
-    assert_eq!(store.patient(b.patient.id).await.unwrap().unwrap(), b.patient, "intact rows open");
-
-    let raw = |column: &str, id: String| {
-        let sql = format!("SELECT {column} FROM patients WHERE id = $1");
-        let pool = store.pool().clone();
-        async move { sqlx::query_scalar::<_, String>(&sql).bind(id).fetch_one(&pool).await.unwrap() }
-    };
-    let family_a = raw("family_name", a.patient.id.to_string()).await;
-    let family_b = raw("family_name", b.patient.id.to_string()).await;
-    assert!(!family_a.contains(b.patient.family_name.as_str()) && !family_a.contains("Jones"), "{family_a}");
-    let set = |column: &str, value: String, id: String| {
-        let sql = format!("UPDATE patients SET {column} = $1 WHERE id = $2");
-        let pool = store.pool().clone();
-        async move { sqlx::query(&sql).bind(value).bind(id).execute(&pool).await.unwrap() }
-    };
-    let refused = |what: &str, r: Result<Option<repeatrx_domain::patient::Patient>, StoreError>| match r {
-        Err(StoreError::Corrupt(m)) => assert!(m.contains("does not open"), "{what}: {m}"),
-        other => panic!("{what}: expected Corrupt, got {other:?}"),
-    };
-
-    // Another patient's family name copied over B's.
-    set("family_name", family_a.clone(), b.patient.id.to_string()).await;
-    refused("moved between rows", store.patient(b.patient.id).await);
-    // B's own family name put in the given-name column.
-    set("family_name", family_b.clone(), b.patient.id.to_string()).await;
-    let given_b = raw("given_name", b.patient.id.to_string()).await;
-    set("given_name", family_b.clone(), b.patient.id.to_string()).await;
-    refused("moved between columns", store.patient(b.patient.id).await);
-    set("given_name", given_b, b.patient.id.to_string()).await;
-    assert_eq!(store.patient(b.patient.id).await.unwrap().unwrap(), b.patient, "put back, it opens again");
-    // One character of the ciphertext changed.
-    let mut chars: Vec<char> = family_b.chars().collect();
-    let i = chars.len() / 2;
-    chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
-    set("family_name", chars.into_iter().collect(), b.patient.id.to_string()).await;
-    refused("changed", store.patient(b.patient.id).await);
-    // Someone else's data key put in place of B's.
-    set("family_name", family_b, b.patient.id.to_string()).await;
-    sqlx::query(
-        "UPDATE data_keys SET key_wrapped = (SELECT key_wrapped FROM data_keys WHERE key_owner = $1) WHERE key_owner = $2",
-    )
-    .bind(a.patient.id.to_string())
-    .bind(b.patient.id.to_string())
-    .execute(store.pool())
-    .await
-    .unwrap();
-    match store.patient(b.patient.id).await {
-        Err(StoreError::Corrupt(m)) => assert!(m.contains("data key"), "{m}"),
-        other => panic!("a swapped data key: expected Corrupt, got {other:?}"),
-    }
-    assert_eq!(store.patient(a.patient.id).await.unwrap().unwrap(), a.patient, "A is untouched");
+    common::sealed_values_changed_or_moved_are_reported_not_opened(&open(&path).await.unwrap()).await;
 }
 
 /// The key file is the only way in: the same database with other keys opens nothing, and says so

@@ -1,6 +1,9 @@
 //! Helpers shared by the store's integration tests.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use repeatrx_store::conformance;
+use repeatrx_store::sql::SqlStore;
+use repeatrx_store::{Store, StoreError};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, Row};
 use std::collections::BTreeMap;
@@ -35,4 +38,62 @@ pub async fn content(db: &Path) -> BTreeMap<String, Vec<String>> {
     }
     conn.close().await.unwrap();
     out
+}
+
+/// P2, on either engine: what the database holds is ciphertext bound to its place. A value changed, or copied from
+/// another row or column, is reported as corrupt and never shown as someone's data.
+pub async fn sealed_values_changed_or_moved_are_reported_not_opened(store: &SqlStore) {
+    let a = conformance::world(store).await.pa;
+    let b = conformance::world(store).await.pa;
+    assert_eq!(store.patient(b.patient.id).await.unwrap().unwrap(), b.patient, "intact rows open");
+
+    let raw = |column: &str, id: String| {
+        let sql = format!("SELECT {column} FROM patients WHERE id = $1");
+        let pool = store.pool().clone();
+        async move { sqlx::query_scalar::<_, String>(&sql).bind(id).fetch_one(&pool).await.unwrap() }
+    };
+    let family_a = raw("family_name", a.patient.id.to_string()).await;
+    let family_b = raw("family_name", b.patient.id.to_string()).await;
+    assert!(!family_a.contains(b.patient.family_name.as_str()) && !family_a.contains("Jones"), "{family_a}");
+    let set = |column: &str, value: String, id: String| {
+        let sql = format!("UPDATE patients SET {column} = $1 WHERE id = $2");
+        let pool = store.pool().clone();
+        async move { sqlx::query(&sql).bind(value).bind(id).execute(&pool).await.unwrap() }
+    };
+    let refused = |what: &str, r: Result<Option<repeatrx_domain::patient::Patient>, StoreError>| match r {
+        Err(StoreError::Corrupt(m)) => assert!(m.contains("does not open"), "{what}: {m}"),
+        other => panic!("{what}: expected Corrupt, got {other:?}"),
+    };
+
+    // Another patient's family name copied over B's.
+    set("family_name", family_a.clone(), b.patient.id.to_string()).await;
+    refused("moved between rows", store.patient(b.patient.id).await);
+    // B's own family name put in the given-name column.
+    set("family_name", family_b.clone(), b.patient.id.to_string()).await;
+    let given_b = raw("given_name", b.patient.id.to_string()).await;
+    set("given_name", family_b.clone(), b.patient.id.to_string()).await;
+    refused("moved between columns", store.patient(b.patient.id).await);
+    set("given_name", given_b, b.patient.id.to_string()).await;
+    assert_eq!(store.patient(b.patient.id).await.unwrap().unwrap(), b.patient, "put back, it opens again");
+    // One character of the ciphertext changed.
+    let mut chars: Vec<char> = family_b.chars().collect();
+    let i = chars.len() / 2;
+    chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
+    set("family_name", chars.into_iter().collect(), b.patient.id.to_string()).await;
+    refused("changed", store.patient(b.patient.id).await);
+    // Someone else's data key put in place of B's.
+    set("family_name", family_b, b.patient.id.to_string()).await;
+    sqlx::query(
+        "UPDATE data_keys SET key_wrapped = (SELECT key_wrapped FROM data_keys WHERE key_owner = $1) WHERE key_owner = $2",
+    )
+    .bind(a.patient.id.to_string())
+    .bind(b.patient.id.to_string())
+    .execute(store.pool())
+    .await
+    .unwrap();
+    match store.patient(b.patient.id).await {
+        Err(StoreError::Corrupt(m)) => assert!(m.contains("data key"), "{m}"),
+        other => panic!("a swapped data key: expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(store.patient(a.patient.id).await.unwrap().unwrap(), a.patient, "A is untouched");
 }
