@@ -1,5 +1,5 @@
-//! RepeatRx storage. [`Store`] is the one interface the application talks to; `sqlite` is the
-//! embedded adapter (PostgreSQL follows behind the same trait and the same [`conformance`] suite).
+//! RepeatRx storage. [`Store`] is the one interface the application talks to; [`sql::SqlStore`]
+//! implements it on SQLite (embedded) and on PostgreSQL, both held to the same [`conformance`] suite.
 //! Each method is one atomic unit of work: a use case that changes several tables (an order, its
 //! transition records and the emails it causes) is one method, hence one transaction, so nothing
 //! is ever half-written.

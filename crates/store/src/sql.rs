@@ -136,6 +136,18 @@ impl SqlStore {
         let pool = AnyPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // A connection still in a transaction is never handed out. SQLite rolls a transaction
+            // back by itself on some errors (a full disk among them); sqlx's own ROLLBACK then
+            // fails and its transaction depth stays at one, so every later `BEGIN` on that
+            // connection would be refused. Such a connection is closed instead (which ends
+            // whatever is left of its transaction) and the pool opens a fresh one.
+            .before_acquire(|conn, _| {
+                let healthy = !sqlx::Connection::is_in_transaction(&*conn);
+                if !healthy {
+                    tracing::warn!("a database connection left in a failed transaction was closed");
+                }
+                Box::pin(async move { Ok(healthy) })
+            })
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if engine == Engine::Sqlite {
