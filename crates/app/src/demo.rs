@@ -91,20 +91,24 @@ async fn enrol_demo_staff(app: &App) -> AppResult<()> {
 /// The marker the demo leaves in the database, so it is seeded only once.
 pub const SEEDED_KEY: &str = "demo_seeded_at";
 
-const GIVEN: &[&str] = &[
+/// Synthetic given names (the demo's, and the benchmark's data generator's).
+pub const GIVEN: &[&str] = &[
     "Olivia", "Amelia", "Isla", "Ava", "Mia", "Grace", "Freya", "Lily", "Harry", "George", "Noah", "Oliver", "Arthur",
     "Leo", "Oscar", "Jack", "Priya", "Aisha", "Mohammed", "Fatima", "Wei", "Siobhan", "Rhys", "Eilidh", "Tomasz",
     "Zofia",
 ];
-const FAMILY: &[&str] = &[
+/// Synthetic family names.
+pub const FAMILY: &[&str] = &[
     "Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "Davies", "Patel", "Robinson", "Wright",
     "Thompson", "Evans", "Walker", "White", "Roberts", "Green", "Hall", "Khan", "Lewis", "Clarke", "Hughes", "Murphy",
     "Nowak",
 ];
-const STREETS: &[&str] = &["Mill Lane", "Church Road", "Station Street", "Park Avenue", "Victoria Road", "High Street"];
+/// Synthetic street names.
+pub const STREETS: &[&str] =
+    &["Mill Lane", "Church Road", "Station Street", "Park Avenue", "Victoria Road", "High Street"];
 
 /// Medicines commonly on demo repeat lists (searched in the catalogue by these words).
-const COMMON: &[&str] = &[
+pub const COMMON: &[&str] = &[
     "atorvastatin 20",
     "amlodipine 5",
     "ramipril 5",
@@ -127,7 +131,9 @@ impl Clock for AtClock {
     }
 }
 
-fn terms(
+/// Repeat terms for the first catalogue medicine matching `query` (or a free-text one), with
+/// a review date `review_in_days` from `today`.
+pub fn terms(
     query: &str,
     cycle: i64,
     issues: i64,

@@ -1119,6 +1119,116 @@ async fn insert_emails_on(conn: &mut AnyConnection, c: &Crypt, emails: &[Outgoin
 }
 
 /// Transitions of one order, whose patient's key is `key`.
+async fn insert_patient_on(
+    conn: &mut AnyConnection,
+    c: &Crypt,
+    patient: &Patient,
+    account: Option<&UserAccount>,
+) -> StoreResult<()> {
+    let id = patient.id.to_string();
+    ensure_current_master_on(conn, &c.sealer).await?;
+    let (key, wrapped) = c.sealer.new_data_key(&id);
+    insert_data_key_on(conn, &id, &wrapped).await?;
+    sqlx::query(
+        "INSERT INTO patients (id, pharmacy_id, practice_id, given_name, family_name, date_of_birth, nhs_number, \
+         email, phone, address, dob_index, nhs_index, email_index) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(&id)
+    .bind(patient.pharmacy_id.to_string())
+    .bind(patient.practice_id.to_string())
+    .bind_patient(&c.sealer, &key, patient)
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    index_name_words_on(conn, &c.sealer, patient).await?;
+    if let Some(account) = account {
+        insert_user_on(conn, c, account).await?;
+    }
+    Ok(())
+}
+
+async fn insert_repeat_item_on(conn: &mut AnyConnection, c: &Crypt, item: &RepeatItem) -> StoreResult<()> {
+    let t = &item.terms;
+    let id = item.id.to_string();
+    let key = data_key_on(conn, &c.sealer, &item.patient_id.to_string()).await?;
+    let sealed = |column: &str, plain: &str| seal(&key, "repeat_items", column, &id, plain);
+    sqlx::query(
+        "INSERT INTO repeat_items (id, patient_id, medicine_code, drug_name, strength, form, quantity, directions, \
+         cycle_days, issues_authorised, review_date, schedule, issues_remaining, next_due, active, reminded_for, \
+         created_at, created_seq) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, NULL, $16, \
+         (SELECT COALESCE(MAX(created_seq), 0) + 1 FROM repeat_items WHERE patient_id = $2))",
+    )
+    .bind(&id)
+    .bind(item.patient_id.to_string())
+    .bind(t.medicine_code.as_deref().map(|m| sealed("medicine_code", m)))
+    .bind(sealed("drug_name", &t.drug_name))
+    .bind(sealed("strength", &t.strength))
+    .bind(sealed("form", &t.form))
+    .bind(i64::from(t.quantity))
+    .bind(sealed("directions", &t.directions))
+    .bind(t.cycle_days.get())
+    .bind(i64::from(t.issues_authorised))
+    .bind(t.review_date.to_string())
+    .bind(i64::from(t.schedule.number()))
+    .bind(i64::from(item.issues_remaining))
+    .bind(item.next_due.map(|d| d.to_string()))
+    .bind(flag(item.active))
+    .bind(us(Timestamp::now()))
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+async fn insert_order_on(
+    conn: &mut AnyConnection,
+    c: &Crypt,
+    order: &Order,
+    transitions: &[Transition],
+    emails: &[OutgoingEmail],
+) -> StoreResult<()> {
+    let id = order.id.to_string();
+    let key = data_key_on(conn, &c.sealer, &order.patient_id.to_string()).await?;
+    sqlx::query(&format!(
+        "INSERT INTO orders ({ORDER_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1)"
+    ))
+    .bind(&id)
+    .bind(order.patient_id.to_string())
+    .bind(order.pharmacy_id.to_string())
+    .bind(order.practice_id.to_string())
+    .bind(order.fulfilment.as_str())
+    .bind(seal_opt(&key, "orders", "note", &id, order.note.as_deref()))
+    .bind(order.placed_by.to_string())
+    .bind(flag(order.on_behalf))
+    .bind(flag(order.accepted))
+    .bind(order.stage.as_str())
+    .bind(us(order.created_at))
+    .bind(us(order.stage_entered_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    for (position, item) in order.items.iter().enumerate() {
+        let position = i64::try_from(position).map_err(|e| StoreError::Database(e.to_string()))?;
+        let item_id = item.id.to_string();
+        sqlx::query(&format!("INSERT INTO order_items ({ITEM_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"))
+            .bind(&item_id)
+            .bind(&id)
+            .bind(position)
+            .bind(item.repeat_item_id.to_string())
+            .bind(seal(&key, "order_items", "description", &item_id, &item.description))
+            .bind(item.state.as_str())
+            .bind(seal_opt(&key, "order_items", "decision", &item_id, decision_json(&item.decision)?.as_deref()))
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+    }
+    insert_transitions_on(conn, &key, transitions).await?;
+    insert_emails_on(conn, c, emails).await?;
+    Ok(())
+}
+
 async fn insert_transitions_on(conn: &mut AnyConnection, key: &DataKey, transitions: &[Transition]) -> StoreResult<()> {
     for t in transitions {
         let order = t.order_id.to_string();
@@ -1246,6 +1356,103 @@ impl SqlStore {
         let mut conn = self.conn().await?;
         let rows = q.fetch_all(&mut *conn).await.map_err(map_err)?;
         orders_with_items(&mut conn, &self.crypt, rows).await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading many new records at once
+// ---------------------------------------------------------------------------------------------
+
+/// Writes many new records through the same statements and sealing as the [`Store`] methods,
+/// `batch` records to a transaction instead of one (see [`SqlStore::bulk_load`]).
+pub struct BulkLoad {
+    store: SqlStore,
+    tx: Option<sqlx::Transaction<'static, Any>>,
+    in_tx: usize,
+    batch: usize,
+}
+
+impl SqlStore {
+    /// A loader for a whole data set of new records (the benchmark's data generator): each
+    /// record is written exactly as `insert_patient`, `insert_repeat_item`, `insert_order` and
+    /// `insert_session` write it, but `batch` of them share a transaction, so a million
+    /// patients do not cost a million commits. On PostgreSQL the store's write lock is not
+    /// taken, so that loaders can run side by side: they must only insert records of their own
+    /// (no two loaders write the same patient). On SQLite loaders take turns, as every writer
+    /// does. Nothing is visible to others until [`BulkLoad::finish`] or a batch commits.
+    pub fn bulk_load(&self, batch: usize) -> BulkLoad {
+        BulkLoad { store: self.clone(), tx: None, in_tx: 0, batch: batch.max(1) }
+    }
+}
+
+impl BulkLoad {
+    pub async fn patient(&mut self, patient: &Patient, account: Option<&UserAccount>) -> StoreResult<()> {
+        let crypt = self.store.crypt.clone();
+        insert_patient_on(self.tx().await?, &crypt, patient, account).await?;
+        self.written().await
+    }
+
+    pub async fn repeat_item(&mut self, item: &RepeatItem) -> StoreResult<()> {
+        let crypt = self.store.crypt.clone();
+        insert_repeat_item_on(self.tx().await?, &crypt, item).await?;
+        self.written().await
+    }
+
+    pub async fn order(&mut self, order: &Order, transitions: &[Transition]) -> StoreResult<()> {
+        let crypt = self.store.crypt.clone();
+        insert_order_on(self.tx().await?, &crypt, order, transitions, &[]).await?;
+        self.written().await
+    }
+
+    pub async fn session(&mut self, session: &SessionRecord) -> StoreResult<()> {
+        insert_session_on(self.tx().await?, session).await?;
+        self.written().await
+    }
+
+    /// Records the reminder for a line's due date as sent (as `record_reminder` without an email).
+    pub async fn reminded(&mut self, item: RepeatItemId, due: Date) -> StoreResult<()> {
+        sqlx::query("UPDATE repeat_items SET reminded_for = $2 WHERE id = $1")
+            .bind(item.to_string())
+            .bind(due.to_string())
+            .execute(self.tx().await?)
+            .await
+            .map_err(map_err)?;
+        self.written().await
+    }
+
+    /// Commits what is not committed yet.
+    pub async fn finish(mut self) -> StoreResult<()> {
+        self.commit().await
+    }
+
+    async fn tx(&mut self) -> StoreResult<&mut AnyConnection> {
+        if self.tx.is_none() {
+            let tx = match self.store.engine {
+                Engine::Sqlite => self.store.write_tx().await?,
+                Engine::Postgres => self.store.pool.begin().await.map_err(map_err)?,
+            };
+            self.tx = Some(tx);
+        }
+        match self.tx.as_mut() {
+            Some(tx) => Ok(&mut **tx),
+            None => Err(StoreError::Database("the bulk load has no transaction".into())),
+        }
+    }
+
+    async fn written(&mut self) -> StoreResult<()> {
+        self.in_tx += 1;
+        if self.in_tx >= self.batch {
+            self.commit().await?;
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> StoreResult<()> {
+        self.in_tx = 0;
+        match self.tx.take() {
+            Some(tx) => self.store.commit(tx).await,
+            None => Ok(()),
+        }
     }
 }
 
@@ -2007,27 +2214,8 @@ impl Store for SqlStore {
     // --- patients and repeat lists ---
 
     async fn insert_patient(&self, patient: &Patient, account: Option<&UserAccount>) -> StoreResult<()> {
-        let id = patient.id.to_string();
         let mut tx = self.write_tx().await?;
-        ensure_current_master_on(&mut tx, self.sealer()).await?;
-        let (key, wrapped) = self.sealer().new_data_key(&id);
-        insert_data_key_on(&mut tx, &id, &wrapped).await?;
-        sqlx::query(
-            "INSERT INTO patients (id, pharmacy_id, practice_id, given_name, family_name, date_of_birth, nhs_number, \
-             email, phone, address, dob_index, nhs_index, email_index) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(&id)
-        .bind(patient.pharmacy_id.to_string())
-        .bind(patient.practice_id.to_string())
-        .bind_patient(self.sealer(), &key, patient)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        index_name_words_on(&mut tx, self.sealer(), patient).await?;
-        if let Some(account) = account {
-            insert_user_on(&mut tx, &self.crypt, account).await?;
-        }
+        insert_patient_on(&mut tx, &self.crypt, patient, account).await?;
         self.commit(tx).await
     }
 
@@ -2174,37 +2362,8 @@ impl Store for SqlStore {
     }
 
     async fn insert_repeat_item(&self, item: &RepeatItem) -> StoreResult<()> {
-        let t = &item.terms;
-        let id = item.id.to_string();
         let mut tx = self.write_tx().await?;
-        let key = data_key_on(&mut tx, self.sealer(), &item.patient_id.to_string()).await?;
-        let sealed = |column: &str, plain: &str| seal(&key, "repeat_items", column, &id, plain);
-        sqlx::query(
-            "INSERT INTO repeat_items (id, patient_id, medicine_code, drug_name, strength, form, quantity, directions, \
-             cycle_days, issues_authorised, review_date, schedule, issues_remaining, next_due, active, reminded_for, \
-             created_at, created_seq) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, NULL, $16, \
-             (SELECT COALESCE(MAX(created_seq), 0) + 1 FROM repeat_items WHERE patient_id = $2))",
-        )
-        .bind(&id)
-        .bind(item.patient_id.to_string())
-        .bind(t.medicine_code.as_deref().map(|m| sealed("medicine_code", m)))
-        .bind(sealed("drug_name", &t.drug_name))
-        .bind(sealed("strength", &t.strength))
-        .bind(sealed("form", &t.form))
-        .bind(i64::from(t.quantity))
-        .bind(sealed("directions", &t.directions))
-        .bind(t.cycle_days.get())
-        .bind(i64::from(t.issues_authorised))
-        .bind(t.review_date.to_string())
-        .bind(i64::from(t.schedule.number()))
-        .bind(i64::from(item.issues_remaining))
-        .bind(item.next_due.map(|d| d.to_string()))
-        .bind(flag(item.active))
-        .bind(us(Timestamp::now()))
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        insert_repeat_item_on(&mut tx, &self.crypt, item).await?;
         self.commit(tx).await
     }
 
@@ -2246,43 +2405,7 @@ impl Store for SqlStore {
         emails: &[OutgoingEmail],
     ) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
-        let id = order.id.to_string();
-        let key = data_key_on(&mut tx, self.sealer(), &order.patient_id.to_string()).await?;
-        sqlx::query(&format!(
-            "INSERT INTO orders ({ORDER_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1)"
-        ))
-        .bind(&id)
-        .bind(order.patient_id.to_string())
-        .bind(order.pharmacy_id.to_string())
-        .bind(order.practice_id.to_string())
-        .bind(order.fulfilment.as_str())
-        .bind(seal_opt(&key, "orders", "note", &id, order.note.as_deref()))
-        .bind(order.placed_by.to_string())
-        .bind(flag(order.on_behalf))
-        .bind(flag(order.accepted))
-        .bind(order.stage.as_str())
-        .bind(us(order.created_at))
-        .bind(us(order.stage_entered_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        for (position, item) in order.items.iter().enumerate() {
-            let position = i64::try_from(position).map_err(|e| StoreError::Database(e.to_string()))?;
-            let item_id = item.id.to_string();
-            sqlx::query(&format!("INSERT INTO order_items ({ITEM_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"))
-                .bind(&item_id)
-                .bind(&id)
-                .bind(position)
-                .bind(item.repeat_item_id.to_string())
-                .bind(seal(&key, "order_items", "description", &item_id, &item.description))
-                .bind(item.state.as_str())
-                .bind(seal_opt(&key, "order_items", "decision", &item_id, decision_json(&item.decision)?.as_deref()))
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        }
-        insert_transitions_on(&mut tx, &key, transitions).await?;
-        insert_emails_on(&mut tx, &self.crypt, emails).await?;
+        insert_order_on(&mut tx, &self.crypt, order, transitions, emails).await?;
         self.commit(tx).await
     }
 

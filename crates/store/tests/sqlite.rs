@@ -171,3 +171,10 @@ async fn a_database_refuses_a_key_file_it_was_not_made_with() {
         other => panic!("expected Unavailable, got {:?}", other.map(|_| ())),
     }
 }
+
+/// The data generator's bulk load writes what the one-at-a-time methods write.
+#[tokio::test]
+async fn bulk_loaded_records_read_back_as_written() {
+    let (_dir, path) = temp_db();
+    common::bulk_loaded_records_read_back_as_written(&open(&path).await.unwrap()).await;
+}

@@ -97,3 +97,78 @@ pub async fn sealed_values_changed_or_moved_are_reported_not_opened(store: &SqlS
     }
     assert_eq!(store.patient(a.patient.id).await.unwrap().unwrap(), a.patient, "A is untouched");
 }
+
+/// A bulk load writes each record exactly as the one-at-a-time methods do: patients (with their
+/// accounts), repeat lines, orders with their transitions, sessions and sent reminders all read
+/// back as given, whether a batch was committed or is committed by `finish`.
+pub async fn bulk_loaded_records_read_back_as_written(store: &SqlStore) {
+    use repeatrx_domain::ids::{PatientId, RepeatItemId, UserId};
+    use repeatrx_domain::order::{By, NewOrder, Order};
+    use repeatrx_domain::patient::Fulfilment;
+    use repeatrx_store::{SessionKind, SessionRecord};
+    let w = conformance::world(store).await;
+    let mut load = store.bulk_load(4);
+    let mut written = Vec::new();
+    for n in 0..7 {
+        let mut patient = w.pa.patient.clone();
+        patient.id = PatientId::new();
+        patient.email =
+            Some(repeatrx_domain::text::Email::parse(&format!("bulk{n}-{}@example.org", patient.id)).unwrap());
+        let account = repeatrx_store::UserAccount {
+            id: UserId::new(),
+            email: patient.email.clone().unwrap(),
+            patient_id: Some(patient.id),
+            ..w.pa.user.clone()
+        };
+        load.patient(&patient, Some(&account)).await.unwrap();
+        let mut lines = Vec::new();
+        for line in &w.pa.items {
+            let mut line = line.clone();
+            line.id = RepeatItemId::new();
+            line.patient_id = patient.id;
+            load.repeat_item(&line).await.unwrap();
+            lines.push(line);
+        }
+        let due = jiff::civil::date(2026, 12, 24);
+        load.reminded(lines[0].id, due).await.unwrap();
+        let new = NewOrder {
+            patient_id: patient.id,
+            pharmacy_id: patient.pharmacy_id,
+            practice_id: patient.practice_id,
+            fulfilment: Fulfilment::Delivery,
+            note: Some(format!("note {n}")),
+            on_behalf: false,
+            items: lines.iter().map(|l| (l.id, l.terms.description())).collect(),
+        };
+        let at = jiff::Timestamp::from_second(1_780_000_000 + n).unwrap();
+        let (mut order, first) = Order::submit(new, By { user: account.id, role: account.role, at }).unwrap();
+        let mut transitions = vec![first];
+        transitions.extend(order.accept(By { user: w.ph.manager.id, role: w.ph.manager.role, at }).unwrap());
+        load.order(&order, &transitions).await.unwrap();
+        let session = SessionRecord {
+            token_hash: format!("{:064x}", n),
+            user_id: account.id,
+            kind: SessionKind::Api,
+            csrf_token: "csrf".into(),
+            created_at: at,
+            last_seen_at: at,
+            expires_at: at + jiff::SignedDuration::from_hours(1),
+            user_agent: "bulk".into(),
+            stage: repeatrx_domain::security::SessionStage::Full,
+            address: "127.0.0.1".into(),
+        };
+        load.session(&session).await.unwrap();
+        written.push((patient, account, lines, order, transitions, session));
+    }
+    load.finish().await.unwrap();
+    for (patient, account, lines, order, transitions, session) in written {
+        assert_eq!(store.patient(patient.id).await.unwrap().as_ref(), Some(&patient));
+        assert_eq!(store.user_for_patient(patient.id).await.unwrap().map(|u| u.id), Some(account.id));
+        assert_eq!(store.repeat_items(patient.id).await.unwrap(), lines);
+        assert_eq!(store.orders_of_patient(patient.id).await.unwrap(), vec![order.clone()]);
+        assert_eq!(store.order_transitions(order.id).await.unwrap(), transitions);
+        assert_eq!(store.session(&session.token_hash).await.unwrap().map(|s| s.user_id), Some(account.id));
+        let needing = store.repeat_items_needing_reminder(jiff::civil::date(2027, 12, 31), 10_000).await.unwrap();
+        assert!(!needing.iter().any(|l| l.id == lines[0].id), "the reminder is recorded as sent");
+    }
+}

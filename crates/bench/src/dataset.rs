@@ -1,0 +1,413 @@
+//! The data generator: a realistic data set written through the store's own statements and
+//! sealing (so every patient value is encrypted under its own data key, as in production), many
+//! records to a transaction.
+//!
+//! Shape: `pharmacies` pharmacies, each with a practice, a manager, a pharmacist and a
+//! prescriber; `patients` patients spread evenly over them, each with a sign-in account and
+//! [`LINES_PER_PATIENT`] repeat lines, [`DUE_LINES`] of them due now (so each patient can place
+//! three orders of three items) and the others issued recently; `history` finished orders spread
+//! over the patients (one line each, with every transition a real order goes through); and
+//! [`OPEN_ORDERS`] open orders at every stage in the first pharmacy, whose queue the queue
+//! scenario reads.
+//!
+//! The data is what a service in its steady state holds: each line's last order is the one
+//! finished order it has (older ones the retention job has purged), and the reminder for each
+//! line's due date has been sent; so neither job has a backlog to work through while the load
+//! runs. (With more history than lines, the extra orders are a cycle older each, and the
+//! retention job will purge them.)
+//!
+//! Patient number `n` (from 0) belongs to pharmacy `n % pharmacies`; the patients of pharmacy 0
+//! carry the open orders, the others are who the scenarios sign in as.
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+use jiff::{SignedDuration, Timestamp, ToSpan};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use repeatrx_app::demo::{terms, COMMON, FAMILY, GIVEN, STREETS};
+use repeatrx_domain::access::Role;
+use repeatrx_domain::ids::{PatientId, PharmacyId, PracticeId, UserId};
+use repeatrx_domain::order::{Decision, ItemEvent, NewOrder, Order, Transition};
+use repeatrx_domain::patient::{DateOfBirth, Fulfilment, NhsNumber, Patient};
+use repeatrx_domain::repeat::RepeatItem;
+use repeatrx_domain::text::{Email, PersonName};
+use repeatrx_store::sql::SqlStore;
+use repeatrx_store::{Pharmacy, Practice, Store, UserAccount};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Every generated account's password.
+pub const BENCH_PASSWORD: &str = "bench-password-2026";
+/// The email domain of every generated account (reserved for examples, never a real one).
+pub const BENCH_DOMAIN: &str = "bench.example";
+/// The meta key that records what was generated: `pharmacies,patients,history`.
+pub const DATASET_KEY: &str = "bench_dataset";
+pub const LINES_PER_PATIENT: usize = 10;
+/// Lines due now (issued 25 days ago on a 28-day cycle); the others were issued 10 days ago.
+pub const DUE_LINES: usize = 9;
+/// Open orders in pharmacy 0's queue.
+pub const OPEN_ORDERS: usize = 5_000;
+/// Records per transaction.
+const BATCH: usize = 2_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub pharmacies: usize,
+    pub patients: usize,
+    pub history: usize,
+}
+
+impl Shape {
+    pub fn named(name: &str) -> anyhow::Result<Shape> {
+        Ok(match name {
+            "small" => Shape { pharmacies: 10, patients: 10_000, history: 100_000 },
+            "large" => Shape { pharmacies: 100, patients: 1_000_000, history: 10_000_000 },
+            other => bail!("the data set size must be small or large (got {other})"),
+        })
+    }
+
+    fn to_meta(self) -> String {
+        format!("{},{},{}", self.pharmacies, self.patients, self.history)
+    }
+
+    pub fn from_meta(meta: &str) -> anyhow::Result<Shape> {
+        let n: Vec<usize> = meta.split(',').map(str::parse).collect::<Result<_, _>>().context("dataset record")?;
+        match n[..] {
+            [pharmacies, patients, history] => Ok(Shape { pharmacies, patients, history }),
+            _ => bail!("the dataset record {meta:?} is not pharmacies,patients,history"),
+        }
+    }
+
+    /// Patients of pharmacy 0 (who hold the open orders) are not ordered for by the scenarios.
+    pub fn is_queue_patient(self, n: usize) -> bool {
+        n.is_multiple_of(self.pharmacies)
+    }
+
+    fn validate(self) -> anyhow::Result<()> {
+        if self.pharmacies == 0 || self.patients < self.pharmacies * 2 {
+            bail!("a data set needs at least one pharmacy and two patients per pharmacy");
+        }
+        let queue_patients = self.patients.div_ceil(self.pharmacies);
+        if queue_patients * DUE_LINES < OPEN_ORDERS {
+            bail!("pharmacy 0 needs more patients to hold {OPEN_ORDERS} open orders");
+        }
+        Ok(())
+    }
+}
+
+/// The sign-in address of patient `n`.
+pub fn patient_email(n: usize) -> String {
+    format!("patient{n}@{BENCH_DOMAIN}")
+}
+
+/// The ids of the organisations and the staff, in pharmacy order.
+pub struct Organisations {
+    pub pharmacies: Vec<PharmacyId>,
+    pub practices: Vec<PracticeId>,
+    pub pharmacists: Vec<UserId>,
+    pub prescribers: Vec<UserId>,
+}
+
+pub async fn generate(store: &SqlStore, shape: Shape, parallel: usize) -> anyhow::Result<()> {
+    shape.validate()?;
+    if store.get_meta(DATASET_KEY).await?.is_some() {
+        bail!("this database already holds a generated data set; generate into a new one");
+    }
+    let hash = repeatrx_app::auth::hash_password(
+        &repeatrx_domain::patient::Password::new(BENCH_PASSWORD, repeatrx_domain::patient::PasswordOwner::Staff, &[])
+            .context("the bench password")?,
+    )
+    .await?;
+    let orgs = Arc::new(organisations(store, shape, &hash).await?);
+    let total = (shape.patients * (2 + LINES_PER_PATIENT + DUE_LINES) + shape.history + OPEN_ORDERS) as u64;
+    let bar = ProgressBar::new(total).with_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} records, {per_sec}, {eta} left")
+            .context("progress style")?,
+    );
+    bar.set_message("generating");
+    let done = Arc::new(AtomicU64::new(0));
+    // SQLite has one writer: a second would only wait for the first's batch.
+    let parallel = if store.engine() == repeatrx_store::sql::Engine::Sqlite { 1 } else { parallel.max(1) };
+    // Each worker writes every `parallel`-th pharmacy's patients, history included.
+    let mut workers = tokio::task::JoinSet::new();
+    for w in 0..parallel {
+        let (store, orgs, hash, bar, done) = (store.clone(), orgs.clone(), hash.clone(), bar.clone(), done.clone());
+        workers.spawn(async move {
+            let mut rng = StdRng::seed_from_u64(w as u64);
+            let mut load = store.bulk_load(BATCH);
+            let today = jiff::Zoned::now().date();
+            let now = Timestamp::now();
+            for n in (0..shape.patients).filter(|n| (n % shape.pharmacies) % parallel == w) {
+                let written = write_patient(&mut load, &orgs, shape, n, &hash, today, now, &mut rng).await?;
+                bar.inc(written);
+                done.fetch_add(written, Ordering::Relaxed);
+            }
+            load.finish().await?;
+            anyhow::Ok(())
+        });
+    }
+    while let Some(joined) = workers.join_next().await {
+        joined.context("a generator worker")??;
+    }
+    store.set_meta(DATASET_KEY, &shape.to_meta()).await?;
+    store.set_meta(repeatrx_app::environment::ENVIRONMENT_KEY, "production").await?;
+    bar.finish_with_message("generated");
+    Ok(())
+}
+
+async fn organisations(store: &SqlStore, shape: Shape, hash: &str) -> anyhow::Result<Organisations> {
+    let now = Timestamp::now();
+    let mut orgs = Organisations { pharmacies: vec![], practices: vec![], pharmacists: vec![], prescribers: vec![] };
+    for p in 0..shape.pharmacies {
+        let staff = |email: String, name: &str, role: Role, pharmacy, practice| -> anyhow::Result<UserAccount> {
+            Ok(UserAccount {
+                id: UserId::new(),
+                email: Email::parse(&email)?,
+                display_name: name.to_string(),
+                role,
+                pharmacy_id: pharmacy,
+                practice_id: practice,
+                patient_id: None,
+                password_hash: hash.to_string(),
+                active: true,
+                created_at: now,
+            })
+        };
+        let pharmacy = Pharmacy {
+            id: PharmacyId::new(),
+            name: format!("Bench Pharmacy {p:03}"),
+            ods_code: format!("FB{p:03}"),
+            address: format!("{} High Street, Benchton", p + 1),
+            email: Some(Email::parse(&format!("pharmacy{p}@{BENCH_DOMAIN}"))?),
+            created_at: now,
+        };
+        let manager = staff(
+            format!("manager{p}@{BENCH_DOMAIN}"),
+            "Bench Manager",
+            Role::PharmacyManager,
+            Some(pharmacy.id),
+            None,
+        )?;
+        store.insert_pharmacy(&pharmacy, &manager).await?;
+        let pharmacist = staff(
+            format!("pharmacist{p}@{BENCH_DOMAIN}"),
+            "Bench Pharmacist",
+            Role::Pharmacist,
+            Some(pharmacy.id),
+            None,
+        )?;
+        store.insert_user(&pharmacist).await?;
+        let practice = Practice {
+            id: PracticeId::new(),
+            name: format!("Bench Surgery {p:03}"),
+            ods_code: format!("B{p:05}"),
+            address: format!("{} Station Road, Benchton", p + 1),
+            email: None,
+            on_repeatrx: true,
+            created_at: now,
+        };
+        store.insert_practice(&practice, None).await?;
+        let prescriber =
+            staff(format!("prescriber{p}@{BENCH_DOMAIN}"), "Dr Bench", Role::Prescriber, None, Some(practice.id))?;
+        store.insert_user(&prescriber).await?;
+        orgs.pharmacies.push(pharmacy.id);
+        orgs.practices.push(practice.id);
+        orgs.pharmacists.push(pharmacist.id);
+        orgs.prescribers.push(prescriber.id);
+    }
+    Ok(orgs)
+}
+
+/// How many finished orders patient `n` has: `history` spread as evenly as it goes.
+fn history_of(shape: Shape, n: usize) -> usize {
+    shape.history / shape.patients + usize::from(n < shape.history % shape.patients)
+}
+
+/// How many open orders queue patient `n` holds, so that pharmacy 0 holds [`OPEN_ORDERS`].
+fn open_orders_of(shape: Shape, n: usize) -> usize {
+    if !shape.is_queue_patient(n) {
+        return 0;
+    }
+    let k = n / shape.pharmacies;
+    let queue_patients = shape.patients.div_ceil(shape.pharmacies);
+    OPEN_ORDERS / queue_patients + usize::from(k < OPEN_ORDERS % queue_patients)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write_patient(
+    load: &mut repeatrx_store::sql::BulkLoad,
+    orgs: &Organisations,
+    shape: Shape,
+    n: usize,
+    hash: &str,
+    today: jiff::civil::Date,
+    now: Timestamp,
+    rng: &mut StdRng,
+) -> anyhow::Result<u64> {
+    let p = n % shape.pharmacies;
+    let (pharmacy, practice) = (orgs.pharmacies[p], orgs.practices[p]);
+    let given = GIVEN[rng.gen_range(0..GIVEN.len())];
+    let family = FAMILY[rng.gen_range(0..FAMILY.len())];
+    let patient = Patient {
+        id: PatientId::new(),
+        pharmacy_id: pharmacy,
+        practice_id: practice,
+        given_name: PersonName::parse("given_name", given)?,
+        family_name: PersonName::parse("family_name", family)?,
+        date_of_birth: DateOfBirth::new(today.saturating_sub(rng.gen_range(20 * 365..90 * 365_i64).days()), today)?,
+        nhs_number: nhs(rng),
+        email: Some(Email::parse(&patient_email(n))?),
+        phone: Some(format!("07700 9{:05}", rng.gen_range(0..100_000))),
+        address: Some(format!(
+            "{} {}, Benchton, BX{} {}AB",
+            rng.gen_range(1..300),
+            STREETS[rng.gen_range(0..STREETS.len())],
+            rng.gen_range(1..30),
+            rng.gen_range(1..10)
+        )),
+    };
+    let account = UserAccount {
+        id: UserId::new(),
+        email: Email::parse(&patient_email(n))?,
+        display_name: patient.full_name(),
+        role: Role::Patient,
+        pharmacy_id: Some(pharmacy),
+        practice_id: Some(practice),
+        patient_id: Some(patient.id),
+        password_hash: hash.to_string(),
+        active: true,
+        created_at: now,
+    };
+    load.patient(&patient, Some(&account)).await?;
+    let finished = history_of(shape, n);
+    let open = open_orders_of(shape, n);
+    let mut lines = Vec::with_capacity(LINES_PER_PATIENT);
+    for k in 0..LINES_PER_PATIENT {
+        let query = COMMON[(n + k * 5) % COMMON.len()];
+        let mut line = RepeatItem::new(patient.id, terms(query, 28, 13, 300, today)?);
+        let issued_days_ago = if k < DUE_LINES { 25 } else { 10 };
+        line.record_issue(today.saturating_sub(issued_days_ago.days()))?;
+        load.repeat_item(&line).await?;
+        if let Some(due) = line.next_due.filter(|_| k < DUE_LINES) {
+            load.reminded(line.id, due).await?;
+        }
+        lines.push(line);
+    }
+    let who = |user: UserId, role: Role, at: Timestamp| repeatrx_domain::order::By { user, role, at };
+    let staff = (orgs.pharmacists[p], orgs.prescribers[p]);
+    for h in 0..finished {
+        let line = &lines[h % LINES_PER_PATIENT];
+        let issued_days_ago = if h % LINES_PER_PATIENT < DUE_LINES { 25 } else { 10 };
+        let cycles_back = (h / LINES_PER_PATIENT) as i64;
+        let placed = now - SignedDuration::from_hours(24 * (issued_days_ago + 28 * cycles_back) + 30);
+        let (order, transitions) = finished_order(&patient, line, account.id, staff, placed, who)?;
+        load.order(&order, &transitions).await?;
+    }
+    for (k, line) in lines.iter().enumerate().take(open) {
+        let placed = now - SignedDuration::from_mins(rng.gen_range(5..60 * 72));
+        let (order, transitions) = open_order(&patient, line, account.id, staff, placed, k, who)?;
+        load.order(&order, &transitions).await?;
+    }
+    Ok((2 + LINES_PER_PATIENT + DUE_LINES + finished + open) as u64)
+}
+
+type ByOf = fn(UserId, Role, Timestamp) -> repeatrx_domain::order::By;
+
+fn submitted(
+    patient: &Patient,
+    line: &RepeatItem,
+    by: repeatrx_domain::order::By,
+) -> anyhow::Result<(Order, Transition)> {
+    let new = NewOrder {
+        patient_id: patient.id,
+        pharmacy_id: patient.pharmacy_id,
+        practice_id: patient.practice_id,
+        fulfilment: Fulfilment::Collection,
+        note: None,
+        on_behalf: false,
+        items: vec![(line.id, format!("{} × {}", line.terms.description(), line.terms.quantity))],
+    };
+    Ok(Order::submit(new, by)?)
+}
+
+/// An order collected a day after it was placed, with every transition on the way.
+fn finished_order(
+    patient: &Patient,
+    line: &RepeatItem,
+    placed_by: UserId,
+    (pharmacist, prescriber): (UserId, UserId),
+    placed: Timestamp,
+    who: ByOf,
+) -> anyhow::Result<(Order, Vec<Transition>)> {
+    let (mut order, first) = submitted(patient, line, who(placed_by, Role::Patient, placed))?;
+    let item = order.items[0].id;
+    let later = |hours: i64| placed + SignedDuration::from_hours(hours);
+    let mut all = vec![first];
+    all.extend(order.accept(who(pharmacist, Role::Pharmacist, later(1)))?);
+    all.extend(order.send_to_prescriber(who(pharmacist, Role::Pharmacist, later(2)))?);
+    all.extend(order.decide(item, Decision::Approve, who(prescriber, Role::Prescriber, later(6)))?);
+    all.extend(order.dispense_step(item, ItemEvent::ReadyToCollect, who(pharmacist, Role::Pharmacist, later(20)))?);
+    all.extend(order.dispense_step(item, ItemEvent::Collected, who(pharmacist, Role::Pharmacist, later(26)))?);
+    Ok((order, all))
+}
+
+/// An open order at one of the queue's stages (by `k`): submitted, in review, with the
+/// prescriber, preparing or ready.
+fn open_order(
+    patient: &Patient,
+    line: &RepeatItem,
+    placed_by: UserId,
+    (pharmacist, prescriber): (UserId, UserId),
+    placed: Timestamp,
+    k: usize,
+    who: ByOf,
+) -> anyhow::Result<(Order, Vec<Transition>)> {
+    let (mut order, first) = submitted(patient, line, who(placed_by, Role::Patient, placed))?;
+    let item = order.items[0].id;
+    let later = |mins: i64| placed + SignedDuration::from_mins(mins);
+    let mut all = vec![first];
+    let stage = k % 5;
+    if stage >= 1 {
+        all.extend(order.accept(who(pharmacist, Role::Pharmacist, later(1)))?);
+    }
+    if stage >= 2 {
+        all.extend(order.send_to_prescriber(who(pharmacist, Role::Pharmacist, later(2)))?);
+    }
+    if stage >= 3 {
+        all.extend(order.decide(item, Decision::Approve, who(prescriber, Role::Prescriber, later(3)))?);
+    }
+    if stage >= 4 {
+        all.extend(order.dispense_step(
+            item,
+            ItemEvent::ReadyToCollect,
+            who(pharmacist, Role::Pharmacist, later(4)),
+        )?);
+    }
+    Ok((order, all))
+}
+
+fn nhs(rng: &mut StdRng) -> NhsNumber {
+    loop {
+        if let Some(n) = NhsNumber::from_prefix(rng.gen_range(400_000_000..=999_999_999)) {
+            return n;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_and_open_orders_add_up() {
+        for shape in [Shape::named("small").unwrap(), Shape { pharmacies: 3, patients: 3_001, history: 7_777 }] {
+            shape.validate().unwrap();
+            let history: usize = (0..shape.patients).map(|n| history_of(shape, n)).sum();
+            let open: usize = (0..shape.patients).map(|n| open_orders_of(shape, n)).sum();
+            assert_eq!(history, shape.history);
+            assert_eq!(open, OPEN_ORDERS);
+            assert!((0..shape.patients).all(|n| open_orders_of(shape, n) <= DUE_LINES));
+        }
+        assert_eq!(Shape::from_meta(&Shape::named("large").unwrap().to_meta()).unwrap().patients, 1_000_000);
+        assert!(Shape { pharmacies: 10, patients: 1_000, history: 0 }.validate().is_err(), "too few queue patients");
+    }
+}

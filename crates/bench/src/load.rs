@@ -1,0 +1,238 @@
+//! The load driver: `clients` tasks, each with its own keep-alive HTTPS connection, repeat their
+//! job back to back (closed loop) through a warm-up, then for the measured window; every
+//! request's latency goes into an HDR histogram of its kind.
+//!
+//! Written here rather than with a load-testing framework (goose, oha): the benchmark compares
+//! each scenario with baselines measured in the same run and mixes scenarios (sign-ins while
+//! orders go on) with per-kind latencies, and each client needs its own patients and tokens;
+//! that is a loop around reqwest and hdrhistogram, which do the real work.
+use hdrhistogram::Histogram;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// What one client does, request after request.
+pub enum Job {
+    /// Places orders of three items, one patient after another.
+    Order { base: String, orders: Vec<PlannedOrder>, next: usize },
+    /// A patient's repeat list: the page, then the API call, in turn.
+    RepeatList { base: String, patient: String, cookie: String, bearer: String, page_next: bool },
+    /// The first page of the pharmacy queue.
+    Queue { base: String, cookie: String },
+    /// Signs in (password only: patients), one account after another.
+    SignIn { base: String, emails: Vec<String>, password: String, next: usize },
+    /// The trivial handler's one route.
+    Trivial { base: String },
+}
+
+/// An order one patient can place now: three repeat lines due, and a bearer token.
+#[derive(Clone)]
+pub struct PlannedOrder {
+    pub patient: String,
+    pub bearer: String,
+    pub items: Vec<String>,
+}
+
+/// A request's result: its kind, and the failure if it failed.
+type Done = (&'static str, Result<(), String>);
+
+impl Job {
+    /// Sends the next request; `None` when the job has nothing left to do.
+    async fn next(&mut self, http: &reqwest::Client) -> Option<Done> {
+        match self {
+            Job::Order { base, orders, next } => {
+                let order = orders.get(*next)?;
+                *next += 1;
+                let sent = http
+                    .post(format!("{base}/api/v1/patients/{}/orders", order.patient))
+                    .bearer_auth(&order.bearer)
+                    .json(&json!({"items": order.items, "fulfilment": "collection"}))
+                    .send()
+                    .await;
+                Some(("order submission", expect(sent, reqwest::StatusCode::CREATED).await))
+            }
+            Job::RepeatList { base, patient, cookie, bearer, page_next } => {
+                *page_next = !*page_next;
+                if *page_next {
+                    let sent = http.get(format!("{base}/patient")).header("cookie", cookie.as_str()).send().await;
+                    Some(("repeat list page", expect(sent, reqwest::StatusCode::OK).await))
+                } else {
+                    let sent = http
+                        .get(format!("{base}/api/v1/patients/{patient}/repeat-items"))
+                        .bearer_auth(bearer.as_str())
+                        .send()
+                        .await;
+                    Some(("repeat list API", expect(sent, reqwest::StatusCode::OK).await))
+                }
+            }
+            Job::Queue { base, cookie } => {
+                let sent = http.get(format!("{base}/pharmacy")).header("cookie", cookie.as_str()).send().await;
+                Some(("queue page", expect(sent, reqwest::StatusCode::OK).await))
+            }
+            Job::SignIn { base, emails, password, next } => {
+                let email = &emails[*next % emails.len()];
+                *next += 1;
+                let sent = http
+                    .post(format!("{base}/api/v1/sessions"))
+                    .json(&json!({"email": email, "password": password}))
+                    .send()
+                    .await;
+                Some(("sign-in", expect(sent, reqwest::StatusCode::CREATED).await))
+            }
+            Job::Trivial { base } => {
+                let sent = http.get(format!("{base}/")).send().await;
+                Some(("trivial handler", expect(sent, reqwest::StatusCode::OK).await))
+            }
+        }
+    }
+}
+
+async fn expect(sent: Result<reqwest::Response, reqwest::Error>, status: reqwest::StatusCode) -> Result<(), String> {
+    let resp = sent.map_err(|e| format!("request failed: {e}"))?;
+    let got = resp.status();
+    // The body is read in full either way: a page is not served until it is.
+    let body = resp.bytes().await.map_err(|e| format!("reading the body failed: {e}"))?;
+    if got != status {
+        let text = String::from_utf8_lossy(&body);
+        return Err(format!("{got}: {}", text.chars().take(200).collect::<String>()));
+    }
+    Ok(())
+}
+
+/// The results of one kind of request over the measured window.
+#[derive(Clone)]
+pub struct Measured {
+    pub ok: u64,
+    pub failed: u64,
+    pub first_failures: Vec<String>,
+    /// Microseconds, successful requests only.
+    pub latency: Histogram<u64>,
+    pub window: Duration,
+}
+
+impl Measured {
+    fn new() -> Measured {
+        Measured {
+            ok: 0,
+            failed: 0,
+            first_failures: Vec::new(),
+            latency: Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid histogram bounds"),
+            window: Duration::ZERO,
+        }
+    }
+
+    /// Measurements of work timed elsewhere (the raw commit loop).
+    pub fn of_latencies(latencies: &[Duration], window: Duration) -> Measured {
+        let mut m = Measured::new();
+        for l in latencies {
+            m.ok += 1;
+            m.latency.saturating_record(u64::try_from(l.as_micros()).unwrap_or(u64::MAX).max(1));
+        }
+        m.window = window;
+        m
+    }
+
+    pub fn per_second(&self) -> f64 {
+        self.ok as f64 / self.window.as_secs_f64().max(1e-9)
+    }
+
+    pub fn ms(&self, quantile: f64) -> f64 {
+        self.latency.value_at_quantile(quantile) as f64 / 1000.0
+    }
+
+    fn merge(&mut self, other: &Measured) {
+        self.ok += other.ok;
+        self.failed += other.failed;
+        for f in &other.first_failures {
+            if self.first_failures.len() < 5 {
+                self.first_failures.push(f.clone());
+            }
+        }
+        // Both histograms have the same bounds, so adding cannot fail.
+        let _ = self.latency.add(&other.latency);
+    }
+}
+
+/// A TLS client of its own for one virtual user: one keep-alive connection, the benchmark's
+/// certificate trusted (and nothing else).
+pub fn client(ca_pem: &[u8]) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem)?)
+        .tls_built_in_root_certs(false)
+        .pool_max_idle_per_host(1)
+        .timeout(Duration::from_secs(60))
+        .build()?)
+}
+
+/// Runs every job on its own client for `warmup` (not measured), then for `window`, and returns
+/// the measurements by kind. A job that runs out of work stops early; the window is then the time
+/// until the last job stopped, and `exhausted` says how many did.
+pub async fn drive(
+    jobs: Vec<Job>,
+    ca_pem: &[u8],
+    warmup: Duration,
+    window: Duration,
+) -> anyhow::Result<(BTreeMap<&'static str, Measured>, usize)> {
+    let start = Instant::now() + Duration::from_millis(200);
+    let measure_from = start + warmup;
+    let end = measure_from + window;
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut job in jobs {
+        let http = client(ca_pem)?;
+        tasks.spawn(async move {
+            tokio::time::sleep_until(start.into()).await;
+            let mut mine: BTreeMap<&'static str, Measured> = BTreeMap::new();
+            let mut stopped = None;
+            loop {
+                let now = Instant::now();
+                if now >= end {
+                    break;
+                }
+                let Some((kind, result)) = job.next(&http).await else {
+                    stopped = Some(Instant::now());
+                    break;
+                };
+                let done = Instant::now();
+                if now < measure_from || done > end {
+                    continue;
+                }
+                let m = mine.entry(kind).or_insert_with(Measured::new);
+                match result {
+                    Ok(()) => {
+                        m.ok += 1;
+                        let us = u64::try_from(done.duration_since(now).as_micros()).unwrap_or(u64::MAX);
+                        m.latency.saturating_record(us.max(1));
+                    }
+                    Err(e) => {
+                        m.failed += 1;
+                        if m.first_failures.len() < 5 {
+                            m.first_failures.push(e);
+                        }
+                    }
+                }
+            }
+            (mine, stopped)
+        });
+    }
+    let jobs = tasks.len();
+    let mut all: BTreeMap<&'static str, Measured> = BTreeMap::new();
+    let mut exhausted = 0;
+    let mut last_stop = measure_from;
+    while let Some(joined) = tasks.join_next().await {
+        let (mine, stopped) = joined?;
+        if let Some(at) = stopped {
+            exhausted += 1;
+            last_stop = last_stop.max(at);
+        }
+        for (kind, m) in mine {
+            all.entry(kind).or_insert_with(Measured::new).merge(&m);
+        }
+    }
+    // Only when every client ran out of work did the load end before the window did.
+    let measured_until = if exhausted == jobs { last_stop.min(end) } else { end };
+    let window = measured_until.saturating_duration_since(measure_from);
+    for m in all.values_mut() {
+        m.window = window;
+    }
+    Ok((all, exhausted))
+}

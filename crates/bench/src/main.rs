@@ -1,0 +1,172 @@
+//! `repeatrx-bench`: RepeatRx's load benchmark (issue #7). `generate` builds a data set;
+//! `run` measures the scenarios on a fresh copy of it against the real `repeatrx serve`, with the
+//! machine's baselines in the same run, and writes the report. Loopback only, bounded in time.
+#![forbid(unsafe_code)]
+
+mod baseline;
+mod dataset;
+mod load;
+mod report;
+mod run;
+mod server;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use repeatrx_store::crypto::{KeyFile, KeySource};
+use repeatrx_store::sql::SqlStore;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "repeatrx-bench",
+    about = "RepeatRx's load benchmark: generate a data set, then run the scenarios on it"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Builds a data set in a new database (its key file is created if missing).
+    Generate {
+        /// sqlite:///path/file.db or postgres://user@host/database (created if missing).
+        #[arg(long)]
+        database_url: String,
+        #[arg(long)]
+        key_file: PathBuf,
+        /// small: 10 pharmacies, 10,000 patients, 100,000 finished orders; large: 100 pharmacies,
+        /// 1,000,000 patients, 10,000,000 finished orders.
+        #[arg(long, default_value = "small")]
+        size: String,
+        /// Writers at once (PostgreSQL takes several; SQLite writes one at a time anyway).
+        #[arg(long, default_value_t = 2)]
+        parallel: usize,
+    },
+    /// Runs the baselines and the four scenarios on a fresh copy of a generated data set.
+    Run {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long)]
+        key_file: PathBuf,
+        /// Where the copy, the server's configuration, its log and its backups go.
+        #[arg(long, default_value = "target/bench-run")]
+        work_dir: PathBuf,
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Clients signing in during scenario 4, besides the ordering ones.
+        #[arg(long, default_value_t = 8)]
+        sign_in_clients: usize,
+        #[arg(long, default_value_t = 5)]
+        warmup_seconds: u64,
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Also write the report here (Markdown; JSON beside it).
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+    /// A trivial handler behind RepeatRx's TLS and HTTPS server (the run starts it itself).
+    #[command(hide = true)]
+    TrivialServer {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Generate { database_url, key_file, size, parallel } => {
+            let shape = dataset::Shape::named(&size)?;
+            let keys: Arc<dyn KeySource> =
+                Arc::new(KeyFile::open_or_create(&key_file).context("the key file (created if missing)")?);
+            let store = open_new(&database_url, keys).await?;
+            let started = std::time::Instant::now();
+            dataset::generate(&store, shape, parallel).await?;
+            println!(
+                "generated {} patients and {} finished orders in {:.0} s into {}",
+                shape.patients,
+                shape.history,
+                started.elapsed().as_secs_f64(),
+                redact(&database_url)
+            );
+            Ok(())
+        }
+        Command::Run {
+            database_url,
+            key_file,
+            work_dir,
+            clients,
+            sign_in_clients,
+            warmup_seconds,
+            seconds,
+            report,
+        } => {
+            let opts = run::RunOptions {
+                database_url,
+                key_file,
+                work_dir,
+                clients,
+                warmup: Duration::from_secs(warmup_seconds),
+                window: Duration::from_secs(seconds),
+                sign_in_clients,
+            };
+            let result = run::run(&opts).await?;
+            let md = result.markdown();
+            println!("{md}");
+            if let Some(path) = report {
+                std::fs::write(&path, &md).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(path.with_extension("json"), serde_json::to_string_pretty(&result.json())?)?;
+            }
+            Ok(())
+        }
+        Command::TrivialServer { listen, cert, key } => {
+            let (cert, key) = (std::fs::read(&cert)?, std::fs::read(&key)?);
+            baseline::serve_trivial(listen, &cert, &key).await
+        }
+    }
+}
+
+/// Opens the database a data set is generated into, creating it if needed.
+async fn open_new(url: &str, keys: Arc<dyn KeySource>) -> anyhow::Result<SqlStore> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        return Ok(SqlStore::open(Path::new(path), keys).await?);
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        SqlStore::create_postgres_database(url).await?;
+        return Ok(SqlStore::connect_postgres(url, keys).await?);
+    }
+    anyhow::bail!("the database URL must start with sqlite:// or postgres://")
+}
+
+/// The URL without a password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://…{}", &url[..scheme], &url[at..]),
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,259 @@
+//! The report of a run: every measurement, each target of issue #7 with the figure it is judged
+//! on, as Markdown for BENCHMARKS.md and as JSON to compare runs.
+use crate::dataset::Shape;
+use crate::load::Measured;
+use crate::run::RunOptions;
+use repeatrx_store::sql::Engine;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::PathBuf;
+
+pub struct Report {
+    pub engine: Engine,
+    pub shape: Shape,
+    pub clients: usize,
+    pub sign_in_clients: usize,
+    pub window_s: f64,
+    pub warmup_s: f64,
+    pub cores: usize,
+    pub raw_commits: Option<Measured>,
+    pub argon2_all_cores: f64,
+    /// Threads the server gives to password hashing (its `hashing_threads`).
+    pub hashing_threads: usize,
+    pub trivial: Option<Measured>,
+    pub scenarios: Vec<(&'static str, BTreeMap<&'static str, Measured>, usize)>,
+    pub server_rss_max_kib: u64,
+    pub server_rss_peak_kib: u64,
+    pub server_log: PathBuf,
+}
+
+/// One target: what it asks, the figure, and whether it is met.
+pub struct Verdict {
+    pub target: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+impl Report {
+    pub fn new(engine: Engine, shape: Shape, opts: &RunOptions) -> Report {
+        Report {
+            engine,
+            shape,
+            clients: opts.clients,
+            sign_in_clients: opts.sign_in_clients,
+            window_s: opts.window.as_secs_f64(),
+            warmup_s: opts.warmup.as_secs_f64(),
+            cores: 1,
+            raw_commits: None,
+            argon2_all_cores: 0.0,
+            hashing_threads: repeatrx_app::auth::hashing_threads(),
+            trivial: None,
+            scenarios: Vec::new(),
+            server_rss_max_kib: 0,
+            server_rss_peak_kib: 0,
+            server_log: PathBuf::new(),
+        }
+    }
+
+    pub fn add_scenario(&mut self, name: &'static str, measured: BTreeMap<&'static str, Measured>, exhausted: usize) {
+        self.scenarios.push((name, measured, exhausted));
+    }
+
+    fn kind(&self, scenario: &str, kind: &str) -> Option<&Measured> {
+        self.scenarios.iter().find(|(s, _, _)| *s == scenario).and_then(|(_, m, _)| m.get(kind))
+    }
+
+    fn scenario_rate(&self, scenario: &str) -> f64 {
+        self.scenarios
+            .iter()
+            .find(|(s, _, _)| *s == scenario)
+            .map(|(_, m, _)| m.values().map(Measured::per_second).sum())
+            .unwrap_or(0.0)
+    }
+
+    pub fn engine_name(&self) -> &'static str {
+        match self.engine {
+            Engine::Sqlite => "SQLite",
+            Engine::Postgres => "PostgreSQL",
+        }
+    }
+
+    /// Each target of issue #7 that one run can judge (scale and restore compare runs).
+    pub fn verdicts(&self) -> Vec<Verdict> {
+        let mut out = Vec::new();
+        let raw = self.raw_commits.as_ref().map(Measured::per_second).unwrap_or(0.0);
+        let trivial = self.trivial.as_ref().map(Measured::per_second).unwrap_or(0.0);
+        if let Some(orders) = self.kind("order submission", "order submission") {
+            let share = orders.per_second() / raw.max(1e-9);
+            out.push(Verdict {
+                target: "order submission >= 50% of raw durable commits".into(),
+                measured: format!("{:.0}/s of {:.0}/s = {:.0}%", orders.per_second(), raw, share * 100.0),
+                met: share >= 0.5,
+            });
+            out.push(Verdict {
+                target: "order submission p99 <= 25 ms".into(),
+                measured: format!("{:.1} ms", orders.ms(0.99)),
+                met: orders.ms(0.99) <= 25.0,
+            });
+        }
+        let list_rate = self.scenario_rate("repeat list");
+        out.push(Verdict {
+            target: "repeat list >= 25% of the trivial handler".into(),
+            measured: format!("{:.0}/s of {:.0}/s = {:.0}%", list_rate, trivial, list_rate / trivial.max(1e-9) * 100.0),
+            met: list_rate >= 0.25 * trivial,
+        });
+        for kind in ["repeat list page", "repeat list API"] {
+            if let Some(m) = self.kind("repeat list", kind) {
+                out.push(Verdict {
+                    target: format!("{kind} p99 <= 10 ms"),
+                    measured: format!("{:.1} ms", m.ms(0.99)),
+                    met: m.ms(0.99) <= 10.0,
+                });
+            }
+        }
+        if let Some(q) = self.kind("queue page", "queue page") {
+            out.push(Verdict {
+                target: "queue page >= 25% of the trivial handler".into(),
+                measured: format!(
+                    "{:.0}/s of {:.0}/s = {:.0}%",
+                    q.per_second(),
+                    trivial,
+                    q.per_second() / trivial.max(1e-9) * 100.0
+                ),
+                met: q.per_second() >= 0.25 * trivial,
+            });
+            out.push(Verdict {
+                target: "queue page p99 <= 20 ms".into(),
+                measured: format!("{:.1} ms", q.ms(0.99)),
+                met: q.ms(0.99) <= 20.0,
+            });
+        }
+        if let Some(s) = self.kind("sign-in with orders", "sign-in") {
+            let per_core = self.argon2_all_cores / self.cores.max(1) as f64;
+            let bound = per_core * self.hashing_threads as f64;
+            out.push(Verdict {
+                target: format!("sign-in >= 90% of argon2id on the {} hashing core(s)", self.hashing_threads),
+                measured: format!(
+                    "{:.1}/s of {:.1}/s = {:.0}%",
+                    s.per_second(),
+                    bound,
+                    s.per_second() / bound.max(1e-9) * 100.0
+                ),
+                met: s.per_second() >= 0.9 * bound,
+            });
+        }
+        if let (Some(alone), Some(with)) =
+            (self.kind("order submission", "order submission"), self.kind("sign-in with orders", "order submission"))
+        {
+            out.push(Verdict {
+                target: "order p99 with sign-ins <= 2x without".into(),
+                measured: format!("{:.1} ms vs {:.1} ms", with.ms(0.99), alone.ms(0.99)),
+                met: with.ms(0.99) <= 2.0 * alone.ms(0.99),
+            });
+        }
+        out.push(Verdict {
+            target: "server resident memory <= 256 MB".into(),
+            measured: format!("{:.0} MB peak", self.server_rss_peak_kib as f64 / 1024.0),
+            met: self.server_rss_peak_kib <= 256 * 1024,
+        });
+        out
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let _ = writeln!(
+            md,
+            "**{}**, {} pharmacies, {} patients, {} finished orders; {} clients ({} signing in during scenario 4), \
+             {:.0} s measured after {:.0} s of warm-up; {} cores.\n",
+            self.engine_name(),
+            self.shape.pharmacies,
+            self.shape.patients,
+            self.shape.history,
+            self.clients,
+            self.sign_in_clients,
+            self.window_s,
+            self.warmup_s,
+            self.cores
+        );
+        let _ = writeln!(md, "| measured | requests/s | p50 ms | p99 ms | max ms | failed |");
+        let _ = writeln!(md, "|---|---|---|---|---|---|");
+        let mut row = |name: &str, m: &Measured| {
+            let _ = writeln!(
+                md,
+                "| {name} | {:.0} | {:.1} | {:.1} | {:.1} | {} |",
+                m.per_second(),
+                m.ms(0.5),
+                m.ms(0.99),
+                m.ms(1.0),
+                m.failed
+            );
+        };
+        if let Some(m) = &self.raw_commits {
+            row("baseline: raw durable commits", m);
+        }
+        if let Some(m) = &self.trivial {
+            row("baseline: trivial handler", m);
+        }
+        for (scenario, kinds, _) in &self.scenarios {
+            for (kind, m) in kinds {
+                row(&format!("{scenario}: {kind}"), m);
+            }
+        }
+        let _ = writeln!(
+            md,
+            "\nargon2id: {:.1} hashes/s on {} cores ({:.1} per core); the server hashes on {} thread(s). \
+             Server memory: {:.0} MB peak resident.\n",
+            self.argon2_all_cores,
+            self.cores,
+            self.argon2_all_cores / self.cores.max(1) as f64,
+            self.hashing_threads,
+            self.server_rss_peak_kib as f64 / 1024.0
+        );
+        let _ = writeln!(md, "| target | measured | met |");
+        let _ = writeln!(md, "|---|---|---|");
+        for v in self.verdicts() {
+            let _ = writeln!(md, "| {} | {} | {} |", v.target, v.measured, if v.met { "yes" } else { "**no**" });
+        }
+        for (scenario, kinds, exhausted) in &self.scenarios {
+            if *exhausted > 0 {
+                let _ = writeln!(
+                    md,
+                    "\n{scenario}: {exhausted} clients ran out of patients to order for before the window ended."
+                );
+            }
+            for (kind, m) in kinds {
+                for f in &m.first_failures {
+                    let _ = writeln!(md, "\n{scenario} / {kind} failure: {f}");
+                }
+            }
+        }
+        md
+    }
+
+    pub fn json(&self) -> Value {
+        let m = |m: &Measured| {
+            json!({"per_second": m.per_second(), "p50_ms": m.ms(0.5), "p99_ms": m.ms(0.99), "max_ms": m.ms(1.0),
+                   "ok": m.ok, "failed": m.failed, "window_s": m.window.as_secs_f64()})
+        };
+        json!({
+            "engine": self.engine_name(),
+            "pharmacies": self.shape.pharmacies,
+            "patients": self.shape.patients,
+            "history": self.shape.history,
+            "clients": self.clients,
+            "cores": self.cores,
+            "raw_commits": self.raw_commits.as_ref().map(m),
+            "trivial": self.trivial.as_ref().map(m),
+            "argon2_all_cores": self.argon2_all_cores,
+            "hashing_threads": self.hashing_threads,
+            "scenarios": self.scenarios.iter().map(|(s, kinds, exhausted)| json!({
+                "scenario": s,
+                "exhausted_clients": exhausted,
+                "kinds": kinds.iter().map(|(k, v)| (k.to_string(), m(v))).collect::<serde_json::Map<_, _>>(),
+            })).collect::<Vec<_>>(),
+            "server_rss_peak_kib": self.server_rss_peak_kib,
+            "verdicts": self.verdicts().iter().map(|v| json!({"target": v.target, "measured": v.measured, "met": v.met})).collect::<Vec<_>>(),
+        })
+    }
+}

@@ -1,0 +1,364 @@
+//! One benchmark run: a fresh copy of a generated data set, the baselines, the real server on
+//! the copy, the four scenarios one after another, and the report.
+use crate::baseline;
+use crate::dataset::{patient_email, Shape, BENCH_PASSWORD, DATASET_KEY, DUE_LINES};
+use crate::load::{drive, Job, Measured, PlannedOrder};
+use crate::report::Report;
+use crate::server::{self, Certificate, Process};
+use anyhow::{bail, Context};
+use jiff::{SignedDuration, Timestamp};
+use repeatrx_domain::access::Role;
+use repeatrx_domain::security::SessionStage;
+use repeatrx_domain::text::Email;
+use repeatrx_store::crypto::{KeyFile, KeySource};
+use repeatrx_store::sql::{Engine, SqlStore};
+use repeatrx_store::{SessionKind, SessionRecord, Store};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub struct RunOptions {
+    pub database_url: String,
+    pub key_file: PathBuf,
+    pub work_dir: PathBuf,
+    pub clients: usize,
+    pub warmup: Duration,
+    pub window: Duration,
+    /// Clients signing in during the sign-in scenario (besides the ordering clients).
+    pub sign_in_clients: usize,
+}
+
+/// Runs everything and returns the report.
+pub async fn run(opts: &RunOptions) -> anyhow::Result<Report> {
+    std::fs::create_dir_all(&opts.work_dir)?;
+    let keys: Arc<dyn KeySource> = Arc::new(KeyFile::load(&opts.key_file).context("the data set's key file")?);
+    eprintln!("==> copying the data set (each run starts from the data set as generated)");
+    let run_url = fresh_copy(&opts.database_url, &opts.work_dir).await?;
+    let store = open(&run_url, keys.clone()).await?;
+    let shape = Shape::from_meta(
+        &store
+            .get_meta(DATASET_KEY)
+            .await?
+            .context("this database holds no generated data set (repeatrx-bench generate)")?,
+    )?;
+    let mut report = Report::new(store.engine(), shape, opts);
+    let cert = Certificate::make(&opts.work_dir)?;
+
+    eprintln!("==> baselines: raw durable commits, argon2id, trivial handler");
+    report.raw_commits = Some(baseline::raw_commits(&store, opts.clients, opts.window).await?);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    report.cores = cores;
+    report.argon2_all_cores = baseline::argon2_rate(cores, Duration::from_secs(10)).await?;
+    let trivial = server::start_trivial(&cert, &opts.work_dir)?;
+    let mut trivial = trivial;
+    server::wait_healthy(&mut trivial, &cert.cert_pem, Duration::from_secs(30)).await?;
+    report.trivial =
+        Some(baseline::trivial_handler(&trivial.url, &cert.cert_pem, opts.clients, opts.warmup, opts.window).await?);
+    trivial.stop()?;
+
+    eprintln!("==> planning: patients, their orderable lines and sessions");
+    let raw_rate = report.raw_commits.as_ref().map(Measured::per_second).unwrap_or(1000.0);
+    let want_orders = ((raw_rate * (opts.warmup + opts.window).as_secs_f64()) * 1.2) as usize + opts.clients;
+    let plan = Plan::make(&store, shape, want_orders).await?;
+
+    let backup_dir = (store.engine() == Engine::Sqlite).then(|| opts.work_dir.join("backup"));
+    if let Some(dir) = &backup_dir {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir)?;
+    }
+    let serve_dir = opts.work_dir.join("serve");
+    std::fs::create_dir_all(&serve_dir)?;
+    let setup = server::ServeSetup {
+        dir: &serve_dir,
+        database_url: &run_url,
+        key_file: &opts.key_file,
+        cert: &cert,
+        backup_dir: backup_dir.as_deref(),
+        smtp_port: server::free_port()?,
+    };
+    eprintln!("==> starting repeatrx serve");
+    let mut process = server::start_repeatrx(&setup)?;
+    server::wait_healthy(&mut process, &cert.cert_pem, Duration::from_secs(600)).await?;
+    if store.engine() == Engine::Sqlite {
+        eprintln!("==> waiting for continuous backup's first snapshot");
+        wait_for_snapshot(&store, &mut process, Duration::from_secs(1800)).await?;
+    }
+    let sessions = plan.open_sessions(&store).await?;
+    let memory = MemoryWatch::start(process.pid());
+
+    let base = process.url.clone();
+    let ca = cert.cert_pem.clone();
+    eprintln!("==> scenario 1: order submission");
+    let order_jobs = sessions.order_jobs(&base, &plan.orders_alone, opts.clients);
+    let (measured, exhausted) = drive(order_jobs, &ca, opts.warmup, opts.window).await?;
+    report.add_scenario("order submission", measured, exhausted);
+
+    eprintln!("==> scenario 2: repeat list (page and API)");
+    let list_jobs = sessions.repeat_list_jobs(&base, opts.clients);
+    let (measured, exhausted) = drive(list_jobs, &ca, opts.warmup, opts.window).await?;
+    report.add_scenario("repeat list", measured, exhausted);
+
+    eprintln!("==> scenario 3: pharmacy queue page");
+    let queue_jobs = (0..opts.clients)
+        .map(|_| Job::Queue { base: base.clone(), cookie: sessions.pharmacist_cookie.clone() })
+        .collect();
+    let (measured, exhausted) = drive(queue_jobs, &ca, opts.warmup, opts.window).await?;
+    report.add_scenario("queue page", measured, exhausted);
+
+    eprintln!("==> scenario 4: sign-ins while orders are submitted");
+    let mut jobs = sessions.order_jobs(&base, &plan.orders_with_sign_ins, opts.clients);
+    let emails: Vec<String> = plan.sign_in_emails.clone();
+    for c in 0..opts.sign_in_clients {
+        let mine: Vec<String> = emails.iter().skip(c).step_by(opts.sign_in_clients.max(1)).cloned().collect();
+        jobs.push(Job::SignIn { base: base.clone(), emails: mine, password: BENCH_PASSWORD.to_string(), next: 0 });
+    }
+    let (measured, exhausted) = drive(jobs, &ca, opts.warmup, opts.window).await?;
+    report.add_scenario("sign-in with orders", measured, exhausted);
+
+    let (rss_max, hwm) = memory.finish(&process);
+    report.server_rss_max_kib = rss_max;
+    report.server_rss_peak_kib = hwm;
+    report.server_log = process.log.clone();
+    process.stop()?;
+    Ok(report)
+}
+
+async fn open(url: &str, keys: Arc<dyn KeySource>) -> anyhow::Result<SqlStore> {
+    Ok(match url.strip_prefix("sqlite://") {
+        Some(path) => SqlStore::open(Path::new(path), keys).await?,
+        None => SqlStore::connect_postgres(url, keys).await?,
+    })
+}
+
+/// A copy of the data set to run on: the SQLite file copied into the work folder, or a
+/// PostgreSQL database made from the data set's as a template.
+async fn fresh_copy(url: &str, work_dir: &Path) -> anyhow::Result<String> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        // Its own folder: production refuses a backup folder inside the database's.
+        let db_dir = work_dir.join("db");
+        std::fs::create_dir_all(&db_dir)?;
+        let target = db_dir.join("run.db");
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", target.display()));
+            let from = format!("{path}{suffix}");
+            if Path::new(&from).exists() {
+                std::fs::copy(&from, format!("{}{suffix}", target.display()))
+                    .with_context(|| format!("copying {from}"))?;
+            }
+        }
+        return Ok(format!("sqlite://{}", target.display()));
+    }
+    let (server, name) = url.rsplit_once('/').context("the PostgreSQL URL names no database")?;
+    let name = name.split('?').next().unwrap_or(name);
+    let copy = format!("{name}_run");
+    let admin = format!("{server}/postgres");
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await.context("PostgreSQL")?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{copy}\" WITH (FORCE)")).execute(&mut conn).await?;
+    sqlx::query(&format!("CREATE DATABASE \"{copy}\" TEMPLATE \"{name}\""))
+        .execute(&mut conn)
+        .await
+        .context("copying the data set (no one may be connected to it)")?;
+    Ok(format!("{server}/{copy}"))
+}
+
+async fn wait_for_snapshot(store: &SqlStore, process: &mut Process, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(status) = process.child.try_wait()? {
+            bail!("the server exited ({status}); its log: {}", process.log.display());
+        }
+        let state = repeatrx_store::backup::backup_state(store).await?;
+        if state.snapshot_at.is_some() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    bail!("continuous backup took no snapshot within {within:?}")
+}
+
+/// Who the scenarios act as.
+struct Plan {
+    /// Patients (number, email) whose orders scenario 1 places, and scenario 4's.
+    orders_alone: Vec<PlannedPatient>,
+    orders_with_sign_ins: Vec<PlannedPatient>,
+    sign_in_emails: Vec<String>,
+    readers: Vec<PlannedPatient>,
+    pharmacist: repeatrx_domain::ids::UserId,
+}
+
+#[derive(Clone)]
+struct PlannedPatient {
+    patient: repeatrx_domain::ids::PatientId,
+    user: repeatrx_domain::ids::UserId,
+    /// Orderable lines, three to an order.
+    orders: Vec<Vec<String>>,
+}
+
+impl Plan {
+    async fn make(store: &SqlStore, shape: Shape, want_orders: usize) -> anyhow::Result<Plan> {
+        let orders_per_patient = DUE_LINES / 3;
+        let patients_wanted = want_orders.div_ceil(orders_per_patient);
+        let candidates: Vec<usize> = (0..shape.patients).filter(|n| !shape.is_queue_patient(*n)).collect();
+        let half = candidates.len() / 2;
+        let take = patients_wanted.min(half.saturating_sub(64));
+        let mut orders_alone = Vec::new();
+        let mut orders_with_sign_ins = Vec::new();
+        for (i, n) in candidates.iter().take(take).chain(candidates.iter().skip(half).take(take)).enumerate() {
+            let planned = planned_patient(store, *n).await?;
+            if i < take {
+                orders_alone.push(planned);
+            } else {
+                orders_with_sign_ins.push(planned);
+            }
+        }
+        let mut readers = Vec::new();
+        for n in candidates.iter().skip(half - 64).take(64) {
+            readers.push(planned_patient(store, *n).await?);
+        }
+        let sign_in_emails = candidates.iter().rev().take(1000).map(|n| patient_email(*n)).collect();
+        let pharmacist = store
+            .user_by_email(&Email::parse(&format!("pharmacist0@{}", crate::dataset::BENCH_DOMAIN))?)
+            .await?
+            .context("pharmacy 0's pharmacist")?
+            .id;
+        Ok(Plan { orders_alone, orders_with_sign_ins, sign_in_emails, readers, pharmacist })
+    }
+
+    /// Opens a full session for every planned patient (a bearer session, and for readers also a
+    /// browser one) and for the pharmacist, straight in the store: signing in is scenario 4's
+    /// subject, and tens of thousands of argon2 checks first would only make the run longer.
+    async fn open_sessions(&self, store: &SqlStore) -> anyhow::Result<Sessions> {
+        let mut load = store.bulk_load(2_000);
+        let mut bearer = BTreeMap::new();
+        let mut cookie = BTreeMap::new();
+        let now = Timestamp::now();
+        let mut open = async |user, kind| -> anyhow::Result<String> {
+            let token = repeatrx_app::auth::random_token();
+            load.session(&SessionRecord {
+                token_hash: repeatrx_app::auth::token_hash(&token),
+                user_id: user,
+                kind,
+                csrf_token: repeatrx_app::auth::random_token(),
+                created_at: now,
+                last_seen_at: now,
+                expires_at: now + SignedDuration::from_hours(12),
+                user_agent: "repeatrx-bench".into(),
+                stage: SessionStage::Full,
+                address: "127.0.0.1".into(),
+            })
+            .await?;
+            Ok(token)
+        };
+        for p in self.orders_alone.iter().chain(&self.orders_with_sign_ins).chain(&self.readers) {
+            bearer.insert(p.patient, open(p.user, SessionKind::Api).await?);
+        }
+        for p in &self.readers {
+            cookie.insert(p.patient, open(p.user, SessionKind::Browser).await?);
+        }
+        let pharmacist = open(self.pharmacist, SessionKind::Browser).await?;
+        load.finish().await?;
+        let readers = self.readers.clone();
+        Ok(Sessions { bearer, cookie, readers, pharmacist_cookie: cookie_header(&pharmacist) })
+    }
+}
+
+fn cookie_header(token: &str) -> String {
+    format!("{}={token}", repeatrx_web::session::SESSION_COOKIE)
+}
+
+async fn planned_patient(store: &SqlStore, n: usize) -> anyhow::Result<PlannedPatient> {
+    let user = store.user_by_email(&Email::parse(&patient_email(n))?).await?.context("a generated patient")?;
+    if user.role != Role::Patient {
+        bail!("{} is not a patient account", patient_email(n));
+    }
+    let patient = user.patient_id.context("a patient account without a patient")?;
+    let today = jiff::Zoned::now().date();
+    let policy = repeatrx_domain::repeat::OrderingPolicy::default();
+    let orderable: Vec<String> = store
+        .repeat_items(patient)
+        .await?
+        .iter()
+        .filter(|l| l.orderability(today, false, &policy).is_orderable())
+        .map(|l| l.id.to_string())
+        .collect();
+    let orders = orderable.chunks_exact(3).map(<[String]>::to_vec).collect();
+    Ok(PlannedPatient { patient, user: user.id, orders })
+}
+
+struct Sessions {
+    bearer: BTreeMap<repeatrx_domain::ids::PatientId, String>,
+    cookie: BTreeMap<repeatrx_domain::ids::PatientId, String>,
+    readers: Vec<PlannedPatient>,
+    pharmacist_cookie: String,
+}
+
+impl Sessions {
+    /// The patients' orders dealt out to `clients` clients, a patient's orders to one client.
+    fn order_jobs(&self, base: &str, patients: &[PlannedPatient], clients: usize) -> Vec<Job> {
+        let mut per_client: Vec<Vec<PlannedOrder>> = vec![Vec::new(); clients];
+        for (i, p) in patients.iter().enumerate() {
+            let Some(bearer) = self.bearer.get(&p.patient) else { continue };
+            for items in &p.orders {
+                per_client[i % clients].push(PlannedOrder {
+                    patient: p.patient.to_string(),
+                    bearer: bearer.clone(),
+                    items: items.clone(),
+                });
+            }
+        }
+        per_client.into_iter().map(|orders| Job::Order { base: base.to_string(), orders, next: 0 }).collect()
+    }
+
+    fn repeat_list_jobs(&self, base: &str, clients: usize) -> Vec<Job> {
+        (0..clients)
+            .filter_map(|c| {
+                let p = self.readers.get(c % self.readers.len().max(1))?;
+                Some(Job::RepeatList {
+                    base: base.to_string(),
+                    patient: p.patient.to_string(),
+                    cookie: cookie_header(self.cookie.get(&p.patient)?),
+                    bearer: self.bearer.get(&p.patient)?.clone(),
+                    page_next: c % 2 == 0,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Samples the server's resident memory twice a second.
+struct MemoryWatch {
+    stop: Arc<AtomicBool>,
+    max_kib: Arc<AtomicU64>,
+}
+
+impl MemoryWatch {
+    fn start(pid: u32) -> MemoryWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let max_kib = Arc::new(AtomicU64::new(0));
+        let (s, m) = (stop.clone(), max_kib.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+                    let rss = status
+                        .lines()
+                        .find(|l| l.starts_with("VmRSS:"))
+                        .and_then(|l| l.split_whitespace().nth(1))
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    m.fetch_max(rss, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        });
+        MemoryWatch { stop, max_kib }
+    }
+
+    /// (the largest resident size sampled, the kernel's peak) in KiB.
+    fn finish(self, process: &Process) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        let peak = process.memory_kib().map(|(_, hwm)| hwm).unwrap_or(0);
+        (self.max_kib.load(Ordering::Relaxed), peak)
+    }
+}
