@@ -62,22 +62,40 @@ pub async fn hash_password(password: &Password) -> AppResult<String> {
 
 /// Hashes a password already in use as it is (when its hash is upgraded at sign-in).
 async fn hash_secret(pw: SecretString) -> AppResult<String> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-        argon2()
-            .hash_password(pw.expose_secret().as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| AppError::Internal(format!("password hashing failed: {e}")))
-    })
-    .await
-    .map_err(|e| AppError::Internal(format!("hashing task failed: {e}")))?
+    on_hashing_thread(move || hash_now(pw.expose_secret().as_bytes())).await?
+}
+
+/// One argon2id hash with the service's parameters, on the calling thread (the benchmark measures
+/// the machine with it; the service hashes through [`hash_password`]).
+pub fn hash_now(password: &[u8]) -> AppResult<String> {
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    argon2()
+        .hash_password(password, &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AppError::Internal(format!("password hashing failed: {e}")))
+}
+
+/// How many argon2id computations run at once: every core but one (at least one). A sign-in is
+/// tens of milliseconds of one core's work; without a limit, a burst of sign-ins takes every core
+/// and everything else (orders, pages) waits behind it. Sign-ins beyond the limit queue, in turn.
+pub fn hashing_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).saturating_sub(1).max(1)
+}
+
+static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> =
+    std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(hashing_threads()));
+
+/// Runs argon2id work on the blocking pool once one of the [`hashing_threads`] is free.
+async fn on_hashing_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> AppResult<T> {
+    let _permit = HASHING.acquire().await.map_err(|e| AppError::Internal(format!("hashing queue closed: {e}")))?;
+    tokio::task::spawn_blocking(work).await.map_err(|e| AppError::Internal(format!("hashing task failed: {e}")))
 }
 
 /// Verifies a password against a stored PHC string on the blocking pool. A stored value that is
 /// no hash (an invited account that has not chosen its password) never matches, after the same
 /// work as a real check, so timing does not tell such accounts apart.
 pub async fn verify_password(hash: String, candidate: SecretString) -> bool {
-    tokio::task::spawn_blocking(move || {
+    on_hashing_thread(move || {
         let check = |phc: &str| {
             PasswordHash::new(phc)
                 .map(|parsed| argon2().verify_password(candidate.expose_secret().as_bytes(), &parsed).is_ok())
