@@ -17,14 +17,15 @@ pub mod journal;
 pub mod object;
 pub mod restore;
 
+use crate::sealing::Sealer;
 pub(crate) use crate::sql::map_err;
 use crate::sql::{Engine, SqlStore};
 use crate::{StoreError, StoreResult};
 use futures::TryStreamExt;
 use jiff::{SignedDuration, Timestamp};
-use object::seal_object;
+use object::{seal_object, ObjectOpener, ObjectSealer, CHUNK};
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use std::collections::BTreeMap;
@@ -141,6 +142,23 @@ impl Destination {
     async fn get(&self, name: &str) -> StoreResult<Vec<u8>> {
         let got = self.store.get(&self.path(name)).await.map_err(|e| object_err(&self.label, e))?;
         Ok(got.bytes().await.map_err(|e| object_err(&self.label, e))?.to_vec())
+    }
+
+    /// Streams the object called `name` into the file `into`, opening it on the way, so a
+    /// snapshot of any size needs only a few megabytes of memory.
+    async fn get_opened_into(&self, sealer: &Sealer, name: &str, into: &Path) -> StoreResult<()> {
+        use tokio::io::AsyncWriteExt;
+        let fail = |e: std::io::Error| StoreError::Unavailable(format!("writing {}: {e}", into.display()));
+        let got = self.store.get(&self.path(name)).await.map_err(|e| object_err(&self.label, e))?;
+        let mut stream = got.into_stream();
+        let mut opener = ObjectOpener::new(sealer, name);
+        let mut file = tokio::fs::File::create_new(into).await.map_err(fail)?;
+        while let Some(bytes) = stream.try_next().await.map_err(|e| object_err(&self.label, e))? {
+            file.write_all(&opener.push(&bytes)?).await.map_err(fail)?;
+        }
+        file.write_all(&opener.finish()?).await.map_err(fail)?;
+        file.sync_all().await.map_err(fail)?;
+        Ok(())
     }
 
     async fn delete(&self, name: &str) -> StoreResult<()> {
@@ -484,6 +502,62 @@ impl Shipper {
         Err(StoreError::Unavailable(message))
     }
 
+    /// Seals the file `plain` as the object `name` and writes it to every destination, a chunk
+    /// at a time: memory stays at a few multipart parts per destination whatever the file's size.
+    async fn put_file_everywhere(&self, name: &str, plain: &Path) -> StoreResult<u64> {
+        use tokio::io::AsyncReadExt;
+        let read_err = |e: std::io::Error| StoreError::Unavailable(format!("reading {}: {e}", plain.display()));
+        let mut file = tokio::fs::File::open(plain).await.map_err(read_err)?;
+        let size = file.metadata().await.map_err(read_err)?.len();
+        let mut uploads = Vec::new();
+        let mut problems = Vec::new();
+        for d in &self.destinations {
+            match d.store.put_multipart(&d.path(name)).await {
+                Ok(upload) => uploads.push((d, Some(WriteMultipart::new_with_chunk_size(upload, UPLOAD_PART)))),
+                Err(e) => problems.push(object_err(&d.label, e).to_string()),
+            }
+        }
+        let (mut object, header) = ObjectSealer::begin(self.store.sealer(), name);
+        for (_, upload) in &mut uploads {
+            if let Some(u) = upload {
+                u.write(&header);
+            }
+        }
+        let chunks = size.div_ceil(CHUNK as u64).max(1);
+        let mut buf = vec![0; CHUNK];
+        for i in 0..chunks {
+            let len = (size - i * CHUNK as u64).min(CHUNK as u64) as usize;
+            file.read_exact(&mut buf[..len]).await.map_err(read_err)?;
+            let sealed = object.chunk(&buf[..len], i + 1 == chunks);
+            for (d, upload) in &mut uploads {
+                let Some(u) = upload else { continue };
+                u.write(&sealed);
+                if let Err(e) = u.wait_for_capacity(UPLOADS_IN_FLIGHT).await {
+                    problems.push(object_err(&d.label, e).to_string());
+                    if let Some(u) = upload.take() {
+                        let _ = u.abort().await;
+                    }
+                }
+            }
+        }
+        for (d, upload) in uploads {
+            if let Some(u) = upload {
+                if let Err(e) = u.finish().await {
+                    problems.push(object_err(&d.label, e).to_string());
+                }
+            }
+        }
+        if problems.is_empty() {
+            return Ok(size);
+        }
+        let message = problems.join("; ");
+        let _ = sqlx::query("UPDATE backup_state SET last_error = $1 WHERE id = 1")
+            .bind(&message)
+            .execute(self.store.pool())
+            .await;
+        Err(StoreError::Unavailable(message))
+    }
+
     /// Ships what the journal holds (up to one segment); returns how many rows went.
     pub async fn ship_once(&self) -> StoreResult<usize> {
         let pool = self.store.pool();
@@ -559,12 +633,10 @@ impl Shipper {
         // At the precision its object's name keeps, so the name says exactly this time.
         let taken = from_us(now_us())?;
         let seq = restore::seal_off_copy(tmp).await?;
-        let bytes = std::fs::read(tmp)
-            .map_err(|e| StoreError::Unavailable(format!("reading the snapshot {}: {e}", tmp.display())))?;
         let snapshot = SnapshotObject { generation: self.generation.clone(), seq, taken };
         let name = snapshot.name();
-        self.put_everywhere(&name, seal_object(self.store.sealer(), &name, &bytes)).await?;
-        tracing::info!(snapshot = %name, bytes = bytes.len(), "continuous backup: snapshot shipped");
+        let bytes = self.put_file_everywhere(&name, tmp).await?;
+        tracing::info!(snapshot = %name, bytes, "continuous backup: snapshot shipped");
         Ok(snapshot)
     }
 
@@ -652,6 +724,11 @@ impl Shipper {
         }
     }
 }
+
+/// A snapshot's multipart upload: parts of 8 MiB (S3 wants at least 5), at most two in flight
+/// per destination.
+const UPLOAD_PART: usize = 8 << 20;
+const UPLOADS_IN_FLIGHT: usize = 2;
 
 /// How often the snapshot task looks whether a snapshot is due.
 const SNAPSHOT_CHECK_EVERY: Duration = Duration::from_secs(15);

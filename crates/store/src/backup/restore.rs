@@ -123,8 +123,10 @@ pub async fn restore(
     let total = 1 + plan.segments.len() as u64;
     progress(0, total);
     let name = plan.snapshot.name();
-    let db = open_object(sealer, &name, &dest.get(&name).await?)?;
-    std::fs::write(into, db).map_err(|e| StoreError::Unavailable(format!("writing {}: {e}", into.display())))?;
+    if let Err(e) = dest.get_opened_into(sealer, &name, into).await {
+        let _ = std::fs::remove_file(into);
+        return Err(e);
+    }
     progress(1, total);
 
     let mut conn = connect(into).await?;
