@@ -491,6 +491,11 @@ impl Shipper {
                 problems.push(e.to_string());
             }
         }
+        self.outcome(problems).await
+    }
+
+    /// Ok when no destination failed; otherwise the failures, also noted for the status page.
+    async fn outcome(&self, problems: Vec<String>) -> StoreResult<()> {
         if problems.is_empty() {
             return Ok(());
         }
@@ -547,15 +552,7 @@ impl Shipper {
                 }
             }
         }
-        if problems.is_empty() {
-            return Ok(size);
-        }
-        let message = problems.join("; ");
-        let _ = sqlx::query("UPDATE backup_state SET last_error = $1 WHERE id = 1")
-            .bind(&message)
-            .execute(self.store.pool())
-            .await;
-        Err(StoreError::Unavailable(message))
+        self.outcome(problems).await.map(|()| size)
     }
 
     /// Ships what the journal holds (up to one segment); returns how many rows went.
