@@ -532,7 +532,13 @@ impl Shipper {
         let mut buf = vec![0; CHUNK];
         for i in 0..chunks {
             let len = (size - i * CHUNK as u64).min(CHUNK as u64) as usize;
-            file.read_exact(&mut buf[..len]).await.map_err(read_err)?;
+            if let Err(e) = file.read_exact(&mut buf[..len]).await {
+                // No destination keeps half an object, nor (on S3) the parts sent so far.
+                for u in uploads.into_iter().filter_map(|(_, u)| u) {
+                    let _ = u.abort().await;
+                }
+                return Err(read_err(e));
+            }
             let sealed = object.chunk(&buf[..len], i + 1 == chunks);
             for (d, upload) in &mut uploads {
                 let Some(u) = upload else { continue };
