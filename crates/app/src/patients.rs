@@ -111,13 +111,8 @@ impl App {
 
     pub(crate) async fn repeat_lines(&self, patient: PatientId) -> AppResult<Vec<RepeatLine>> {
         let items = self.store.repeat_items(patient).await?;
-        let open: std::collections::HashSet<RepeatItemId> = self
-            .store
-            .orders_of_patient(patient)
-            .await?
-            .iter()
-            .flat_map(|o| o.items.iter().filter(|i| i.state.is_open()).map(|i| i.repeat_item_id))
-            .collect();
+        let open: std::collections::HashSet<RepeatItemId> =
+            self.store.repeat_items_on_open_orders(patient).await?.into_iter().collect();
         let today = self.clock.today();
         let mut lines: Vec<RepeatLine> = items
             .into_iter()

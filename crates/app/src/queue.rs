@@ -39,22 +39,20 @@ pub const QUEUE_PAGE: u32 = 50;
 impl App {
     async fn rows(&self, orders: Vec<Order>) -> AppResult<Vec<QueueRow>> {
         let now = self.clock.now();
-        let mut patients: HashMap<PatientId, Patient> = HashMap::new();
-        let mut rows = Vec::with_capacity(orders.len());
-        for order in orders {
-            let patient = match patients.get(&order.patient_id) {
-                Some(p) => p.clone(),
-                None => match self.store.patient(order.patient_id).await? {
-                    Some(p) => {
-                        patients.insert(p.id, p.clone());
-                        p
-                    }
-                    None => continue,
-                },
-            };
-            let overdue = self.settings.stage_targets.is_overdue(order.stage, order.stage_entered_at, now);
-            rows.push(QueueRow { order, patient, overdue });
-        }
+        let mut wanted: Vec<PatientId> = orders.iter().map(|o| o.patient_id).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let patients: HashMap<PatientId, Patient> =
+            self.store.patients(&wanted).await?.into_iter().map(|p| (p.id, p)).collect();
+        let rows = orders
+            .into_iter()
+            .filter_map(|order| {
+                // An order whose patient was erased meanwhile is no longer listed.
+                let patient = patients.get(&order.patient_id)?.clone();
+                let overdue = self.settings.stage_targets.is_overdue(order.stage, order.stage_entered_at, now);
+                Some(QueueRow { order, patient, overdue })
+            })
+            .collect();
         Ok(rows)
     }
 
@@ -81,12 +79,7 @@ impl App {
         };
         let orders = self.store.pharmacy_orders(pharmacy, &self.filter(query, patients)).await?;
         let rows = self.rows(orders).await?;
-        let stored = self.store.pharmacy_stage_counts(pharmacy).await?;
-        let counts = OrderStage::ALL
-            .into_iter()
-            .filter(|s| s.is_open())
-            .map(|s| (s, stored.iter().find(|(st, _)| *st == s).map(|(_, n)| *n).unwrap_or(0)))
-            .collect();
+        let counts = self.store.pharmacy_open_stage_counts(pharmacy).await?;
         let overdue = rows.iter().filter(|r| r.overdue).count();
         Ok(QueueView { rows, counts, overdue })
     }

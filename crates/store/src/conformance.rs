@@ -5,7 +5,7 @@
 //! Contract points pinned here beyond the trait's doc comments:
 //! - timestamps round-trip at microsecond precision;
 //! - a new order is stored at version 1 and every successful `save_order` adds 1;
-//! - `pharmacy_stage_counts` lists every stage in [`OrderStage::ALL`] order, zeros included;
+//! - `pharmacy_open_stage_counts` lists every open stage in [`OrderStage::ALL`] order, zeros included;
 //! - `record_reminder` is idempotent: a second call for the same due date changes nothing and
 //!   does not queue its email;
 //! - an `OrderFilter` with `patients: Some(vec![])` matches no order.
@@ -56,13 +56,15 @@ pub async fn run_all(store: &dyn Store) {
     search_patients_by_dob_nhs_and_combination(store).await;
     search_patients_is_confined_to_the_pharmacy(store).await;
     repeat_items_round_trip(store).await;
+    patients_are_read_together(store).await;
+    repeat_items_on_open_orders_are_held_until_the_order_finishes(store).await;
     order_round_trip(store).await;
     save_order_with_a_stale_version_changes_nothing(store).await;
     save_order_bumps_version_and_appends_transitions(store).await;
     orders_of_patient_newest_first(store).await;
     finished_orders_are_purged_with_their_history(store).await;
     pharmacy_orders_filters_and_pages(store).await;
-    pharmacy_stage_counts(store).await;
+    pharmacy_open_stage_counts(store).await;
     practice_orders(store).await;
     outbox_claim_and_lease(store).await;
     outbox_sent_and_failed(store).await;
@@ -908,6 +910,45 @@ pub async fn save_order_bumps_version_and_appends_transitions(store: &dyn Store)
     assert!(is_conflict(store.save_order(&order, 5, &[], &[], &[]).await));
 }
 
+pub async fn patients_are_read_together(store: &dyn Store) {
+    let w = world(store).await;
+    let second = setup_patient(store, &w.ph, &w.pr, 0).await;
+    let mut found = store.patients(&[second.patient.id, PatientId::new(), w.pa.patient.id]).await.unwrap();
+    found.sort_by_key(|p| p.id);
+    let mut expected = vec![w.pa.patient.clone(), second.patient.clone()];
+    expected.sort_by_key(|p| p.id);
+    assert_eq!(found, expected, "those that exist, whole, and no other");
+    assert!(store.patients(&[]).await.unwrap().is_empty());
+    // More than fit one statement's slice.
+    let mut many: Vec<PatientId> = (0..1200).map(|_| PatientId::new()).collect();
+    many.push(second.patient.id);
+    assert_eq!(store.patients(&many).await.unwrap(), vec![second.patient]);
+}
+
+pub async fn repeat_items_on_open_orders_are_held_until_the_order_finishes(store: &dyn Store) {
+    let w = world(store).await;
+    let other = setup_patient(store, &w.ph, &w.pr, 1).await;
+    assert!(store.repeat_items_on_open_orders(w.pa.patient.id).await.unwrap().is_empty());
+    let (first, t) = submit(&w.pa, &w.pa.items[..1], now());
+    store.insert_order(&first, &[t], &[]).await.unwrap();
+    let mut again = first.clone();
+    let (second, t) = submit(&w.pa, &w.pa.items[..1], now() + secs(1));
+    store.insert_order(&second, &[t], &[]).await.unwrap();
+    place(store, &other, now()).await;
+    assert_eq!(
+        store.repeat_items_on_open_orders(w.pa.patient.id).await.unwrap(),
+        vec![w.pa.items[0].id],
+        "each held item once, never another patient's"
+    );
+    cancel(store, &mut again, &w.pa.user).await;
+    let mut second = second;
+    cancel(store, &mut second, &w.pa.user).await;
+    assert!(
+        store.repeat_items_on_open_orders(w.pa.patient.id).await.unwrap().is_empty(),
+        "a finished order holds nothing"
+    );
+}
+
 pub async fn orders_of_patient_newest_first(store: &dyn Store) {
     let w = world(store).await;
     let other = setup_patient(store, &w.ph, &w.pr, 1).await;
@@ -949,6 +990,14 @@ pub async fn pharmacy_orders_filters_and_pages(store: &dyn Store) {
     let open = list(vec![OrderStage::InReview, OrderStage::Cancelled], None, 100, 0).await;
     assert_eq!(ids(&open, |o| o.id), [o1.id, o3.id]);
     assert!(list(vec![OrderStage::Completed], None, 100, 0).await.is_empty());
+    let every_open: Vec<OrderStage> = OrderStage::ALL.into_iter().filter(|s| s.is_open()).collect();
+    let queue = list(every_open.clone(), None, 100, 0).await;
+    assert_eq!(queue, vec![o0.clone(), o1.clone(), o2.clone(), o4.clone()], "the queue: open orders, oldest first");
+    assert_eq!(ids(&list(every_open.clone(), None, 2, 2).await, |o| o.id), [o2.id, o4.id]);
+    let some_open = list(vec![OrderStage::InReview, OrderStage::WithPrescriber], None, 100, 0).await;
+    assert_eq!(ids(&some_open, |o| o.id), [o1.id]);
+    let of_second_open = list(every_open, Some(vec![second.patient.id]), 100, 0).await;
+    assert_eq!(ids(&of_second_open, |o| o.id), [o1.id]);
 
     let of_second = list(vec![], Some(vec![second.patient.id]), 100, 0).await;
     assert_eq!(ids(&of_second, |o| o.id), [o1.id, o3.id]);
@@ -969,7 +1018,7 @@ pub async fn pharmacy_orders_filters_and_pages(store: &dyn Store) {
     assert_eq!(theirs[0].patient_id, foreign.patient.id);
 }
 
-pub async fn pharmacy_stage_counts(store: &dyn Store) {
+pub async fn pharmacy_open_stage_counts(store: &dyn Store) {
     let w = world(store).await;
     let elsewhere = setup_pharmacy(store).await;
     let foreign = setup_patient(store, &elsewhere, &w.pr, 1).await;
@@ -983,21 +1032,23 @@ pub async fn pharmacy_stage_counts(store: &dyn Store) {
     cancel(store, &mut cancelled, &w.pa.user).await;
     place(store, &foreign, t0).await;
 
-    let counts = store.pharmacy_stage_counts(w.ph.pharmacy.id).await.unwrap();
+    let counts = store.pharmacy_open_stage_counts(w.ph.pharmacy.id).await.unwrap();
     let expected: Vec<(OrderStage, i64)> = OrderStage::ALL
         .into_iter()
+        .filter(|s| s.is_open())
         .map(|s| {
             let n = match s {
                 OrderStage::Submitted => 3,
-                OrderStage::InReview | OrderStage::Cancelled => 1,
+                OrderStage::InReview => 1,
                 _ => 0,
             };
             (s, n)
         })
         .collect();
     assert_eq!(counts, expected);
-    let none = store.pharmacy_stage_counts(PharmacyId::new()).await.unwrap();
+    let none = store.pharmacy_open_stage_counts(PharmacyId::new()).await.unwrap();
     assert!(none.iter().all(|(_, n)| *n == 0));
+    assert_eq!(none.len(), expected.len(), "every open stage, zeros included");
 }
 
 pub async fn practice_orders(store: &dyn Store) {

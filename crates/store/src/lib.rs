@@ -207,6 +207,9 @@ pub trait Store: Send + Sync + 'static {
     /// When the patient was erased, if they were.
     async fn erased_at(&self, patient: PatientId) -> StoreResult<Option<Timestamp>>;
     async fn patient(&self, id: PatientId) -> StoreResult<Option<Patient>>;
+    /// The patients among `ids` that exist, in no particular order (a queue page's patients in
+    /// one read instead of one each).
+    async fn patients(&self, ids: &[PatientId]) -> StoreResult<Vec<Patient>>;
     /// A pharmacy's patients, matching every given criterion, sorted by family then given name.
     async fn search_patients(
         &self,
@@ -219,6 +222,9 @@ pub trait Store: Send + Sync + 'static {
     async fn repeat_item(&self, id: RepeatItemId) -> StoreResult<Option<RepeatItem>>;
     /// Every item, active or stopped, in the order they were added.
     async fn repeat_items(&self, patient: PatientId) -> StoreResult<Vec<RepeatItem>>;
+    /// The patient's repeat items that an open order item holds (so they cannot be ordered again
+    /// until it finishes), each once.
+    async fn repeat_items_on_open_orders(&self, patient: PatientId) -> StoreResult<Vec<RepeatItemId>>;
 
     // --- orders ---
     /// Stores a new order with its first transitions and the emails it causes, atomically.
@@ -256,7 +262,9 @@ pub trait Store: Send + Sync + 'static {
     async fn order_transitions(&self, order: OrderId) -> StoreResult<Vec<Transition>>;
     /// A pharmacy's orders, oldest first (the queue is worked by age).
     async fn pharmacy_orders(&self, pharmacy: PharmacyId, filter: &OrderFilter) -> StoreResult<Vec<Order>>;
-    async fn pharmacy_stage_counts(&self, pharmacy: PharmacyId) -> StoreResult<Vec<(OrderStage, i64)>>;
+    /// How many of the pharmacy's orders are in each open stage, in [`OrderStage::ALL`] order,
+    /// zeros included. Finished orders are not counted: there are ever more of them.
+    async fn pharmacy_open_stage_counts(&self, pharmacy: PharmacyId) -> StoreResult<Vec<(OrderStage, i64)>>;
     /// A practice's orders, oldest first.
     async fn practice_orders(&self, practice: PracticeId, filter: &OrderFilter) -> StoreResult<Vec<Order>>;
 

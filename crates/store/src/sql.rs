@@ -136,6 +136,10 @@ impl SqlStore {
         let pool = AnyPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // A SQLite connection is a file handle in this process: pinging it before each use
+            // cannot find it dropped, and cost a round trip to its worker thread per query. A
+            // PostgreSQL connection can be cut by a restart or failover, so it is still checked.
+            .test_before_acquire(engine == Engine::Postgres)
             // A connection still in a transaction is never handed out. SQLite rolls a transaction
             // back by itself on some errors (a full disk among them); sqlx's own ROLLBACK then
             // fails and its transaction depth stays at one, so every later `BEGIN` on that
@@ -617,6 +621,12 @@ fn like_prefix(prefix: &str) -> String {
 }
 
 /// `$from, $from+1, ...` for `n` values.
+/// The open order stages as a condition written out rather than bound: the partial indexes
+/// `orders_pharmacy_open` and `orders_practice_open` hold only open orders, and a database uses
+/// such an index only for a query that repeats its condition word for word. Without them a queue
+/// page walked past every finished order of the pharmacy, of which there are ever more.
+const OPEN_STAGES: &str = "stage IN ('submitted', 'in_review', 'with_prescriber', 'preparing', 'ready')";
+
 fn placeholders(from: usize, n: usize) -> String {
     (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
@@ -1338,7 +1348,12 @@ impl SqlStore {
         };
         let mut binds: Vec<String> = vec![org_id];
         let mut sql = format!("SELECT {ORDER_COLS}, {KEY_COLS} FROM {ORDERS_KEYED} WHERE {column} = $1");
-        if !filter.stages.is_empty() {
+        let only_open = !filter.stages.is_empty() && filter.stages.iter().all(|s| s.is_open());
+        if only_open {
+            sql.push_str(&format!(" AND {OPEN_STAGES}"));
+        }
+        let every_open = only_open && OrderStage::ALL.iter().filter(|s| s.is_open()).all(|s| filter.stages.contains(s));
+        if !filter.stages.is_empty() && !every_open {
             sql.push_str(&format!(" AND stage IN ({})", placeholders(binds.len() + 1, filter.stages.len())));
             binds.extend(filter.stages.iter().map(|s| s.as_str().to_string()));
         }
@@ -2326,6 +2341,24 @@ impl Store for SqlStore {
         row.as_ref().map(|r| patient_from(&self.crypt, r)).transpose()
     }
 
+    async fn patients(&self, ids: &[PatientId]) -> StoreResult<Vec<Patient>> {
+        let mut found = Vec::with_capacity(ids.len());
+        // In slices, well under SQLite's and PostgreSQL's limits on a statement's parameters.
+        for slice in ids.chunks(500) {
+            let sql =
+                format!("SELECT {PATIENT_COLS} FROM {PATIENTS_KEYED} WHERE id IN ({})", placeholders(1, slice.len()));
+            let mut q = sqlx::query(&sql);
+            for id in slice {
+                q = q.bind(id.to_string());
+            }
+            let rows = q.fetch_all(&self.pool).await.map_err(map_err)?;
+            for row in &rows {
+                found.push(patient_from(&self.crypt, row)?);
+            }
+        }
+        Ok(found)
+    }
+
     async fn search_patients(
         &self,
         pharmacy: PharmacyId,
@@ -2394,6 +2427,21 @@ impl Store for SqlStore {
         .await
         .map_err(map_err)?;
         rows.iter().map(|r| repeat_item_from(&self.crypt, r)).collect()
+    }
+
+    async fn repeat_items_on_open_orders(&self, patient: PatientId) -> StoreResult<Vec<RepeatItemId>> {
+        let open: Vec<ItemState> = ItemState::ALL.into_iter().filter(|s| s.is_open()).collect();
+        let sql = format!(
+            "SELECT DISTINCT i.repeat_item_id FROM order_items i JOIN repeat_items r ON r.id = i.repeat_item_id \
+             WHERE r.patient_id = $1 AND i.state IN ({})",
+            placeholders(2, open.len())
+        );
+        let mut q = sqlx::query_scalar::<_, String>(&sql).bind(patient.to_string());
+        for state in &open {
+            q = q.bind(state.as_str());
+        }
+        let ids = q.fetch_all(&self.pool).await.map_err(map_err)?;
+        ids.iter().map(|id| id.parse().map_err(|e| corrupt("repeat_item_id", e))).collect()
     }
 
     // --- orders ---
@@ -2513,20 +2561,21 @@ impl Store for SqlStore {
         self.org_orders(OrgColumn::Pharmacy, pharmacy.to_string(), filter).await
     }
 
-    /// Every stage in [`OrderStage::ALL`] order, zero counts included.
-    async fn pharmacy_stage_counts(&self, pharmacy: PharmacyId) -> StoreResult<Vec<(OrderStage, i64)>> {
-        let rows = sqlx::query("SELECT stage, COUNT(*) AS n FROM orders WHERE pharmacy_id = $1 GROUP BY stage")
-            .bind(pharmacy.to_string())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
+    async fn pharmacy_open_stage_counts(&self, pharmacy: PharmacyId) -> StoreResult<Vec<(OrderStage, i64)>> {
+        let sql =
+            format!("SELECT stage, COUNT(*) AS n FROM orders WHERE pharmacy_id = $1 AND {OPEN_STAGES} GROUP BY stage");
+        let rows = sqlx::query(&sql).bind(pharmacy.to_string()).fetch_all(&self.pool).await.map_err(map_err)?;
         let mut counts: HashMap<OrderStage, i64> = HashMap::new();
         for row in &rows {
             let stage: String = col(row, "stage")?;
             let stage = OrderStage::parse(&stage).map_err(|e| corrupt("stage", e))?;
             counts.insert(stage, col(row, "n")?);
         }
-        Ok(OrderStage::ALL.into_iter().map(|s| (s, counts.get(&s).copied().unwrap_or(0))).collect())
+        Ok(OrderStage::ALL
+            .into_iter()
+            .filter(|s| s.is_open())
+            .map(|s| (s, counts.get(&s).copied().unwrap_or(0)))
+            .collect())
     }
 
     async fn practice_orders(&self, practice: PracticeId, filter: &OrderFilter) -> StoreResult<Vec<Order>> {
@@ -2885,6 +2934,19 @@ mod tests {
     fn like_patterns_take_wildcards_literally() {
         assert_eq!(like_prefix("o'b"), "o'b%");
         assert_eq!(like_prefix("50%_x\\"), "50\\%\\_x\\\\%");
+    }
+
+    #[test]
+    fn the_open_stages_condition_lists_every_open_stage_as_the_partial_indexes_do() {
+        let open: Vec<String> =
+            OrderStage::ALL.into_iter().filter(|s| s.is_open()).map(|s| format!("'{}'", s.as_str())).collect();
+        assert_eq!(OPEN_STAGES, format!("stage IN ({})", open.join(", ")));
+        for migration in [
+            include_str!("../migrations/sqlite/0014_open_order_indexes.sql"),
+            include_str!("../migrations/postgres/0003_open_order_indexes.sql"),
+        ] {
+            assert_eq!(migration.matches(&format!("WHERE {OPEN_STAGES};")).count(), 2, "{migration}");
+        }
     }
 
     #[test]
