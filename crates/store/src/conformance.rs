@@ -59,6 +59,7 @@ pub async fn run_all(store: &dyn Store) {
     patients_are_read_together(store).await;
     repeat_items_on_open_orders_are_held_until_the_order_finishes(store).await;
     order_round_trip(store).await;
+    orders_written_at_once_each_stand_or_fail_alone(store).await;
     save_order_with_a_stale_version_changes_nothing(store).await;
     save_order_bumps_version_and_appends_transitions(store).await;
     orders_of_patient_newest_first(store).await;
@@ -908,6 +909,41 @@ pub async fn save_order_bumps_version_and_appends_transitions(store: &dyn Store)
     assert_eq!(store.repeat_item(line.id).await.unwrap(), Some(line));
     assert_eq!(email_by_id(store, email.id).await, Some(email));
     assert!(is_conflict(store.save_order(&order, 5, &[], &[], &[]).await));
+}
+
+/// Many orders at once (which the store may commit as one group): each that is sound is stored
+/// whole, and one that cannot be stored is refused without taking the others with it.
+pub async fn orders_written_at_once_each_stand_or_fail_alone(store: &dyn Store) {
+    let w = world(store).await;
+    let mut patients = Vec::new();
+    for _ in 0..12 {
+        patients.push(setup_patient(store, &w.ph, &w.pr, 1).await);
+    }
+    let at = now();
+    let sound: Vec<(Order, Transition)> = patients.iter().map(|pa| submit(pa, &pa.items, at)).collect();
+    // An order of a patient who is not stored: the database refuses it.
+    let ghost = PatientSetup {
+        patient: new_patient(&w.ph.pharmacy, &w.pr.practice, "No", "Body", "1970-01-01"),
+        user: w.pa.user.clone(),
+        items: w.pa.items.clone(),
+    };
+    let (orphan, orphan_t) = submit(&ghost, &ghost.items, at);
+    let (half, half_t) = sound.split_at(6);
+    let writes = half
+        .iter()
+        .map(|(o, t)| (o, t))
+        .chain(std::iter::once((&orphan, &orphan_t)))
+        .chain(half_t.iter().map(|(o, t)| (o, t)))
+        .map(|(o, t)| async move { store.insert_order(o, std::slice::from_ref(t), &[]).await });
+    let outcomes = futures::future::join_all(writes).await;
+    assert_eq!(outcomes.iter().filter(|r| r.is_err()).count(), 1, "{outcomes:?}");
+    assert!(outcomes[6].is_err(), "the orphan order is the one refused");
+    assert!(store.order(orphan.id).await.unwrap().is_none());
+    for (order, _) in &sound {
+        let stored = store.order(order.id).await.unwrap().expect("every sound order is stored");
+        assert_eq!(&stored.order, order);
+        assert_eq!(store.order_transitions(order.id).await.unwrap().len(), 1);
+    }
 }
 
 pub async fn patients_are_read_together(store: &dyn Store) {

@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 pub use records::*;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A unique value is taken (e.g. an email already has an account) or an optimistic version
     /// check failed because someone else changed the row first.

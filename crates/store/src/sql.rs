@@ -66,6 +66,71 @@ pub struct SqlStore {
     pool: AnyPool,
     engine: Engine,
     crypt: Arc<Crypt>,
+    /// New orders go to one writer that commits all that are waiting together (see
+    /// [`commit_orders_in_groups`]); `None` in that writer's own copy, which writes them itself.
+    new_orders: Option<tokio::sync::mpsc::Sender<NewOrderWrite>>,
+}
+
+/// An order waiting for the next group commit, and where its outcome goes.
+#[derive(Debug)]
+struct NewOrderWrite {
+    order: Order,
+    transitions: Vec<Transition>,
+    emails: Vec<OutgoingEmail>,
+    done: tokio::sync::oneshot::Sender<StoreResult<()>>,
+}
+
+/// At most this many orders share a commit.
+const ORDER_GROUP: usize = 128;
+
+/// Group commit for new orders, the write patients make most. Every order is still durable
+/// before it is acknowledged, but the orders that arrived while the previous commit was being
+/// made share one transaction and one flush to disk, instead of queueing one by one for the
+/// write lock. Each order is written under its own savepoint, so one that fails (its patient
+/// erased meanwhile, say) is refused alone and the others still commit.
+async fn commit_orders_in_groups(store: SqlStore, mut queue: tokio::sync::mpsc::Receiver<NewOrderWrite>) {
+    let mut group = Vec::with_capacity(ORDER_GROUP);
+    while queue.recv_many(&mut group, ORDER_GROUP).await > 0 {
+        let outcomes = store.commit_order_group(&group).await;
+        for (write, outcome) in group.drain(..).zip(outcomes) {
+            // The caller may have gone (its request was dropped); the order stands regardless.
+            let _ = write.done.send(outcome);
+        }
+    }
+}
+
+impl SqlStore {
+    /// Writes a group of new orders in one transaction; one outcome per order, in order.
+    async fn commit_order_group(&self, group: &[NewOrderWrite]) -> Vec<StoreResult<()>> {
+        let all = |e: StoreError| group.iter().map(|_| Err(e.clone())).collect();
+        let mut tx = match self.write_tx().await {
+            Ok(tx) => tx,
+            Err(e) => return all(e),
+        };
+        let mut outcomes = Vec::with_capacity(group.len());
+        for write in group {
+            let mut savepoint = match sqlx::Acquire::begin(&mut tx).await.map_err(map_err) {
+                Ok(sp) => sp,
+                Err(e) => return all(e),
+            };
+            match insert_order_on(&mut savepoint, &self.crypt, &write.order, &write.transitions, &write.emails).await {
+                Ok(()) => match savepoint.commit().await.map_err(map_err) {
+                    Ok(()) => outcomes.push(Ok(())),
+                    Err(e) => return all(e),
+                },
+                Err(e) => {
+                    if let Err(undo) = savepoint.rollback().await.map_err(map_err) {
+                        return all(undo);
+                    }
+                    outcomes.push(Err(e));
+                }
+            }
+        }
+        if let Err(e) = self.commit(tx).await {
+            return all(e);
+        }
+        outcomes
+    }
 }
 
 /// The sealer and the two service data keys, unwrapped once at open.
@@ -182,7 +247,11 @@ impl SqlStore {
         check_master_key(&pool, &sealer).await?;
         let accounts = service_key(&pool, &sealer, ACCOUNTS_KEY).await?;
         let outbox = service_key(&pool, &sealer, OUTBOX_KEY).await?;
-        Ok(Self { pool, engine, crypt: Arc::new(Crypt { sealer, accounts, outbox }) })
+        let writer = Self { pool, engine, crypt: Arc::new(Crypt { sealer, accounts, outbox }), new_orders: None };
+        let (new_orders, queue) = tokio::sync::mpsc::channel(ORDER_GROUP * 8);
+        // It ends when the last copy of the store (and so of the sender) is dropped.
+        tokio::spawn(commit_orders_in_groups(writer.clone(), queue));
+        Ok(Self { new_orders: Some(new_orders), ..writer })
     }
 
     pub(crate) fn sealer(&self) -> &Sealer {
@@ -2452,9 +2521,17 @@ impl Store for SqlStore {
         transitions: &[Transition],
         emails: &[OutgoingEmail],
     ) -> StoreResult<()> {
-        let mut tx = self.write_tx().await?;
-        insert_order_on(&mut tx, &self.crypt, order, transitions, emails).await?;
-        self.commit(tx).await
+        let Some(queue) = &self.new_orders else {
+            let mut tx = self.write_tx().await?;
+            insert_order_on(&mut tx, &self.crypt, order, transitions, emails).await?;
+            return self.commit(tx).await;
+        };
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        let write =
+            NewOrderWrite { order: order.clone(), transitions: transitions.to_vec(), emails: emails.to_vec(), done };
+        let stopped = || StoreError::Unavailable("the order writer has stopped".into());
+        queue.send(write).await.map_err(|_| stopped())?;
+        outcome.await.map_err(|_| stopped())?
     }
 
     async fn order(&self, id: OrderId) -> StoreResult<Option<StoredOrder>> {
