@@ -150,6 +150,8 @@ pub async fn generate(store: &SqlStore, shape: Shape, parallel: usize) -> anyhow
     }
     store.set_meta(DATASET_KEY, &shape.to_meta()).await?;
     store.set_meta(repeatrx_app::environment::ENVIRONMENT_KEY, "production").await?;
+    bar.set_message("refreshing the planner's statistics");
+    store.refresh_statistics().await?;
     bar.finish_with_message("generated");
     Ok(())
 }

@@ -1447,6 +1447,19 @@ impl SqlStore {
 // Loading many new records at once
 // ---------------------------------------------------------------------------------------------
 
+impl SqlStore {
+    /// Refreshes PostgreSQL's planner statistics, after a bulk load: until autovacuum gets to a
+    /// database that grew by a whole data set at once, PostgreSQL plans it as if it were nearly
+    /// empty and scans whole tables (the benchmark measured 24 repeat lists a second so, against
+    /// hundreds with statistics). SQLite plans from its indexes alone and is left as it is.
+    pub async fn refresh_statistics(&self) -> StoreResult<()> {
+        if self.engine == Engine::Postgres {
+            sqlx::query("ANALYZE").execute(&self.pool).await.map_err(map_err)?;
+        }
+        Ok(())
+    }
+}
+
 /// Writes many new records through the same statements and sealing as the [`Store`] methods,
 /// `batch` records to a transaction instead of one (see [`SqlStore::bulk_load`]).
 pub struct BulkLoad {
