@@ -12,6 +12,7 @@ use repeatrx_store::backup::{BackupPolicy, Destination, S3Target, Shipper, Targe
 use repeatrx_store::conformance as c;
 use repeatrx_store::sealing::Sealer;
 use repeatrx_store::sql::SqlStore;
+use repeatrx_store::Store;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,19 +68,24 @@ async fn create_bucket(endpoint: &str, bucket: &str) {
     assert!(answer.starts_with("HTTP/1.1 200"), "bucket created: {answer}");
 }
 
-#[tokio::test]
-async fn a_bucket_and_a_folder_both_restore_the_live_database() {
-    let s3 = start_s3().await;
-    create_bucket(&s3.endpoint, "repeatrx-backup").await;
-    let bucket = Target::S3(S3Target {
-        bucket: "repeatrx-backup".into(),
+/// A bucket on the test server, reached over plain HTTP on loopback.
+fn bucket_on(s3: &S3Server, bucket: &str, prefix: Option<&str>) -> Target {
+    Target::S3(S3Target {
+        bucket: bucket.into(),
         endpoint: Some(s3.endpoint.clone()),
         region: "eu-west-2".into(),
         access_key_id: "test".into(),
         secret_access_key: "test".into(),
-        prefix: Some("pharmacy-group".into()),
+        prefix: prefix.map(str::to_string),
         allow_http: true,
-    });
+    })
+}
+
+#[tokio::test]
+async fn a_bucket_and_a_folder_both_restore_the_live_database() {
+    let s3 = start_s3().await;
+    create_bucket(&s3.endpoint, "repeatrx-backup").await;
+    let bucket = bucket_on(&s3, "repeatrx-backup", Some("pharmacy-group"));
     let dir = tempfile::tempdir().unwrap();
     let folder = Target::Folder(dir.path().join("backup"));
     let db = dir.path().join("live.db");
@@ -113,4 +119,39 @@ async fn a_bucket_and_a_folder_both_restore_the_live_database() {
     assert!(shipper.ship_once().await.is_err(), "the bucket is gone");
     let state = repeatrx_store::backup::backup_state(&store).await.unwrap();
     assert!(state.pending > 0 && state.last_error.is_some(), "kept, and the problem recorded: {state:?}");
+}
+
+/// A snapshot bigger than one multipart part (8 MiB) goes up in parts, to the bucket and the
+/// folder, and restores whole from each.
+#[tokio::test]
+async fn a_snapshot_larger_than_one_upload_part_restores_from_a_bucket_and_a_folder() {
+    let s3 = start_s3().await;
+    create_bucket(&s3.endpoint, "repeatrx-big").await;
+    let bucket = bucket_on(&s3, "repeatrx-big", None);
+    let dir = tempfile::tempdir().unwrap();
+    let folder = Target::Folder(dir.path().join("backup"));
+    let db = dir.path().join("live.db");
+    let keys: Arc<dyn KeySource> = Arc::new(FixedKeys::new(Keys::generate()));
+    let store = SqlStore::open(&db, keys.clone()).await.unwrap();
+    c::world(&store).await;
+    // About 20 MiB that does not repeat, so no layer could shrink it below one part.
+    for n in 0..20 {
+        let filler: String = (0..(1 << 20) / 36).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+        store.set_meta(&format!("filler-{n}"), &filler).await.unwrap();
+    }
+    assert!(std::fs::metadata(&db).unwrap().len() > 16 << 20, "the database outgrew two parts");
+    let shipper =
+        Shipper::start(&store, dir.path(), &[bucket.clone(), folder.clone()], BackupPolicy::default()).await.unwrap();
+    shipper.snapshot().await.unwrap();
+    c::order_round_trip(&store).await;
+    while shipper.ship_once().await.unwrap() > 0 {}
+    let live = common::content(&db).await;
+
+    let sealer = Sealer::new(keys);
+    for (target, file) in [(&bucket, "from-bucket.db"), (&folder, "from-folder.db")] {
+        let dest = Destination::open(target).unwrap();
+        let into = dir.path().join(file);
+        restore(&dest, &sealer, jiff::Timestamp::now(), &into, &mut |_, _| {}).await.unwrap();
+        assert_eq!(common::content(&into).await, live, "restored from {}", dest.label());
+    }
 }
