@@ -423,6 +423,17 @@ async fn ensure_current_master_on(conn: &mut AnyConnection, sealer: &Sealer) -> 
 
 /// Loads (making it on first use) a data key the service itself owns.
 async fn service_key(pool: &AnyPool, sealer: &Sealer, owner: &str) -> StoreResult<DataKey> {
+    // Read first: opening a store on a database in use (`repeatrx backup status` beside a
+    // running server) then needs no write, so it never waits on, or is refused by, the write lock.
+    let existing: Option<String> = sqlx::query_scalar("SELECT key_owner FROM data_keys WHERE key_owner = $1")
+        .bind(owner)
+        .fetch_optional(pool)
+        .await
+        .map_err(map_err)?;
+    if existing.is_some() {
+        let mut conn = pool.acquire().await.map_err(map_err)?;
+        return data_key_on(&mut conn, sealer, owner).await;
+    }
     let (_, wrapped) = sealer.new_data_key(owner);
     // Two servers opening a new database at once both try; the first insert wins, both read it.
     sqlx::query(
