@@ -425,15 +425,11 @@ async fn ensure_current_master_on(conn: &mut AnyConnection, sealer: &Sealer) -> 
 async fn service_key(pool: &AnyPool, sealer: &Sealer, owner: &str) -> StoreResult<DataKey> {
     // Read first: opening a store on a database in use (`repeatrx backup status` beside a
     // running server) then needs no write, so it never waits on, or is refused by, the write lock.
-    let existing: Option<String> = sqlx::query_scalar("SELECT key_owner FROM data_keys WHERE key_owner = $1")
-        .bind(owner)
-        .fetch_optional(pool)
-        .await
-        .map_err(map_err)?;
-    if existing.is_some() {
-        let mut conn = pool.acquire().await.map_err(map_err)?;
-        return data_key_on(&mut conn, sealer, owner).await;
+    let mut conn = pool.acquire().await.map_err(map_err)?;
+    if let Some(key) = stored_data_key_on(&mut conn, sealer, owner).await? {
+        return Ok(key);
     }
+    drop(conn);
     let (_, wrapped) = sealer.new_data_key(owner);
     // Two servers opening a new database at once both try; the first insert wins, both read it.
     sqlx::query(
@@ -488,14 +484,23 @@ async fn insert_data_key_on(conn: &mut AnyConnection, owner: &str, wrapped: &Wra
 
 /// The data key of `owner`, unwrapped; a missing key means the owner's data was erased.
 async fn data_key_on(conn: &mut AnyConnection, sealer: &Sealer, owner: &str) -> StoreResult<DataKey> {
-    let row = sqlx::query("SELECT key_master, key_wrapped FROM data_keys WHERE key_owner = $1")
+    stored_data_key_on(conn, sealer, owner)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("there is no data key for {owner}")))
+}
+
+/// The owner's data key, unwrapped, if one is stored.
+async fn stored_data_key_on(conn: &mut AnyConnection, sealer: &Sealer, owner: &str) -> StoreResult<Option<DataKey>> {
+    let Some(row) = sqlx::query("SELECT key_master, key_wrapped FROM data_keys WHERE key_owner = $1")
         .bind(owner)
         .fetch_optional(conn)
         .await
         .map_err(map_err)?
-        .ok_or_else(|| StoreError::Corrupt(format!("there is no data key for {owner}")))?;
+    else {
+        return Ok(None);
+    };
     let wrapped = WrappedKey { master_id: col(&row, "key_master")?, sealed: col(&row, "key_wrapped")? };
-    sealer.unwrap(owner, &wrapped)
+    sealer.unwrap(owner, &wrapped).map(Some)
 }
 
 /// The data key joined onto a row (see [`KEY_COLS`]), if the row has one.
@@ -700,13 +705,13 @@ fn like_prefix(prefix: &str) -> String {
     out
 }
 
-/// `$from, $from+1, ...` for `n` values.
 /// The open order stages as a condition written out rather than bound: the partial indexes
 /// `orders_pharmacy_open` and `orders_practice_open` hold only open orders, and a database uses
 /// such an index only for a query that repeats its condition word for word. Without them a queue
 /// page walked past every finished order of the pharmacy, of which there are ever more.
 const OPEN_STAGES: &str = "stage IN ('submitted', 'in_review', 'with_prescriber', 'preparing', 'ready')";
 
+/// `$from, $from+1, ...` for `n` values.
 fn placeholders(from: usize, n: usize) -> String {
     (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
