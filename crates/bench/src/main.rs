@@ -67,6 +67,9 @@ enum Command {
         /// Also write the report here (Markdown; JSON beside it).
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Only these scenarios (comma-separated), e.g. to profile one; all four by default.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "orders,list,queue,sign-in")]
+        scenarios: Vec<run::Scenario>,
     },
     /// A trivial handler behind RepeatRx's TLS and HTTPS server (the run starts it itself).
     #[command(hide = true)]
@@ -125,6 +128,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             warmup_seconds,
             seconds,
             report,
+            scenarios,
         } => {
             let opts = run::RunOptions {
                 database_url,
@@ -134,6 +138,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 warmup: Duration::from_secs(warmup_seconds),
                 window: Duration::from_secs(seconds),
                 sign_in_clients,
+                scenarios,
             };
             let result = run::run(&opts).await?;
             let md = result.markdown();

@@ -28,6 +28,17 @@ pub struct RunOptions {
     pub window: Duration,
     /// Clients signing in during the sign-in scenario (besides the ordering clients).
     pub sign_in_clients: usize,
+    /// Which scenarios to drive (all four unless narrowed, e.g. to profile one).
+    pub scenarios: Vec<Scenario>,
+}
+
+/// The four scenarios of issue #7, by the names `--scenarios` takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    Orders,
+    List,
+    Queue,
+    SignIn,
 }
 
 /// Runs everything and returns the report.
@@ -90,32 +101,30 @@ pub async fn run(opts: &RunOptions) -> anyhow::Result<Report> {
 
     let base = process.url.clone();
     let ca = cert.cert_pem.clone();
-    eprintln!("==> scenario 1: order submission");
-    let order_jobs = sessions.order_jobs(&base, &plan.orders_alone, opts.clients);
-    let (measured, exhausted) = drive(order_jobs, &ca, opts.warmup, opts.window).await?;
-    report.add_scenario("order submission", measured, exhausted);
-
-    eprintln!("==> scenario 2: repeat list (page and API)");
-    let list_jobs = sessions.repeat_list_jobs(&base, opts.clients);
-    let (measured, exhausted) = drive(list_jobs, &ca, opts.warmup, opts.window).await?;
-    report.add_scenario("repeat list", measured, exhausted);
-
-    eprintln!("==> scenario 3: pharmacy queue page");
-    let queue_jobs = (0..opts.clients)
-        .map(|_| Job::Queue { base: base.clone(), cookie: sessions.pharmacist_cookie.clone() })
-        .collect();
-    let (measured, exhausted) = drive(queue_jobs, &ca, opts.warmup, opts.window).await?;
-    report.add_scenario("queue page", measured, exhausted);
-
-    eprintln!("==> scenario 4: sign-ins while orders are submitted");
-    let mut jobs = sessions.order_jobs(&base, &plan.orders_with_sign_ins, opts.clients);
-    let emails: Vec<String> = plan.sign_in_emails.clone();
-    for c in 0..opts.sign_in_clients {
-        let mine: Vec<String> = emails.iter().skip(c).step_by(opts.sign_in_clients.max(1)).cloned().collect();
-        jobs.push(Job::SignIn { base: base.clone(), emails: mine, password: BENCH_PASSWORD.to_string(), next: 0 });
+    let wanted = |s: Scenario| opts.scenarios.contains(&s);
+    if wanted(Scenario::Orders) {
+        eprintln!("==> scenario 1: order submission");
+        let order_jobs = sessions.order_jobs(&base, &plan.orders_alone, opts.clients);
+        let (measured, exhausted) = drive(order_jobs, &ca, opts.warmup, opts.window).await?;
+        report.add_scenario("order submission", measured, exhausted);
     }
-    let (measured, exhausted) = drive(jobs, &ca, opts.warmup, opts.window).await?;
-    report.add_scenario("sign-in with orders", measured, exhausted);
+    if wanted(Scenario::List) {
+        eprintln!("==> scenario 2: repeat list (page and API)");
+        let list_jobs = sessions.repeat_list_jobs(&base, opts.clients);
+        let (measured, exhausted) = drive(list_jobs, &ca, opts.warmup, opts.window).await?;
+        report.add_scenario("repeat list", measured, exhausted);
+    }
+    if wanted(Scenario::Queue) {
+        eprintln!("==> scenario 3: pharmacy queue page");
+        let queue_jobs = (0..opts.clients)
+            .map(|_| Job::Queue { base: base.clone(), cookie: sessions.pharmacist_cookie.clone() })
+            .collect();
+        let (measured, exhausted) = drive(queue_jobs, &ca, opts.warmup, opts.window).await?;
+        report.add_scenario("queue page", measured, exhausted);
+    }
+    if wanted(Scenario::SignIn) {
+        sign_ins_with_orders(opts, &mut report, &sessions, &plan, &base, &ca).await?;
+    }
 
     let (rss_max, hwm) = memory.finish(&process);
     report.server_rss_max_kib = rss_max;
@@ -123,6 +132,27 @@ pub async fn run(opts: &RunOptions) -> anyhow::Result<Report> {
     report.server_log = process.log.clone();
     process.stop()?;
     Ok(report)
+}
+
+/// Scenario 4: sign-ins while orders are submitted.
+async fn sign_ins_with_orders(
+    opts: &RunOptions,
+    report: &mut Report,
+    sessions: &Sessions,
+    plan: &Plan,
+    base: &str,
+    ca: &[u8],
+) -> anyhow::Result<()> {
+    eprintln!("==> scenario 4: sign-ins while orders are submitted");
+    let mut jobs = sessions.order_jobs(base, &plan.orders_with_sign_ins, opts.clients);
+    let emails: Vec<String> = plan.sign_in_emails.clone();
+    for c in 0..opts.sign_in_clients {
+        let mine: Vec<String> = emails.iter().skip(c).step_by(opts.sign_in_clients.max(1)).cloned().collect();
+        jobs.push(Job::SignIn { base: base.to_string(), emails: mine, password: BENCH_PASSWORD.to_string(), next: 0 });
+    }
+    let (measured, exhausted) = drive(jobs, ca, opts.warmup, opts.window).await?;
+    report.add_scenario("sign-in with orders", measured, exhausted);
+    Ok(())
 }
 
 async fn open(url: &str, keys: Arc<dyn KeySource>) -> anyhow::Result<SqlStore> {
