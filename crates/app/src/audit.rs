@@ -168,7 +168,7 @@ impl App {
 
     /// A sign-in event as a trail record: the actor is whoever acted (a manager unlocking an
     /// account), else the account itself.
-    pub(crate) async fn audit_security_event(&self, event: &SecurityEvent) -> AppResult<()> {
+    pub(crate) async fn security_audit_record(&self, event: &SecurityEvent) -> AppResult<AuditRecord> {
         let actor_id = event.actor_id.or(event.user_id);
         let actor = match actor_id {
             Some(id) => self.store.user(id).await?,
@@ -190,7 +190,7 @@ impl App {
             purpose: None,
             detail: detail.join("; "),
         };
-        self.audit(&record).await.map(|_| ())
+        Ok(record)
     }
 
     /// Who among staff has reached a patient's record, newest first (the last 100 times): the

@@ -230,36 +230,53 @@ fn looks_like_totp(code: &str) -> bool {
     digits.len() == crate::totp::DIGITS && digits.chars().all(|c| c.is_ascii_digit())
 }
 
+/// The actor a user account acts as, given (for a patient's account) where its patient belongs.
+fn actor_for(
+    user: &UserAccount,
+    patient_orgs: Option<(repeatrx_domain::ids::PharmacyId, repeatrx_domain::ids::PracticeId)>,
+) -> AppResult<Actor> {
+    let membership = match user.role.kind() {
+        repeatrx_domain::access::OrgKind::Patient => {
+            let patient =
+                user.patient_id.ok_or_else(|| AppError::Internal("patient account without patient".into()))?;
+            let (pharmacy, practice) =
+                patient_orgs.ok_or_else(|| AppError::Internal("patient record missing".into()))?;
+            Membership::Patient { patient, pharmacy, practice }
+        }
+        repeatrx_domain::access::OrgKind::Pharmacy => Membership::Pharmacy(
+            user.pharmacy_id.ok_or_else(|| AppError::Internal("pharmacy account without pharmacy".into()))?,
+        ),
+        repeatrx_domain::access::OrgKind::Practice => Membership::Practice(
+            user.practice_id.ok_or_else(|| AppError::Internal("practice account without practice".into()))?,
+        ),
+        repeatrx_domain::access::OrgKind::Platform => Membership::Platform,
+    };
+    Ok(Actor { user_id: user.id, role: user.role, membership, address: None })
+}
+
 impl App {
     /// The actor a user account acts as.
     pub async fn actor_of(&self, user: &UserAccount) -> AppResult<Actor> {
-        let membership = match user.role.kind() {
-            repeatrx_domain::access::OrgKind::Patient => {
-                let pid =
-                    user.patient_id.ok_or_else(|| AppError::Internal("patient account without patient".into()))?;
+        let patient_orgs = match (user.role.kind(), user.patient_id) {
+            (repeatrx_domain::access::OrgKind::Patient, Some(pid)) => {
                 let p = self
                     .store
                     .patient(pid)
                     .await?
                     .ok_or_else(|| AppError::Internal("patient record missing".into()))?;
-                Membership::Patient { patient: p.id, pharmacy: p.pharmacy_id, practice: p.practice_id }
+                Some((p.pharmacy_id, p.practice_id))
             }
-            repeatrx_domain::access::OrgKind::Pharmacy => Membership::Pharmacy(
-                user.pharmacy_id.ok_or_else(|| AppError::Internal("pharmacy account without pharmacy".into()))?,
-            ),
-            repeatrx_domain::access::OrgKind::Practice => Membership::Practice(
-                user.practice_id.ok_or_else(|| AppError::Internal("practice account without practice".into()))?,
-            ),
-            repeatrx_domain::access::OrgKind::Platform => Membership::Platform,
+            _ => None,
         };
-        Ok(Actor { user_id: user.id, role: user.role, membership, address: None })
+        actor_for(user, patient_orgs)
     }
 
     /// Records a sign-in event for the audit trail.
     pub async fn record_event(&self, event: SecurityEvent) -> AppResult<()> {
         tracing::info!(kind = event.kind.as_str(), user = ?event.user_id, "security event");
-        self.store.insert_security_event(&event).await?;
-        self.audit_security_event(&event).await
+        let record = self.security_audit_record(&event).await?;
+        self.store.insert_security_event(&event, &record).await?;
+        Ok(())
     }
 
     fn event(&self, kind: SecurityEventKind, user: Option<UserId>, client: &Client) -> SecurityEvent {
@@ -408,20 +425,25 @@ impl App {
             SessionStage::Full
         };
         if stage == SessionStage::Full {
-            self.signed_in(&user, client).await?;
+            // The count was read just above: most sign-ins have no failures to forget, and then
+            // take no write lock for it.
+            self.signed_in(&user, client, security.failed_sign_ins > 0).await?;
         }
         self.open_session(&user, kind, stage, client, None).await
     }
 
-    /// Sign-in is complete: the failure count starts again.
-    async fn signed_in(&self, user: &UserAccount, client: &Client) -> AppResult<()> {
-        self.store
-            .update_account_security(user.id, &mut |s| {
-                let changed = s.failed_sign_ins != 0;
-                s.failed_sign_ins = 0;
-                changed
-            })
-            .await?;
+    /// Sign-in is complete: the failure count starts again (`had_failures`: unless it was
+    /// seen to be zero already).
+    async fn signed_in(&self, user: &UserAccount, client: &Client, had_failures: bool) -> AppResult<()> {
+        if had_failures {
+            self.store
+                .update_account_security(user.id, &mut |s| {
+                    let changed = s.failed_sign_ins != 0;
+                    s.failed_sign_ins = 0;
+                    changed
+                })
+                .await?;
+        }
         tracing::info!(user = %user.id, role = user.role.as_str(), "signed in");
         self.record_event(self.event(SecurityEventKind::SignedIn, Some(user.id), client)).await
     }
@@ -480,7 +502,7 @@ impl App {
             }
             return Err(AppError::WrongCode);
         }
-        self.signed_in(user, client).await?;
+        self.signed_in(user, client, true).await?;
         self.open_session(user, current.session.kind, SessionStage::Full, client, Some(&current.session.token_hash))
             .await
     }
@@ -560,7 +582,7 @@ impl App {
         self.store.enable_totp(current.user.id, &pending, step, &hashes, self.clock.now()).await?;
         self.record_event(self.event(SecurityEventKind::TotpEnrolled, Some(current.user.id), client)).await?;
         let session = if current.session.stage == SessionStage::Enrol {
-            self.signed_in(&current.user, client).await?;
+            self.signed_in(&current.user, client, true).await?;
             Some(
                 self.open_session(
                     &current.user,
@@ -626,8 +648,8 @@ impl App {
     /// audit trail.
     pub async fn session_from(&self, token: &str, address: Option<std::net::IpAddr>) -> AppResult<CurrentSession> {
         let hash = token_hash(token);
-        let session = self.store.session(&hash).await?.ok_or(AppError::Unauthenticated)?;
-        let user = self.store.user(session.user_id).await?.ok_or(AppError::Unauthenticated)?;
+        let found = self.store.session_account(&hash).await?.ok_or(AppError::Unauthenticated)?;
+        let (session, user) = (found.session, found.user);
         let now = self.clock.now();
         let idle = self.settings.sessions.idle_for(user.role);
         if !user.active || now >= session.expires_at || now.duration_since(session.last_seen_at) > idle {
@@ -645,7 +667,7 @@ impl App {
             session.last_seen_at = now;
         }
         let ends_in = (session.last_seen_at + idle).min(session.expires_at).duration_since(now);
-        let actor = Actor { address, ..self.actor_of(&user).await? };
+        let actor = Actor { address, ..actor_for(&user, found.patient_orgs)? };
         Ok(CurrentSession { actor, user, session, idle, ends_in })
     }
 

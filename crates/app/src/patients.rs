@@ -110,14 +110,14 @@ impl App {
     }
 
     pub(crate) async fn repeat_lines(&self, patient: PatientId) -> AppResult<Vec<RepeatLine>> {
-        let items = self.store.repeat_items(patient).await?;
-        let open: std::collections::HashSet<RepeatItemId> =
-            self.store.repeat_items_on_open_orders(patient).await?.into_iter().collect();
         let today = self.clock.today();
-        let mut lines: Vec<RepeatLine> = items
+        let mut lines: Vec<RepeatLine> = self
+            .store
+            .repeat_items_held(patient)
+            .await?
             .into_iter()
-            .map(|item| {
-                let orderability = item.orderability(today, open.contains(&item.id), &self.settings.ordering);
+            .map(|(item, held)| {
+                let orderability = item.orderability(today, held, &self.settings.ordering);
                 RepeatLine { item, orderability }
             })
             .collect();

@@ -37,6 +37,7 @@ pub async fn run_all(store: &dyn Store) {
     practice_with_and_without_manager(store).await;
     users_are_found_by_email_case_insensitively(store).await;
     sessions_lifecycle(store).await;
+    session_account_is_read_whole(store).await;
     sessions_listed_rotated_and_ended_but_one(store).await;
     email_change_and_account_lists(store).await;
     account_security_counts_and_locks(store).await;
@@ -57,7 +58,7 @@ pub async fn run_all(store: &dyn Store) {
     search_patients_is_confined_to_the_pharmacy(store).await;
     repeat_items_round_trip(store).await;
     patients_are_read_together(store).await;
-    repeat_items_on_open_orders_are_held_until_the_order_finishes(store).await;
+    repeat_items_are_held_until_the_order_finishes(store).await;
     order_round_trip(store).await;
     orders_written_at_once_each_stand_or_fail_alone(store).await;
     save_order_with_a_stale_version_changes_nothing(store).await;
@@ -197,6 +198,41 @@ fn terms(drug: &str) -> RepeatTerms {
 pub struct PharmacySetup {
     pub pharmacy: Pharmacy,
     pub manager: UserAccount,
+}
+
+pub async fn session_account_is_read_whole(store: &dyn Store) {
+    let w = world(store).await;
+    let t = now();
+    let session = |user: UserId| SessionRecord {
+        token_hash: format!("{}{}", tag(), tag()),
+        user_id: user,
+        kind: SessionKind::Browser,
+        csrf_token: tag(),
+        created_at: t,
+        last_seen_at: t + secs(5),
+        expires_at: t + secs(3600),
+        user_agent: "Conformance/1.0".into(),
+        stage: SessionStage::Enrol,
+        address: "127.0.0.2".into(),
+    };
+    let (patient, staff) = (session(w.pa.user.id), session(w.ph.manager.id));
+    store.insert_session(&patient).await.unwrap();
+    store.insert_session(&staff).await.unwrap();
+
+    let found = store.session_account(&patient.token_hash).await.unwrap().expect("the patient's session");
+    assert_eq!(found.session, patient);
+    assert_eq!(found.user, w.pa.user, "the account, its sealed email opened");
+    assert_eq!(found.patient_orgs, Some((w.ph.pharmacy.id, w.pr.practice.id)));
+    let found = store.session_account(&staff.token_hash).await.unwrap().expect("the manager's session");
+    assert_eq!((found.session, found.user, found.patient_orgs), (staff, w.ph.manager.clone(), None));
+    assert!(store.session_account("no-such-token").await.unwrap().is_none());
+
+    // Where a patient belongs is read from the patient record, which a move changes.
+    let (ph2, pr2) = (setup_pharmacy(store).await, setup_practice(store).await);
+    let moved = Patient { pharmacy_id: ph2.pharmacy.id, practice_id: pr2.practice.id, ..w.pa.patient.clone() };
+    store.update_patient(&moved).await.unwrap();
+    let found = store.session_account(&patient.token_hash).await.unwrap().expect("still signed in");
+    assert_eq!(found.patient_orgs, Some((ph2.pharmacy.id, pr2.practice.id)));
 }
 
 async fn setup_pharmacy(store: &dyn Store) -> PharmacySetup {
@@ -961,28 +997,28 @@ pub async fn patients_are_read_together(store: &dyn Store) {
     assert_eq!(store.patients(&many).await.unwrap(), vec![second.patient]);
 }
 
-pub async fn repeat_items_on_open_orders_are_held_until_the_order_finishes(store: &dyn Store) {
+pub async fn repeat_items_are_held_until_the_order_finishes(store: &dyn Store) {
     let w = world(store).await;
     let other = setup_patient(store, &w.ph, &w.pr, 1).await;
-    assert!(store.repeat_items_on_open_orders(w.pa.patient.id).await.unwrap().is_empty());
+    let held = async |patient: PatientId| -> Vec<(RepeatItemId, bool)> {
+        store.repeat_items_held(patient).await.unwrap().into_iter().map(|(item, held)| (item.id, held)).collect()
+    };
+    let lines: Vec<RepeatItemId> = store.repeat_items(w.pa.patient.id).await.unwrap().iter().map(|i| i.id).collect();
+    let none_held: Vec<(RepeatItemId, bool)> = lines.iter().map(|id| (*id, false)).collect();
+    assert_eq!(held(w.pa.patient.id).await, none_held, "every line, in order, none held");
     let (first, t) = submit(&w.pa, &w.pa.items[..1], now());
     store.insert_order(&first, &[t], &[]).await.unwrap();
     let mut again = first.clone();
     let (second, t) = submit(&w.pa, &w.pa.items[..1], now() + secs(1));
     store.insert_order(&second, &[t], &[]).await.unwrap();
     place(store, &other, now()).await;
-    assert_eq!(
-        store.repeat_items_on_open_orders(w.pa.patient.id).await.unwrap(),
-        vec![w.pa.items[0].id],
-        "each held item once, never another patient's"
-    );
+    let first_held: Vec<(RepeatItemId, bool)> = lines.iter().map(|id| (*id, *id == w.pa.items[0].id)).collect();
+    assert_eq!(held(w.pa.patient.id).await, first_held, "each line once, held only by this patient's orders");
     cancel(store, &mut again, &w.pa.user).await;
     let mut second = second;
     cancel(store, &mut second, &w.pa.user).await;
-    assert!(
-        store.repeat_items_on_open_orders(w.pa.patient.id).await.unwrap().is_empty(),
-        "a finished order holds nothing"
-    );
+    assert_eq!(held(w.pa.patient.id).await, none_held, "a finished order holds nothing");
+    assert!(store.repeat_items_held(PatientId::new()).await.unwrap().is_empty());
 }
 
 pub async fn orders_of_patient_newest_first(store: &dyn Store) {
@@ -1633,7 +1669,20 @@ pub async fn security_events_newest_first(store: &dyn Store) {
             .detail("phoned and confirmed");
     let anonymous = SecurityEvent::new(SecurityEventKind::AddressThrottled, None, "192.0.2.9", t);
     for e in [&first, &second, &by_other, &anonymous] {
-        store.insert_security_event(e).await.unwrap();
+        let record = AuditRecord {
+            at: e.at,
+            actor: e.actor_id.or(e.user_id),
+            actor_role: None,
+            organisation: "unknown".into(),
+            action: format!("sign_in.{}", e.kind.as_str()),
+            patient: None,
+            address: e.address.clone(),
+            purpose: None,
+            detail: e.detail.clone(),
+        };
+        let entry = store.insert_security_event(e, &record).await.unwrap();
+        assert_eq!(entry.record, record);
+        assert_eq!(store.audit_head().await.unwrap(), Some(entry), "the event's entry ends the chain");
     }
     assert_eq!(
         store.security_events_of_user(ph.manager.id, 10).await.unwrap(),

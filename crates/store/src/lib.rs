@@ -123,6 +123,8 @@ pub trait Store: Send + Sync + 'static {
     async fn end_grant(&self, id: GrantId, custodian: UserId, now: Timestamp) -> StoreResult<bool>;
     async fn insert_session(&self, session: &SessionRecord) -> StoreResult<()>;
     async fn session(&self, token_hash: &str) -> StoreResult<Option<SessionRecord>>;
+    /// The session, its account and (for a patient) the patient's organisations, in one read.
+    async fn session_account(&self, token_hash: &str) -> StoreResult<Option<SessionAccount>>;
     async fn touch_session(&self, token_hash: &str, last_seen_at: Timestamp) -> StoreResult<()>;
     async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
     async fn delete_sessions_of_user(&self, user: UserId) -> StoreResult<u64>;
@@ -184,7 +186,9 @@ pub trait Store: Send + Sync + 'static {
         forget_before: i64,
     ) -> StoreResult<u64>;
     async fn address_failures_since(&self, address: &str, since: i64) -> StoreResult<u64>;
-    async fn insert_security_event(&self, event: &SecurityEvent) -> StoreResult<()>;
+    /// Stores a sign-in event and appends its audit-trail entry (as [`Store::append_audit`]), in
+    /// one transaction: both or neither.
+    async fn insert_security_event(&self, event: &SecurityEvent, audit: &AuditRecord) -> StoreResult<AuditEntry>;
     /// Newest first.
     async fn security_events_of_user(&self, user: UserId, limit: u32) -> StoreResult<Vec<SecurityEvent>>;
 
@@ -222,9 +226,9 @@ pub trait Store: Send + Sync + 'static {
     async fn repeat_item(&self, id: RepeatItemId) -> StoreResult<Option<RepeatItem>>;
     /// Every item, active or stopped, in the order they were added.
     async fn repeat_items(&self, patient: PatientId) -> StoreResult<Vec<RepeatItem>>;
-    /// The patient's repeat items that an open order item holds (so they cannot be ordered again
-    /// until it finishes), each once.
-    async fn repeat_items_on_open_orders(&self, patient: PatientId) -> StoreResult<Vec<RepeatItemId>>;
+    /// Every item as [`Store::repeat_items`] lists them, each with whether an open order item
+    /// holds it (then it cannot be ordered again until that order finishes).
+    async fn repeat_items_held(&self, patient: PatientId) -> StoreResult<Vec<(RepeatItem, bool)>>;
 
     // --- orders ---
     /// Stores a new order with its first transitions and the emails it causes, atomically.

@@ -97,6 +97,16 @@ impl fmt::Debug for SessionRecord {
     }
 }
 
+/// A session with its account, read together because every signed-in request needs both.
+#[derive(Debug, Clone)]
+pub struct SessionAccount {
+    pub session: SessionRecord,
+    pub user: UserAccount,
+    /// For a patient's account, the pharmacy and practice of the patient record now (the record,
+    /// not the account, says where a patient belongs).
+    pub patient_orgs: Option<(PharmacyId, PracticeId)>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EmailStatus {
     Pending,

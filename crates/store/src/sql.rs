@@ -69,6 +69,34 @@ pub struct SqlStore {
     /// New orders go to one writer that commits all that are waiting together (see
     /// [`commit_orders_in_groups`]); `None` in that writer's own copy, which writes them itself.
     new_orders: Option<tokio::sync::mpsc::Sender<NewOrderWrite>>,
+    /// SQLite lets one connection write at a time. A connection that finds the write lock taken
+    /// sleeps in SQLite's busy handler (1, 2, 5, 10, ... up to 100 ms a time) before it tries
+    /// again, so under load writers slept long after the lock was free and overtook each other.
+    /// This process's writers take turns here instead, first come first served, each woken as
+    /// soon as the one before has committed; SQLite's lock still orders them against other
+    /// processes. Unused on PostgreSQL (its advisory lock queues waiters itself).
+    write_turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A write transaction, with this process's turn to write while it lasts (see
+/// [`SqlStore::write_turn`]). It derefs to its connection, as a `sqlx::Transaction` does.
+pub(crate) struct WriteTx {
+    tx: sqlx::Transaction<'static, Any>,
+    // Dropped after `tx`: a transaction given up is rolled back before the next writer's turn.
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
 }
 
 /// An order waiting for the next group commit, and where its outcome goes.
@@ -109,7 +137,7 @@ impl SqlStore {
         };
         let mut outcomes = Vec::with_capacity(group.len());
         for write in group {
-            let mut savepoint = match sqlx::Acquire::begin(&mut tx).await.map_err(map_err) {
+            let mut savepoint = match sqlx::Acquire::begin(&mut *tx).await.map_err(map_err) {
                 Ok(sp) => sp,
                 Err(e) => return all(e),
             };
@@ -247,7 +275,13 @@ impl SqlStore {
         check_master_key(&pool, &sealer).await?;
         let accounts = service_key(&pool, &sealer, ACCOUNTS_KEY).await?;
         let outbox = service_key(&pool, &sealer, OUTBOX_KEY).await?;
-        let writer = Self { pool, engine, crypt: Arc::new(Crypt { sealer, accounts, outbox }), new_orders: None };
+        let writer = Self {
+            pool,
+            engine,
+            crypt: Arc::new(Crypt { sealer, accounts, outbox }),
+            new_orders: None,
+            write_turn: Arc::new(tokio::sync::Mutex::new(())),
+        };
         let (new_orders, queue) = tokio::sync::mpsc::channel(ORDER_GROUP * 8);
         // It ends when the last copy of the store (and so of the sender) is dropped.
         tokio::spawn(commit_orders_in_groups(writer.clone(), queue));
@@ -270,15 +304,29 @@ impl SqlStore {
         self.pool.acquire().await.map_err(map_err)
     }
 
+    /// This process's turn to write on SQLite (see [`SqlStore::write_turn`]), waited for no
+    /// longer than SQLite's own busy timeout; `None` on PostgreSQL.
+    async fn turn_to_write(&self) -> StoreResult<Option<tokio::sync::OwnedMutexGuard<()>>> {
+        if self.engine != Engine::Sqlite {
+            return Ok(None);
+        }
+        match tokio::time::timeout(BUSY_TIMEOUT, self.write_turn.clone().lock_owned()).await {
+            Ok(turn) => Ok(Some(turn)),
+            Err(_) => Err(StoreError::Unavailable("the database is busy with other writes; try again".into())),
+        }
+    }
+
     /// A write transaction that holds the store's write lock from its start: SQLite's own
-    /// (`BEGIN IMMEDIATE`), or on PostgreSQL an advisory lock held to the end of the transaction,
-    /// so that writers from several servers queue instead of interleaving.
-    async fn write_tx(&self) -> StoreResult<sqlx::Transaction<'static, Any>> {
+    /// (`BEGIN IMMEDIATE`, after this process's turn), or on PostgreSQL an advisory lock held to
+    /// the end of the transaction, so that writers from several servers queue instead of
+    /// interleaving.
+    async fn write_tx(&self) -> StoreResult<WriteTx> {
         match self.engine {
             Engine::Sqlite => {
+                let turn = self.turn_to_write().await?;
                 let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
                 sqlx::query(crate::backup::journal::BEGIN_TXN).execute(&mut *tx).await.map_err(map_err)?;
-                Ok(tx)
+                Ok(WriteTx { tx, _turn: turn })
             }
             Engine::Postgres => {
                 let mut tx = self.pool.begin().await.map_err(map_err)?;
@@ -287,14 +335,14 @@ impl SqlStore {
                     .execute(&mut *tx)
                     .await
                     .map_err(map_err)?;
-                Ok(tx)
+                Ok(WriteTx { tx, _turn: None })
             }
         }
     }
 
     /// Commits a [`write_tx`](Self::write_tx); on SQLite first marks the commit, with its time,
     /// in the backup journal (when journaling is on).
-    async fn commit(&self, mut tx: sqlx::Transaction<'static, Any>) -> StoreResult<()> {
+    async fn commit(&self, mut tx: WriteTx) -> StoreResult<()> {
         if self.engine == Engine::Sqlite {
             sqlx::query(crate::backup::journal::MARK_COMMIT)
                 .bind(us(Timestamp::now()))
@@ -302,7 +350,7 @@ impl SqlStore {
                 .await
                 .map_err(map_err)?;
         }
-        tx.commit().await.map_err(map_err)
+        tx.tx.commit().await.map_err(map_err)
     }
 }
 
@@ -729,6 +777,14 @@ const USER_COLS: &str = "users.id, users.email, users.display_name, users.role, 
 const USERS_KEYED: &str = "users LEFT JOIN data_keys k ON k.key_owner = users.patient_id";
 const SESSION_COLS: &str =
     "token_hash, user_id, kind, csrf_token, created_at, last_seen_at, expires_at, user_agent, stage, address";
+/// A session's columns named `s_*`, beside its user's [`USER_COLS`] and its patient's
+/// organisations, for [`Store::session_account`].
+const SESSION_ACCOUNT_COLS: &str = "s.token_hash AS s_token_hash, s.user_id AS s_user_id, s.kind AS s_kind, \
+     s.csrf_token AS s_csrf_token, s.created_at AS s_created_at, s.last_seen_at AS s_last_seen_at, \
+     s.expires_at AS s_expires_at, s.user_agent AS s_user_agent, s.stage AS s_stage, s.address AS s_address, \
+     p.pharmacy_id AS patient_pharmacy_id, p.practice_id AS patient_practice_id";
+const SESSION_ACCOUNT_FROM: &str = "sessions s JOIN users ON users.id = s.user_id \
+     LEFT JOIN data_keys k ON k.key_owner = users.patient_id LEFT JOIN patients p ON p.id = users.patient_id";
 const SECURITY_COLS: &str = "users.id AS user_id, failed_sign_ins, lock_state, locked_at, dob_failures, totp_secret, \
      totp_pending_secret, totp_enrolled_at, totp_last_step, \
      (SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = users.id AND r.used_at IS NULL) AS recovery_codes_left";
@@ -816,18 +872,34 @@ fn user_from(c: &Crypt, row: &AnyRow) -> StoreResult<UserAccount> {
 }
 
 fn session_from(row: &AnyRow) -> StoreResult<SessionRecord> {
-    let kind: String = col(row, "kind")?;
+    session_from_named(row, "")
+}
+
+/// A session from columns whose names start with `prefix`.
+fn session_from_named(row: &AnyRow, prefix: &str) -> StoreResult<SessionRecord> {
+    let name = |column: &str| format!("{prefix}{column}");
+    let kind: String = col(row, &name("kind"))?;
     Ok(SessionRecord {
-        token_hash: col(row, "token_hash")?,
-        user_id: id_col(row, "user_id")?,
+        token_hash: col(row, &name("token_hash"))?,
+        user_id: id_col(row, &name("user_id"))?,
         kind: session_kind(&kind)?,
-        csrf_token: col(row, "csrf_token")?,
-        created_at: ts_col(row, "created_at")?,
-        last_seen_at: ts_col(row, "last_seen_at")?,
-        expires_at: ts_col(row, "expires_at")?,
-        user_agent: col(row, "user_agent")?,
-        stage: SessionStage::parse(&col::<String>(row, "stage")?).map_err(|e| corrupt("stage", e))?,
-        address: col(row, "address")?,
+        csrf_token: col(row, &name("csrf_token"))?,
+        created_at: ts_col(row, &name("created_at"))?,
+        last_seen_at: ts_col(row, &name("last_seen_at"))?,
+        expires_at: ts_col(row, &name("expires_at"))?,
+        user_agent: col(row, &name("user_agent"))?,
+        stage: SessionStage::parse(&col::<String>(row, &name("stage"))?).map_err(|e| corrupt("stage", e))?,
+        address: col(row, &name("address"))?,
+    })
+}
+
+fn session_account_from(c: &Crypt, row: &AnyRow) -> StoreResult<SessionAccount> {
+    let pharmacy = opt_id_col(row, "patient_pharmacy_id")?;
+    let practice = opt_id_col(row, "patient_practice_id")?;
+    Ok(SessionAccount {
+        session: session_from_named(row, "s_")?,
+        user: user_from(c, row)?,
+        patient_orgs: pharmacy.zip(practice),
     })
 }
 
@@ -1410,6 +1482,39 @@ async fn attach_items(conn: &mut AnyConnection, c: &Crypt, orders: &mut [Order])
     Ok(())
 }
 
+/// Appends an audit record at the end of the chain, inside a write transaction (whose lock
+/// makes the number and the previous hash this writer's alone).
+async fn append_audit_on(tx: &mut WriteTx, record: &AuditRecord) -> StoreResult<AuditEntry> {
+    let last: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    let (seq, prev_hash) = match last {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (1, repeatrx_domain::audit::GENESIS.to_string()),
+    };
+    let hash = repeatrx_domain::audit::chain_hash(&prev_hash, seq, record);
+    sqlx::query(&format!(
+        "INSERT INTO audit_log ({AUDIT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    ))
+    .bind(seq)
+    .bind(us(record.at))
+    .bind(record.actor.map(|u| u.to_string()))
+    .bind(record.actor_role.map(|r| r.as_str()))
+    .bind(&record.organisation)
+    .bind(&record.action)
+    .bind(record.patient.map(|p| p.to_string()))
+    .bind(&record.address)
+    .bind(&record.purpose)
+    .bind(&record.detail)
+    .bind(&prev_hash)
+    .bind(&hash)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    Ok(AuditEntry { seq, record: record.clone(), prev_hash, hash })
+}
+
 async fn orders_with_items(conn: &mut AnyConnection, c: &Crypt, rows: Vec<AnyRow>) -> StoreResult<Vec<Order>> {
     let mut orders = rows.iter().map(|r| order_from(c, r).map(|(o, _)| o)).collect::<StoreResult<Vec<_>>>()?;
     attach_items(conn, c, &mut orders).await?;
@@ -1480,7 +1585,7 @@ impl SqlStore {
 /// `batch` records to a transaction instead of one (see [`SqlStore::bulk_load`]).
 pub struct BulkLoad {
     store: SqlStore,
-    tx: Option<sqlx::Transaction<'static, Any>>,
+    tx: Option<WriteTx>,
     in_tx: usize,
     batch: usize,
 }
@@ -1542,12 +1647,12 @@ impl BulkLoad {
         if self.tx.is_none() {
             let tx = match self.store.engine {
                 Engine::Sqlite => self.store.write_tx().await?,
-                Engine::Postgres => self.store.pool.begin().await.map_err(map_err)?,
+                Engine::Postgres => WriteTx { tx: self.store.pool.begin().await.map_err(map_err)?, _turn: None },
             };
             self.tx = Some(tx);
         }
         match self.tx.as_mut() {
-            Some(tx) => Ok(&mut **tx),
+            Some(tx) => Ok(&mut *tx),
             None => Err(StoreError::Database("the bulk load has no transaction".into())),
         }
     }
@@ -1725,6 +1830,7 @@ impl Store for SqlStore {
     }
 
     async fn insert_session(&self, session: &SessionRecord) -> StoreResult<()> {
+        let _turn = self.turn_to_write().await?;
         let mut conn = self.conn().await?;
         insert_session_on(&mut conn, session).await
     }
@@ -1738,7 +1844,15 @@ impl Store for SqlStore {
         row.as_ref().map(session_from).transpose()
     }
 
+    async fn session_account(&self, token_hash: &str) -> StoreResult<Option<SessionAccount>> {
+        let sql =
+            format!("SELECT {SESSION_ACCOUNT_COLS}, {USER_COLS} FROM {SESSION_ACCOUNT_FROM} WHERE s.token_hash = $1");
+        let row = sqlx::query(&sql).bind(token_hash).fetch_optional(&self.pool).await.map_err(map_err)?;
+        row.as_ref().map(|r| session_account_from(&self.crypt, r)).transpose()
+    }
+
     async fn touch_session(&self, token_hash: &str, last_seen_at: Timestamp) -> StoreResult<()> {
+        let _turn = self.turn_to_write().await?;
         sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE token_hash = $1")
             .bind(token_hash)
             .bind(us(last_seen_at))
@@ -2297,7 +2411,8 @@ impl Store for SqlStore {
         Ok(u64::try_from(total).unwrap_or(0))
     }
 
-    async fn insert_security_event(&self, event: &SecurityEvent) -> StoreResult<()> {
+    async fn insert_security_event(&self, event: &SecurityEvent, audit: &AuditRecord) -> StoreResult<AuditEntry> {
+        let mut tx = self.write_tx().await?;
         sqlx::query(&format!("INSERT INTO security_events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"))
             .bind(event.id.to_string())
             .bind(us(event.at))
@@ -2306,10 +2421,12 @@ impl Store for SqlStore {
             .bind(event.kind.as_str())
             .bind(&event.address)
             .bind(&event.detail)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        Ok(())
+        let entry = append_audit_on(&mut tx, audit).await?;
+        self.commit(tx).await?;
+        Ok(entry)
     }
 
     async fn security_events_of_user(&self, user: UserId, limit: u32) -> StoreResult<Vec<SecurityEvent>> {
@@ -2527,19 +2644,21 @@ impl Store for SqlStore {
         rows.iter().map(|r| repeat_item_from(&self.crypt, r)).collect()
     }
 
-    async fn repeat_items_on_open_orders(&self, patient: PatientId) -> StoreResult<Vec<RepeatItemId>> {
+    async fn repeat_items_held(&self, patient: PatientId) -> StoreResult<Vec<(RepeatItem, bool)>> {
         let open: Vec<ItemState> = ItemState::ALL.into_iter().filter(|s| s.is_open()).collect();
         let sql = format!(
-            "SELECT DISTINCT i.repeat_item_id FROM order_items i JOIN repeat_items r ON r.id = i.repeat_item_id \
-             WHERE r.patient_id = $1 AND i.state IN ({})",
+            "SELECT {REPEAT_COLS}, CASE WHEN EXISTS (SELECT 1 FROM order_items i \
+             WHERE i.repeat_item_id = repeat_items.id AND i.state IN ({})) \
+             THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END AS held \
+             FROM {REPEATS_KEYED} WHERE patient_id = $1 ORDER BY created_seq, created_at, id",
             placeholders(2, open.len())
         );
-        let mut q = sqlx::query_scalar::<_, String>(&sql).bind(patient.to_string());
+        let mut q = sqlx::query(&sql).bind(patient.to_string());
         for state in &open {
             q = q.bind(state.as_str());
         }
-        let ids = q.fetch_all(&self.pool).await.map_err(map_err)?;
-        ids.iter().map(|id| id.parse().map_err(|e| corrupt("repeat_item_id", e))).collect()
+        let rows = q.fetch_all(&self.pool).await.map_err(map_err)?;
+        rows.iter().map(|r| Ok((repeat_item_from(&self.crypt, r)?, bool_col(r, "held")?))).collect()
     }
 
     // --- orders ---
@@ -2692,35 +2811,9 @@ impl Store for SqlStore {
 
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<AuditEntry> {
         let mut tx = self.write_tx().await?;
-        let last: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let (seq, prev_hash) = match last {
-            Some((seq, hash)) => (seq + 1, hash),
-            None => (1, repeatrx_domain::audit::GENESIS.to_string()),
-        };
-        let hash = repeatrx_domain::audit::chain_hash(&prev_hash, seq, record);
-        sqlx::query(&format!(
-            "INSERT INTO audit_log ({AUDIT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-        ))
-        .bind(seq)
-        .bind(us(record.at))
-        .bind(record.actor.map(|u| u.to_string()))
-        .bind(record.actor_role.map(|r| r.as_str()))
-        .bind(&record.organisation)
-        .bind(&record.action)
-        .bind(record.patient.map(|p| p.to_string()))
-        .bind(&record.address)
-        .bind(&record.purpose)
-        .bind(&record.detail)
-        .bind(&prev_hash)
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        let entry = append_audit_on(&mut tx, record).await?;
         self.commit(tx).await?;
-        Ok(AuditEntry { seq, record: record.clone(), prev_hash, hash })
+        Ok(entry)
     }
 
     async fn audit_entries(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditEntry>> {
