@@ -82,7 +82,8 @@ pub struct SqlStore {
 /// [`SqlStore::write_turn`]). It derefs to its connection, as a `sqlx::Transaction` does.
 pub(crate) struct WriteTx {
     tx: sqlx::Transaction<'static, Any>,
-    // Dropped after `tx`: a transaction given up is rolled back before the next writer's turn.
+    // Dropped after `tx`, so a transaction given up has its rollback queued on its connection
+    // first; a next writer that still finds SQLite's lock held waits in the busy handler.
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
