@@ -801,6 +801,8 @@ const REPEAT_COLS: &str =
      issues_authorised, review_date, schedule, issues_remaining, next_due, active, k.key_owner, k.key_master, \
      k.key_wrapped";
 const REPEATS_KEYED: &str = "repeat_items LEFT JOIN data_keys k ON k.key_owner = repeat_items.patient_id";
+/// The order a repeat list is shown in: the order its lines were added.
+const REPEAT_LIST_ORDER: &str = "ORDER BY created_seq, created_at, id";
 const ORDER_COLS: &str = "id, patient_id, pharmacy_id, practice_id, fulfilment, note, placed_by, on_behalf, accepted, \
      stage, created_at, stage_entered_at, version";
 const ORDERS_KEYED: &str = "orders LEFT JOIN data_keys k ON k.key_owner = orders.patient_id";
@@ -2636,7 +2638,7 @@ impl Store for SqlStore {
 
     async fn repeat_items(&self, patient: PatientId) -> StoreResult<Vec<RepeatItem>> {
         let rows = sqlx::query(&format!(
-            "SELECT {REPEAT_COLS} FROM {REPEATS_KEYED} WHERE patient_id = $1 ORDER BY created_seq, created_at, id"
+            "SELECT {REPEAT_COLS} FROM {REPEATS_KEYED} WHERE patient_id = $1 {REPEAT_LIST_ORDER}"
         ))
         .bind(patient.to_string())
         .fetch_all(&self.pool)
@@ -2651,7 +2653,7 @@ impl Store for SqlStore {
             "SELECT {REPEAT_COLS}, CASE WHEN EXISTS (SELECT 1 FROM order_items i \
              WHERE i.repeat_item_id = repeat_items.id AND i.state IN ({})) \
              THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END AS held \
-             FROM {REPEATS_KEYED} WHERE patient_id = $1 ORDER BY created_seq, created_at, id",
+             FROM {REPEATS_KEYED} WHERE patient_id = $1 {REPEAT_LIST_ORDER}",
             placeholders(2, open.len())
         );
         let mut q = sqlx::query(&sql).bind(patient.to_string());

@@ -81,6 +81,50 @@ async fn durability_settings_are_applied() {
     assert_eq!(busy, 5000);
 }
 
+/// A server's writers take turns before SQLite's lock: one that cannot have its turn within the
+/// busy timeout is told the database is busy (it does not wait for ever), and once the writer
+/// holding the turn commits, the next one goes ahead.
+#[tokio::test]
+async fn a_writer_waits_its_turn_no_longer_than_the_busy_timeout() {
+    let (_dir, path) = temp_db();
+    let store = open(&path).await.unwrap();
+    let w = conformance::world(&store).await;
+    let t = jiff::Timestamp::now();
+    let session = |n: u32| repeatrx_store::SessionRecord {
+        token_hash: format!("{n:064x}"),
+        user_id: w.pa.user.id,
+        kind: repeatrx_store::SessionKind::Api,
+        csrf_token: "csrf".into(),
+        created_at: t,
+        last_seen_at: t,
+        expires_at: t + jiff::SignedDuration::from_hours(1),
+        user_agent: "turns".into(),
+        stage: repeatrx_domain::security::SessionStage::Full,
+        address: "127.0.0.1".into(),
+    };
+    // A bulk load keeps its write transaction, and so its turn, open until it finishes.
+    let mut load = store.bulk_load(100);
+    load.session(&session(1)).await.unwrap();
+    let started = std::time::Instant::now();
+    match store.insert_session(&session(2)).await {
+        Err(StoreError::Unavailable(m)) => assert!(m.contains("busy"), "{m}"),
+        other => panic!("expected busy, got {other:?}"),
+    }
+    assert!(started.elapsed() >= std::time::Duration::from_secs(4), "it waited for the busy timeout first");
+
+    let waiting = tokio::spawn({
+        let store = store.clone();
+        let next = session(3);
+        async move { store.insert_session(&next).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    load.finish().await.unwrap();
+    waiting.await.unwrap().unwrap();
+    for (n, stored) in [(1, true), (2, false), (3, true)] {
+        assert_eq!(store.session(&session(n).token_hash).await.unwrap().is_some(), stored, "session {n}");
+    }
+}
+
 #[tokio::test]
 async fn opening_twice_runs_migrations_once() {
     let (_dir, path) = temp_db();
