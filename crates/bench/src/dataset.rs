@@ -46,8 +46,6 @@ pub const LINES_PER_PATIENT: usize = 10;
 pub const DUE_LINES: usize = 9;
 /// Open orders in pharmacy 0's queue.
 pub const OPEN_ORDERS: usize = 5_000;
-/// Records per transaction.
-const BATCH: usize = 2_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shape {
@@ -107,7 +105,15 @@ pub struct Organisations {
     pub prescribers: Vec<UserId>,
 }
 
-pub async fn generate(store: &SqlStore, shape: Shape, parallel: usize) -> anyhow::Result<()> {
+/// How the generator writes: `parallel` writers (PostgreSQL only), `batch` records to a
+/// transaction, and on SQLite a page cache of `page_cache_mib` for the writer.
+pub struct Loading {
+    pub parallel: usize,
+    pub page_cache_mib: u64,
+    pub batch: usize,
+}
+
+pub async fn generate(store: &SqlStore, shape: Shape, loading: Loading) -> anyhow::Result<()> {
     shape.validate()?;
     if store.get_meta(DATASET_KEY).await?.is_some() {
         bail!("this database already holds a generated data set; generate into a new one");
@@ -126,14 +132,15 @@ pub async fn generate(store: &SqlStore, shape: Shape, parallel: usize) -> anyhow
     bar.set_message("generating");
     let done = Arc::new(AtomicU64::new(0));
     // SQLite has one writer: a second would only wait for the first's batch.
-    let parallel = if store.engine() == repeatrx_store::sql::Engine::Sqlite { 1 } else { parallel.max(1) };
+    let parallel = if store.engine() == repeatrx_store::sql::Engine::Sqlite { 1 } else { loading.parallel.max(1) };
+    let Loading { page_cache_mib, batch, .. } = loading;
     // Each worker writes every `parallel`-th pharmacy's patients, history included.
     let mut workers = tokio::task::JoinSet::new();
     for w in 0..parallel {
         let (store, orgs, hash, bar, done) = (store.clone(), orgs.clone(), hash.clone(), bar.clone(), done.clone());
         workers.spawn(async move {
             let mut rng = StdRng::seed_from_u64(w as u64);
-            let mut load = store.bulk_load(BATCH);
+            let mut load = store.bulk_load(batch).with_page_cache(page_cache_mib);
             let today = jiff::Zoned::now().date();
             let now = Timestamp::now();
             for n in (0..shape.patients).filter(|n| (n % shape.pharmacies) % parallel == w) {

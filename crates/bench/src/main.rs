@@ -45,6 +45,13 @@ enum Command {
         /// Writers at once (PostgreSQL takes several; SQLite writes one at a time anyway).
         #[arg(long, default_value_t = 2)]
         parallel: usize,
+        /// SQLite only: the loading connection's page cache, in MiB (SQLite's own is 2 MiB).
+        #[arg(long, default_value_t = 1024)]
+        page_cache_mib: u64,
+        /// Records written to a transaction: the more, the fewer times each index page is
+        /// written to the log again (a batch touches pages all over the random-id indexes).
+        #[arg(long, default_value_t = 20_000)]
+        batch: usize,
     },
     /// Runs the baselines and the four scenarios on a fresh copy of a generated data set.
     Run {
@@ -103,13 +110,13 @@ fn main() -> ExitCode {
 
 async fn execute(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Generate { database_url, key_file, size, parallel } => {
+        Command::Generate { database_url, key_file, size, parallel, page_cache_mib, batch } => {
             let shape = dataset::Shape::named(&size)?;
             let keys: Arc<dyn KeySource> =
                 Arc::new(KeyFile::open_or_create(&key_file).context("the key file (created if missing)")?);
             let store = open_new(&database_url, keys).await?;
             let started = std::time::Instant::now();
-            dataset::generate(&store, shape, parallel).await?;
+            dataset::generate(&store, shape, dataset::Loading { parallel, page_cache_mib, batch }).await?;
             println!(
                 "generated {} patients and {} finished orders in {:.0} s into {}",
                 shape.patients,

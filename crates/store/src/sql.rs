@@ -1288,13 +1288,12 @@ async fn insert_emails_on(conn: &mut AnyConnection, c: &Crypt, emails: &[Outgoin
     Ok(())
 }
 
-/// Transitions of one order, whose patient's key is `key`.
 async fn insert_patient_on(
     conn: &mut AnyConnection,
     c: &Crypt,
     patient: &Patient,
     account: Option<&UserAccount>,
-) -> StoreResult<()> {
+) -> StoreResult<DataKey> {
     let id = patient.id.to_string();
     ensure_current_master_on(conn, &c.sealer).await?;
     let (key, wrapped) = c.sealer.new_data_key(&id);
@@ -1315,14 +1314,19 @@ async fn insert_patient_on(
     if let Some(account) = account {
         insert_user_on(conn, c, account).await?;
     }
-    Ok(())
+    Ok(key)
 }
 
 async fn insert_repeat_item_on(conn: &mut AnyConnection, c: &Crypt, item: &RepeatItem) -> StoreResult<()> {
+    let key = data_key_on(conn, &c.sealer, &item.patient_id.to_string()).await?;
+    insert_repeat_item_keyed_on(conn, &key, item).await
+}
+
+/// [`insert_repeat_item_on`] with the patient's data key already at hand.
+async fn insert_repeat_item_keyed_on(conn: &mut AnyConnection, key: &DataKey, item: &RepeatItem) -> StoreResult<()> {
     let t = &item.terms;
     let id = item.id.to_string();
-    let key = data_key_on(conn, &c.sealer, &item.patient_id.to_string()).await?;
-    let sealed = |column: &str, plain: &str| seal(&key, "repeat_items", column, &id, plain);
+    let sealed = |column: &str, plain: &str| seal(key, "repeat_items", column, &id, plain);
     sqlx::query(
         "INSERT INTO repeat_items (id, patient_id, medicine_code, drug_name, strength, form, quantity, directions, \
          cycle_days, issues_authorised, review_date, schedule, issues_remaining, next_due, active, reminded_for, \
@@ -1359,8 +1363,20 @@ async fn insert_order_on(
     transitions: &[Transition],
     emails: &[OutgoingEmail],
 ) -> StoreResult<()> {
-    let id = order.id.to_string();
     let key = data_key_on(conn, &c.sealer, &order.patient_id.to_string()).await?;
+    insert_order_keyed_on(conn, c, &key, order, transitions, emails).await
+}
+
+/// [`insert_order_on`] with the patient's data key already at hand.
+async fn insert_order_keyed_on(
+    conn: &mut AnyConnection,
+    c: &Crypt,
+    key: &DataKey,
+    order: &Order,
+    transitions: &[Transition],
+    emails: &[OutgoingEmail],
+) -> StoreResult<()> {
+    let id = order.id.to_string();
     sqlx::query(&format!(
         "INSERT INTO orders ({ORDER_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1)"
     ))
@@ -1369,7 +1385,7 @@ async fn insert_order_on(
     .bind(order.pharmacy_id.to_string())
     .bind(order.practice_id.to_string())
     .bind(order.fulfilment.as_str())
-    .bind(seal_opt(&key, "orders", "note", &id, order.note.as_deref()))
+    .bind(seal_opt(key, "orders", "note", &id, order.note.as_deref()))
     .bind(order.placed_by.to_string())
     .bind(flag(order.on_behalf))
     .bind(flag(order.accepted))
@@ -1379,46 +1395,72 @@ async fn insert_order_on(
     .execute(&mut *conn)
     .await
     .map_err(map_err)?;
-    for (position, item) in order.items.iter().enumerate() {
-        let position = i64::try_from(position).map_err(|e| StoreError::Database(e.to_string()))?;
-        let item_id = item.id.to_string();
-        sqlx::query(&format!("INSERT INTO order_items ({ITEM_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"))
-            .bind(&item_id)
-            .bind(&id)
-            .bind(position)
-            .bind(item.repeat_item_id.to_string())
-            .bind(seal(&key, "order_items", "description", &item_id, &item.description))
-            .bind(item.state.as_str())
-            .bind(seal_opt(&key, "order_items", "decision", &item_id, decision_json(&item.decision)?.as_deref()))
-            .execute(&mut *conn)
-            .await
-            .map_err(map_err)?;
+    // One statement for many rows: each statement is a round trip to the driver's thread.
+    let mut position = 0_i64;
+    for chunk in order.items.chunks(ROWS_PER_INSERT) {
+        let sql = format!("INSERT INTO order_items ({ITEM_COLS}) VALUES {}", value_rows(7, chunk.len()));
+        let mut insert = sqlx::query(&sql);
+        for item in chunk {
+            let item_id = item.id.to_string();
+            let description = seal(key, "order_items", "description", &item_id, &item.description);
+            let decision =
+                seal_opt(key, "order_items", "decision", &item_id, decision_json(&item.decision)?.as_deref());
+            insert = insert
+                .bind(item_id)
+                .bind(id.clone())
+                .bind(position)
+                .bind(item.repeat_item_id.to_string())
+                .bind(description)
+                .bind(item.state.as_str())
+                .bind(decision);
+            position += 1;
+        }
+        insert.execute(&mut *conn).await.map_err(map_err)?;
     }
-    insert_transitions_on(conn, &key, transitions).await?;
+    insert_transitions_on(conn, key, transitions).await?;
     insert_emails_on(conn, c, emails).await?;
     Ok(())
 }
 
+/// Transitions of one order, whose patient's key is `key`.
 async fn insert_transitions_on(conn: &mut AnyConnection, key: &DataKey, transitions: &[Transition]) -> StoreResult<()> {
-    for t in transitions {
-        let order = t.order_id.to_string();
-        sqlx::query(
+    for chunk in transitions.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
             "INSERT INTO order_transitions (order_id, item_id, from_state, to_state, actor_user_id, actor_role, at, \
-             reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&order)
-        .bind(t.item_id.map(|i| i.to_string()))
-        .bind(&t.from)
-        .bind(&t.to)
-        .bind(t.actor.to_string())
-        .bind(t.actor_role.as_str())
-        .bind(us(t.at))
-        .bind(seal_opt(key, "order_transitions", "reason", &order, t.reason.as_deref()))
-        .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
+             reason) VALUES {}",
+            value_rows(8, chunk.len())
+        );
+        let mut insert = sqlx::query(&sql);
+        for t in chunk {
+            let order = t.order_id.to_string();
+            let reason = seal_opt(key, "order_transitions", "reason", &order, t.reason.as_deref());
+            insert = insert
+                .bind(order)
+                .bind(t.item_id.map(|i| i.to_string()))
+                .bind(t.from.clone())
+                .bind(t.to.clone())
+                .bind(t.actor.to_string())
+                .bind(t.actor_role.as_str())
+                .bind(us(t.at))
+                .bind(reason);
+        }
+        insert.execute(&mut *conn).await.map_err(map_err)?;
     }
     Ok(())
+}
+
+/// Rows per multi-row `INSERT`: well under both engines' limits on bound values.
+const ROWS_PER_INSERT: usize = 64;
+
+/// `($1, $2), ($3, $4)` for `rows` rows of `columns` values each.
+fn value_rows(columns: usize, rows: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let row: Vec<String> = (1..=columns).map(|c| format!("${}", r * columns + c)).collect();
+            format!("({})", row.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Updates a repeat line's terms and progress; `reminded_for` is kept (a new `next_due` re-arms
@@ -1591,6 +1633,10 @@ pub struct BulkLoad {
     tx: Option<WriteTx>,
     in_tx: usize,
     batch: usize,
+    page_cache_kib: Option<u64>,
+    /// The data key of the patient written last: a loader writes a patient's records together,
+    /// and reading the key back for each of them was a quarter of a data set's statements.
+    last_key: Option<(PatientId, DataKey)>,
 }
 
 impl SqlStore {
@@ -1602,27 +1648,47 @@ impl SqlStore {
     /// (no two loaders write the same patient). On SQLite loaders take turns, as every writer
     /// does. Nothing is visible to others until [`BulkLoad::finish`] or a batch commits.
     pub fn bulk_load(&self, batch: usize) -> BulkLoad {
-        BulkLoad { store: self.clone(), tx: None, in_tx: 0, batch: batch.max(1) }
+        BulkLoad { store: self.clone(), tx: None, in_tx: 0, batch: batch.max(1), page_cache_kib: None, last_key: None }
     }
 }
 
 impl BulkLoad {
+    /// On SQLite, gives the loading connection a page cache of `mib` MiB instead of SQLite's
+    /// 2 MiB: a data set's indexes are keyed by random ids, so each batch touches pages all over
+    /// them, and pages that do not stay cached are read back from the file and written to the
+    /// log again at every commit. (PostgreSQL's cache is its server's `shared_buffers`.)
+    pub fn with_page_cache(mut self, mib: u64) -> BulkLoad {
+        self.page_cache_kib = Some(mib.saturating_mul(1024));
+        self
+    }
+
     pub async fn patient(&mut self, patient: &Patient, account: Option<&UserAccount>) -> StoreResult<()> {
         let crypt = self.store.crypt.clone();
-        insert_patient_on(self.tx().await?, &crypt, patient, account).await?;
+        let key = insert_patient_on(self.tx().await?, &crypt, patient, account).await?;
+        self.last_key = Some((patient.id, key));
         self.written().await
     }
 
     pub async fn repeat_item(&mut self, item: &RepeatItem) -> StoreResult<()> {
-        let crypt = self.store.crypt.clone();
-        insert_repeat_item_on(self.tx().await?, &crypt, item).await?;
+        let key = self.key_of(item.patient_id).await?;
+        insert_repeat_item_keyed_on(self.tx().await?, &key, item).await?;
         self.written().await
     }
 
     pub async fn order(&mut self, order: &Order, transitions: &[Transition]) -> StoreResult<()> {
-        let crypt = self.store.crypt.clone();
-        insert_order_on(self.tx().await?, &crypt, order, transitions, &[]).await?;
+        let (crypt, key) = (self.store.crypt.clone(), self.key_of(order.patient_id).await?);
+        insert_order_keyed_on(self.tx().await?, &crypt, &key, order, transitions, &[]).await?;
         self.written().await
+    }
+
+    async fn key_of(&mut self, patient: PatientId) -> StoreResult<DataKey> {
+        if let Some((_, key)) = self.last_key.as_ref().filter(|(id, _)| *id == patient) {
+            return Ok(key.clone());
+        }
+        let sealer = self.store.crypt.clone();
+        let key = data_key_on(self.tx().await?, &sealer.sealer, &patient.to_string()).await?;
+        self.last_key = Some((patient, key.clone()));
+        Ok(key)
     }
 
     pub async fn session(&mut self, session: &SessionRecord) -> StoreResult<()> {
@@ -1649,7 +1715,14 @@ impl BulkLoad {
     async fn tx(&mut self) -> StoreResult<&mut AnyConnection> {
         if self.tx.is_none() {
             let tx = match self.store.engine {
-                Engine::Sqlite => self.store.write_tx().await?,
+                Engine::Sqlite => {
+                    let mut tx = self.store.write_tx().await?;
+                    if let Some(kib) = self.page_cache_kib {
+                        // A negative size is in KiB rather than pages.
+                        sqlx::query(&format!("PRAGMA cache_size = -{kib}")).execute(&mut *tx).await.map_err(map_err)?;
+                    }
+                    tx
+                }
                 Engine::Postgres => WriteTx { tx: self.store.pool.begin().await.map_err(map_err)?, _turn: None },
             };
             self.tx = Some(tx);
