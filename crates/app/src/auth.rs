@@ -4,8 +4,8 @@
 //! who opt in) finish signing in with a TOTP or recovery code, after which the session gets a new id.
 use crate::error::{AppError, AppResult};
 use crate::App;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::Engine;
 use jiff::{SignedDuration, Timestamp};
 use rand::RngCore;
@@ -62,17 +62,66 @@ pub async fn hash_password(password: &Password) -> AppResult<String> {
 
 /// Hashes a password already in use as it is (when its hash is upgraded at sign-in).
 async fn hash_secret(pw: SecretString) -> AppResult<String> {
-    on_hashing_thread(move || hash_now(pw.expose_secret().as_bytes())).await?
+    on_hashing_thread(move |memory| hash_now(memory, pw.expose_secret().as_bytes())).await?
 }
 
-/// One argon2id hash with the service's parameters, on the calling thread (the benchmark measures
-/// the machine with it; the service hashes through [`hash_password`]).
-pub fn hash_now(password: &[u8]) -> AppResult<String> {
+/// argon2id's working memory (`m` KiB: 19 MiB), kept from one hash to the next.
+///
+/// Why not the crate's `hash_password`: it allocates and fills the 19 MiB afresh for every hash,
+/// and glibc then keeps the freed block in the arena of whichever blocking thread ran it (its
+/// mmap threshold rises past such a block once one is freed), so each thread that ever hashed
+/// held 19 MiB more: 342 MB peak resident in the sign-in benchmark. The hashing and checking
+/// below are still the crate's (`hash_password_into_with_memory`, its PHC types and its
+/// constant-time `Output` comparison); only where the memory comes from is ours.
+#[derive(Default)]
+pub struct HashMemory(Vec<Block>);
+
+impl HashMemory {
+    /// Runs `argon` on this memory, grown first if its parameters need more.
+    fn hash_into(&mut self, argon: &Argon2, password: &[u8], salt: &[u8], out: &mut [u8]) -> argon2::Result<()> {
+        let blocks = argon.params().block_count();
+        if self.0.len() < blocks {
+            self.0.resize(blocks, Block::default());
+        }
+        argon.hash_password_into_with_memory(password, salt, out, &mut self.0[..])
+    }
+}
+
+/// One argon2id hash with the service's parameters, in PHC form, on the calling thread (the
+/// service hashes through [`hash_password`]; the benchmark measures the machine with this).
+pub fn hash_now(memory: &mut HashMemory, password: &[u8]) -> AppResult<String> {
+    let failed = |e: argon2::password_hash::Error| AppError::Internal(format!("password hashing failed: {e}"));
+    let argon = argon2();
     let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-    argon2()
-        .hash_password(password, &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| AppError::Internal(format!("password hashing failed: {e}")))
+    let mut decoded = [0u8; 64];
+    let salt_bytes = salt.as_salt().decode_b64(&mut decoded).map_err(failed)?;
+    let hash =
+        Output::init_with(Params::DEFAULT_OUTPUT_LEN, |out| Ok(memory.hash_into(&argon, password, salt_bytes, out)?))
+            .map_err(failed)?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(argon.params()).map_err(failed)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(hash),
+    };
+    Ok(phc.to_string())
+}
+
+/// Whether `candidate` is the password of the PHC string `phc`, with the parameters, salt and
+/// version it names (as the crate's `PasswordVerifier` decides it).
+fn matches_now(memory: &mut HashMemory, phc: &str, candidate: &[u8]) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else { return false };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else { return false };
+    let (Ok(algorithm), Ok(params)) = (Algorithm::try_from(parsed.algorithm), Params::try_from(&parsed)) else {
+        return false;
+    };
+    let Ok(version) = parsed.version.map(Version::try_from).transpose() else { return false };
+    let argon = Argon2::new(algorithm, version.unwrap_or_default(), params);
+    let mut decoded = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut decoded) else { return false };
+    Output::init_with(expected.len(), |out| Ok(memory.hash_into(&argon, candidate, salt, out)?))
+        .is_ok_and(|computed| computed == expected)
 }
 
 /// How many argon2id computations run at once: every core but one (at least one). A sign-in is
@@ -85,26 +134,36 @@ pub fn hashing_threads() -> usize {
 static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> =
     std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(hashing_threads()));
 
-/// Runs argon2id work on the blocking pool once one of the [`hashing_threads`] is free.
-async fn on_hashing_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> AppResult<T> {
+/// The [`HashMemory`] of hashes not running: at most one per hashing permit.
+static IDLE_MEMORY: std::sync::Mutex<Vec<HashMemory>> = std::sync::Mutex::new(Vec::new());
+
+/// Runs argon2id work on the blocking pool once one of the [`hashing_threads`] is free, with that
+/// permit's working memory.
+async fn on_hashing_thread<T: Send + 'static>(
+    work: impl FnOnce(&mut HashMemory) -> T + Send + 'static,
+) -> AppResult<T> {
     let _permit = HASHING.acquire().await.map_err(|e| AppError::Internal(format!("hashing queue closed: {e}")))?;
-    tokio::task::spawn_blocking(work).await.map_err(|e| AppError::Internal(format!("hashing task failed: {e}")))
+    // A poisoned lock only means a hash panicked: its memory is simply not reused.
+    let mut memory = IDLE_MEMORY.lock().ok().and_then(|mut idle| idle.pop()).unwrap_or_default();
+    let (out, memory) = tokio::task::spawn_blocking(move || (work(&mut memory), memory))
+        .await
+        .map_err(|e| AppError::Internal(format!("hashing task failed: {e}")))?;
+    if let Ok(mut idle) = IDLE_MEMORY.lock() {
+        idle.push(memory);
+    }
+    Ok(out)
 }
 
 /// Verifies a password against a stored PHC string on the blocking pool. A stored value that is
 /// no hash (an invited account that has not chosen its password) never matches, after the same
 /// work as a real check, so timing does not tell such accounts apart.
 pub async fn verify_password(hash: String, candidate: SecretString) -> bool {
-    on_hashing_thread(move || {
-        let check = |phc: &str| {
-            PasswordHash::new(phc)
-                .map(|parsed| argon2().verify_password(candidate.expose_secret().as_bytes(), &parsed).is_ok())
-                .unwrap_or(false)
-        };
+    on_hashing_thread(move |memory| {
+        let candidate = candidate.expose_secret().as_bytes();
         if PasswordHash::new(&hash).is_ok() {
-            check(&hash)
+            matches_now(memory, &hash, candidate)
         } else {
-            let _ = check(dummy_hash());
+            let _ = matches_now(memory, dummy_hash(), candidate);
             false
         }
     })
@@ -789,6 +848,39 @@ mod tests {
         assert!(!verify_password("not a hash".into(), SecretString::from("x")).await);
         let invited = crate::staff::INVITED.to_string();
         assert!(!verify_password(invited.clone(), SecretString::from(invited)).await, "the marker is no password");
+    }
+
+    #[test]
+    fn hashes_on_kept_memory_are_the_crates_own() {
+        use argon2::password_hash::PasswordVerifier;
+        let mut memory = HashMemory::default();
+        let ours = hash_now(&mut memory, b"correct horse battery").unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        let salt = parsed.salt.unwrap();
+        let theirs = argon2().hash_password(b"correct horse battery", salt).unwrap().to_string();
+        assert_eq!(ours, theirs, "the same salt gives the crate's own PHC string");
+        assert!(argon2().verify_password(b"correct horse battery", &parsed).is_ok());
+        // Hashes made by the crate, with today's parameters or older, smaller ones, check out on
+        // memory that already held a bigger hash, and only with their own password.
+        let older = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(4096, 3, 1, None).unwrap());
+        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+        for phc in [theirs, older.hash_password(b"an older password", &salt).unwrap().to_string()] {
+            let password: &[u8] = if phc.contains("m=4096") { b"an older password" } else { b"correct horse battery" };
+            assert!(matches_now(&mut memory, &phc, password), "{phc}");
+            assert!(!matches_now(&mut memory, &phc, b"wrong horse battery"), "{phc}");
+        }
+        let argon2i = Argon2::new(Algorithm::Argon2i, Version::V0x10, Params::new(4096, 3, 1, None).unwrap());
+        let phc = argon2i.hash_password(b"another", &salt).unwrap().to_string();
+        assert!(matches_now(&mut memory, &phc, b"another"), "algorithm and version come from the hash");
+        assert!(!matches_now(&mut memory, &phc.replace("argon2i$", "argon2id$"), b"another"));
+        for broken in [
+            "",
+            "not a hash",
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ",
+            "$argon2id$v=19$m=1,t=2,p=1$c2FsdHNhbHQ$aGFzaA",
+        ] {
+            assert!(!matches_now(&mut memory, broken, b""), "{broken}");
+        }
     }
 
     #[test]

@@ -103,8 +103,9 @@ pub async fn argon2_rate(threads: usize, window: Duration) -> anyhow::Result<f64
             let workers: Vec<_> = (0..threads)
                 .map(|_| {
                     scope.spawn(|| {
+                        let mut memory = repeatrx_app::auth::HashMemory::default();
                         while started.elapsed() < window {
-                            repeatrx_app::auth::hash_now(b"a bench password of ordinary length")?;
+                            repeatrx_app::auth::hash_now(&mut memory, b"a bench password of ordinary length")?;
                             done.fetch_add(1, Ordering::Relaxed);
                         }
                         anyhow::Ok(())
