@@ -1685,8 +1685,8 @@ impl BulkLoad {
         if let Some((_, key)) = self.last_key.as_ref().filter(|(id, _)| *id == patient) {
             return Ok(key.clone());
         }
-        let sealer = self.store.crypt.clone();
-        let key = data_key_on(self.tx().await?, &sealer.sealer, &patient.to_string()).await?;
+        let crypt = self.store.crypt.clone();
+        let key = data_key_on(self.tx().await?, &crypt.sealer, &patient.to_string()).await?;
         self.last_key = Some((patient, key.clone()));
         Ok(key)
     }

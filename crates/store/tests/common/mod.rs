@@ -160,12 +160,32 @@ pub async fn bulk_loaded_records_read_back_as_written(store: &SqlStore) {
         load.session(&session).await.unwrap();
         written.push((patient, account, lines, order, transitions, session));
     }
+    // An order for a patient loaded earlier: the loader reads that patient's key back.
+    let (first, first_account, first_lines) = (&written[0].0, &written[0].1, &written[0].2);
+    let later = NewOrder {
+        patient_id: first.id,
+        pharmacy_id: first.pharmacy_id,
+        practice_id: first.practice_id,
+        fulfilment: Fulfilment::Collection,
+        note: Some("a later order".into()),
+        on_behalf: false,
+        items: first_lines.iter().map(|l| (l.id, l.terms.description())).collect(),
+    };
+    let at = jiff::Timestamp::from_second(1_790_000_000).unwrap();
+    let (later, later_first) =
+        Order::submit(later, By { user: first_account.id, role: first_account.role, at }).unwrap();
+    load.order(&later, std::slice::from_ref(&later_first)).await.unwrap();
+    let first_patient = first.id;
     load.finish().await.unwrap();
+    let of_first = store.orders_of_patient(first_patient).await.unwrap();
+    assert!(of_first.contains(&later) && of_first.len() == 2, "{of_first:?}");
+    assert_eq!(store.order_transitions(later.id).await.unwrap(), vec![later_first]);
     for (patient, account, lines, order, transitions, session) in written {
         assert_eq!(store.patient(patient.id).await.unwrap().as_ref(), Some(&patient));
         assert_eq!(store.user_for_patient(patient.id).await.unwrap().map(|u| u.id), Some(account.id));
         assert_eq!(store.repeat_items(patient.id).await.unwrap(), lines);
-        assert_eq!(store.orders_of_patient(patient.id).await.unwrap(), vec![order.clone()]);
+        let orders = store.orders_of_patient(patient.id).await.unwrap();
+        assert!(orders.contains(&order) && orders.len() == 1 + usize::from(patient.id == first_patient), "{orders:?}");
         assert_eq!(store.order_transitions(order.id).await.unwrap(), transitions);
         assert_eq!(store.session(&session.token_hash).await.unwrap().map(|s| s.user_id), Some(account.id));
         let needing = store.repeat_items_needing_reminder(jiff::civil::date(2027, 12, 31), 10_000).await.unwrap();
