@@ -58,8 +58,11 @@ impl Shape {
     pub fn named(name: &str) -> anyhow::Result<Shape> {
         Ok(match name {
             "small" => Shape { pharmacies: 10, patients: 10_000, history: 100_000 },
+            // Ten times small, with as many patients to a pharmacy as large has: a step towards
+            // large that a session can generate (about 10 minutes on SQLite here).
+            "medium" => Shape { pharmacies: 10, patients: 100_000, history: 1_000_000 },
             "large" => Shape { pharmacies: 100, patients: 1_000_000, history: 10_000_000 },
-            other => bail!("the data set size must be small or large (got {other})"),
+            other => bail!("the data set size must be small, medium or large (got {other})"),
         })
     }
 

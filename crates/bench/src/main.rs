@@ -38,8 +38,9 @@ enum Command {
         database_url: String,
         #[arg(long)]
         key_file: PathBuf,
-        /// small: 10 pharmacies, 10,000 patients, 100,000 finished orders; large: 100 pharmacies,
-        /// 1,000,000 patients, 10,000,000 finished orders.
+        /// small: 10 pharmacies, 10,000 patients, 100,000 finished orders; medium: 10 pharmacies,
+        /// 100,000 patients, 1,000,000 finished orders; large: 100 pharmacies, 1,000,000 patients,
+        /// 10,000,000 finished orders.
         #[arg(long, default_value = "small")]
         size: String,
         /// Writers at once (PostgreSQL takes several; SQLite writes one at a time anyway).
