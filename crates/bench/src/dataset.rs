@@ -59,7 +59,7 @@ impl Shape {
         Ok(match name {
             "small" => Shape { pharmacies: 10, patients: 10_000, history: 100_000 },
             // Ten times small, with as many patients to a pharmacy as large has: a step towards
-            // large that a session can generate (about 10 minutes on SQLite here).
+            // large that a session can generate (13 minutes on SQLite here).
             "medium" => Shape { pharmacies: 10, patients: 100_000, history: 1_000_000 },
             "large" => Shape { pharmacies: 100, patients: 1_000_000, history: 10_000_000 },
             other => bail!("the data set size must be small, medium or large (got {other})"),
