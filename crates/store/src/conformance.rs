@@ -5,7 +5,8 @@
 //! Contract points pinned here beyond the trait's doc comments:
 //! - timestamps round-trip at microsecond precision;
 //! - a new order is stored at version 1 and every successful `save_order` adds 1;
-//! - `pharmacy_open_stage_counts` lists every open stage in [`OrderStage::ALL`] order, zeros included;
+//! - `pharmacy_open_stage_counts` lists every open stage in [`OrderStage::ALL`] order, zeros included,
+//!   and always agrees with the open orders `pharmacy_orders` lists (inserts, saves, erasures);
 //! - `record_reminder` is idempotent: a second call for the same due date changes nothing and
 //!   does not queue its email;
 //! - an `OrderFilter` with `patients: Some(vec![])` matches no order.
@@ -980,6 +981,9 @@ pub async fn orders_written_at_once_each_stand_or_fail_alone(store: &dyn Store) 
         assert_eq!(&stored.order, order);
         assert_eq!(store.order_transitions(order.id).await.unwrap().len(), 1);
     }
+    let counts = store.pharmacy_open_stage_counts(w.ph.pharmacy.id).await.unwrap();
+    assert_eq!(counts, listed_open_stage_counts(store, w.ph.pharmacy.id).await, "the refused order is not counted");
+    assert!(counts[0].1 >= 12, "{counts:?}");
 }
 
 pub async fn patients_are_read_together(store: &dyn Store) {
@@ -1118,9 +1122,46 @@ pub async fn pharmacy_open_stage_counts(store: &dyn Store) {
         })
         .collect();
     assert_eq!(counts, expected);
+    assert_eq!(counts, listed_open_stage_counts(store, w.ph.pharmacy.id).await);
     let none = store.pharmacy_open_stage_counts(PharmacyId::new()).await.unwrap();
     assert!(none.iter().all(|(_, n)| *n == 0));
     assert_eq!(none.len(), expected.len(), "every open stage, zeros included");
+
+    // A save that loses to another changes no count.
+    let stored = store.order(accepted.id).await.unwrap().unwrap();
+    let mut stale = accepted.clone();
+    let t = stale.send_to_prescriber(by(&w.ph.manager, now())).unwrap();
+    assert!(is_conflict(store.save_order(&stale, stored.version - 1, &t, &[], &[]).await));
+    assert_eq!(store.pharmacy_open_stage_counts(w.ph.pharmacy.id).await.unwrap(), expected);
+
+    // A save that keeps the stage changes no count either.
+    let version = store.order(accepted.id).await.unwrap().unwrap().version;
+    store.save_order(&accepted, version, &[], &[], &[]).await.unwrap();
+    assert_eq!(store.pharmacy_open_stage_counts(w.ph.pharmacy.id).await.unwrap(), expected);
+
+    // Erasing a patient takes their open orders out of the counts; others' stay.
+    let second = setup_patient(store, &w.ph, &w.pr, 1).await;
+    let mut theirs = place(store, &second, t0).await;
+    place(store, &second, t0 + secs(1)).await;
+    accept(store, &mut theirs, &w.ph.manager).await;
+    let counts = store.pharmacy_open_stage_counts(w.ph.pharmacy.id).await.unwrap();
+    assert_eq!(counts[0], (OrderStage::Submitted, 4));
+    assert_eq!(counts[1], (OrderStage::InReview, 2));
+    assert!(store.erase_patient(second.patient.id, ErasureBy::Patient, now(), &[]).await.unwrap());
+    assert_eq!(store.pharmacy_open_stage_counts(w.ph.pharmacy.id).await.unwrap(), expected);
+    assert_eq!(expected, listed_open_stage_counts(store, w.ph.pharmacy.id).await);
+    let foreign_counts = store.pharmacy_open_stage_counts(elsewhere.pharmacy.id).await.unwrap();
+    assert_eq!(foreign_counts, listed_open_stage_counts(store, elsewhere.pharmacy.id).await);
+    assert_eq!(foreign_counts[0], (OrderStage::Submitted, 1));
+}
+
+/// The pharmacy's open orders counted by stage from its listed orders, to compare with the
+/// counts the store keeps.
+async fn listed_open_stage_counts(store: &dyn Store, pharmacy: PharmacyId) -> Vec<(OrderStage, i64)> {
+    let open: Vec<OrderStage> = OrderStage::ALL.into_iter().filter(|s| s.is_open()).collect();
+    let filter = OrderFilter { stages: open.clone(), limit: 10_000, ..Default::default() };
+    let orders = store.pharmacy_orders(pharmacy, &filter).await.unwrap();
+    open.into_iter().map(|s| (s, orders.iter().filter(|o| o.stage == s).count() as i64)).collect()
 }
 
 pub async fn practice_orders(store: &dyn Store) {

@@ -137,6 +137,8 @@ impl SqlStore {
             Err(e) => return all(e),
         };
         let mut outcomes = Vec::with_capacity(group.len());
+        // The open-stage counts change once for the group's written orders, not once per order.
+        let mut counted: HashMap<(PharmacyId, OrderStage), i64> = HashMap::new();
         for write in group {
             let mut savepoint = match sqlx::Acquire::begin(&mut *tx).await.map_err(map_err) {
                 Ok(sp) => sp,
@@ -144,7 +146,10 @@ impl SqlStore {
             };
             match insert_order_on(&mut savepoint, &self.crypt, &write.order, &write.transitions, &write.emails).await {
                 Ok(()) => match savepoint.commit().await.map_err(map_err) {
-                    Ok(()) => outcomes.push(Ok(())),
+                    Ok(()) => {
+                        *counted.entry((write.order.pharmacy_id, write.order.stage)).or_default() += 1;
+                        outcomes.push(Ok(()))
+                    }
                     Err(e) => return all(e),
                 },
                 Err(e) => {
@@ -153,6 +158,11 @@ impl SqlStore {
                     }
                     outcomes.push(Err(e));
                 }
+            }
+        }
+        for ((pharmacy, stage), n) in counted {
+            if let Err(e) = adjust_open_count_on(&mut tx, &pharmacy.to_string(), stage, n).await {
+                return all(e);
             }
         }
         if let Err(e) = self.commit(tx).await {
@@ -1367,7 +1377,8 @@ async fn insert_order_on(
     insert_order_keyed_on(conn, c, &key, order, transitions, emails).await
 }
 
-/// [`insert_order_on`] with the patient's data key already at hand.
+/// [`insert_order_on`] with the patient's data key already at hand. Leaves the open-stage
+/// counts to its caller (a group commit adds up its orders' first).
 async fn insert_order_keyed_on(
     conn: &mut AnyConnection,
     c: &Crypt,
@@ -1419,6 +1430,30 @@ async fn insert_order_keyed_on(
     }
     insert_transitions_on(conn, key, transitions).await?;
     insert_emails_on(conn, c, emails).await?;
+    Ok(())
+}
+
+/// Adds `delta` to the pharmacy's count of orders in `stage` (`open_order_counts`, read by the
+/// queue), inside the transaction that changes those orders. Finished stages are not counted.
+async fn adjust_open_count_on(
+    conn: &mut AnyConnection,
+    pharmacy: &str,
+    stage: OrderStage,
+    delta: i64,
+) -> StoreResult<()> {
+    if !stage.is_open() || delta == 0 {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO open_order_counts (pharmacy_id, stage, n) VALUES ($1, $2, $3) \
+         ON CONFLICT (pharmacy_id, stage) DO UPDATE SET n = open_order_counts.n + $3",
+    )
+    .bind(pharmacy)
+    .bind(stage.as_str())
+    .bind(delta)
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
     Ok(())
 }
 
@@ -1677,7 +1712,9 @@ impl BulkLoad {
 
     pub async fn order(&mut self, order: &Order, transitions: &[Transition]) -> StoreResult<()> {
         let (crypt, key) = (self.store.crypt.clone(), self.key_of(order.patient_id).await?);
-        insert_order_keyed_on(self.tx().await?, &crypt, &key, order, transitions, &[]).await?;
+        let conn = self.tx().await?;
+        insert_order_keyed_on(conn, &crypt, &key, order, transitions, &[]).await?;
+        adjust_open_count_on(conn, &order.pharmacy_id.to_string(), order.stage, 1).await?;
         self.written().await
     }
 
@@ -2562,6 +2599,18 @@ impl Store for SqlStore {
         let mut tx = self.write_tx().await?;
         let orders = "SELECT id FROM orders WHERE patient_id = $1";
         let user = "SELECT id FROM users WHERE patient_id = $1";
+        let open_orders: Vec<(String, String, i64)> = sqlx::query_as(&format!(
+            "SELECT pharmacy_id, stage, COUNT(*) FROM orders WHERE patient_id = $1 AND {OPEN_STAGES} \
+             GROUP BY pharmacy_id, stage"
+        ))
+        .bind(&id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        for (pharmacy, stage, n) in open_orders {
+            let stage = OrderStage::parse(&stage).map_err(|e| corrupt("stage", e))?;
+            adjust_open_count_on(&mut tx, &pharmacy, stage, -n).await?;
+        }
         let mut deleted = 0;
         for sql in [
             format!("DELETE FROM order_transitions WHERE order_id IN ({orders})"),
@@ -2748,6 +2797,7 @@ impl Store for SqlStore {
         let Some(queue) = &self.new_orders else {
             let mut tx = self.write_tx().await?;
             insert_order_on(&mut tx, &self.crypt, order, transitions, emails).await?;
+            adjust_open_count_on(&mut tx, &order.pharmacy_id.to_string(), order.stage, 1).await?;
             return self.commit(tx).await;
         };
         let (done, outcome) = tokio::sync::oneshot::channel();
@@ -2786,6 +2836,23 @@ impl Store for SqlStore {
         let mut tx = self.write_tx().await?;
         let id = order.id.to_string();
         let key = data_key_on(&mut tx, self.sealer(), &order.patient_id.to_string()).await?;
+        let stale = || {
+            StoreError::Conflict(
+                "this order was changed by someone else in the meantime; reload it and try again".into(),
+            )
+        };
+        // The stage it leaves, for the open-stage counts; read under the write lock.
+        let before: Option<(String, String)> =
+            sqlx::query_as("SELECT stage, pharmacy_id FROM orders WHERE id = $1 AND version = $2")
+                .bind(&id)
+                .bind(expected_version)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        let Some((before, pharmacy)) = before else {
+            return Err(stale());
+        };
+        let before = OrderStage::parse(&before).map_err(|e| corrupt("stage", e))?;
         let done = sqlx::query(
             "UPDATE orders SET fulfilment = $3, note = $4, accepted = $5, stage = $6, stage_entered_at = $7, \
              version = version + 1 WHERE id = $1 AND version = $2",
@@ -2802,9 +2869,11 @@ impl Store for SqlStore {
         .map_err(map_err)?;
         if done.rows_affected() != 1 {
             // Dropping the transaction rolls it back.
-            return Err(StoreError::Conflict(
-                "this order was changed by someone else in the meantime; reload it and try again".into(),
-            ));
+            return Err(stale());
+        }
+        if before != order.stage {
+            adjust_open_count_on(&mut tx, &pharmacy, before, -1).await?;
+            adjust_open_count_on(&mut tx, &pharmacy, order.stage, 1).await?;
         }
         for item in &order.items {
             let item_id = item.id.to_string();
@@ -2863,9 +2932,11 @@ impl Store for SqlStore {
     }
 
     async fn pharmacy_open_stage_counts(&self, pharmacy: PharmacyId) -> StoreResult<Vec<(OrderStage, i64)>> {
-        let sql =
-            format!("SELECT stage, COUNT(*) AS n FROM orders WHERE pharmacy_id = $1 AND {OPEN_STAGES} GROUP BY stage");
-        let rows = sqlx::query(&sql).bind(pharmacy.to_string()).fetch_all(&self.pool).await.map_err(map_err)?;
+        let rows = sqlx::query("SELECT stage, n FROM open_order_counts WHERE pharmacy_id = $1")
+            .bind(pharmacy.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
         let mut counts: HashMap<OrderStage, i64> = HashMap::new();
         for row in &rows {
             let stage: String = col(row, "stage")?;
