@@ -81,6 +81,19 @@ async fn durability_settings_are_applied() {
     assert_eq!(busy, 5000);
 }
 
+/// The bundled SQLite is built by the flags in `.cargo/config.toml`: without memory statistics
+/// and without one page-cache pool for all connections, each of which takes a process-wide lock
+/// that the server's connection threads queued for under load.
+#[tokio::test]
+async fn sqlite_is_built_without_process_wide_locks() {
+    let (_dir, path) = temp_db();
+    let store = open(&path).await.unwrap();
+    let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options").fetch_all(store.pool()).await.unwrap();
+    assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "{options:?}");
+    assert!(!options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"), "{options:?}");
+    assert!(options.iter().any(|o| o == "THREADSAFE=1"), "{options:?}");
+}
+
 /// A server's writers take turns before SQLite's lock: one that cannot have its turn within the
 /// busy timeout is told the database is busy (it does not wait for ever), and once the writer
 /// holding the turn commits, the next one goes ahead.
