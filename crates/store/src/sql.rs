@@ -1680,8 +1680,9 @@ impl SqlStore {
     /// `insert_session` write it, but `batch` of them share a transaction, so a million
     /// patients do not cost a million commits. On PostgreSQL the store's write lock is not
     /// taken, so that loaders can run side by side: they must only insert records of their own
-    /// (no two loaders write the same patient). On SQLite loaders take turns, as every writer
-    /// does. Nothing is visible to others until [`BulkLoad::finish`] or a batch commits.
+    /// (no two loaders write the same patient), and open orders of different pharmacies (each
+    /// such order changes its pharmacy's row of `open_order_counts`, which stays locked until the
+    /// batch commits). On SQLite loaders take turns, as every writer does. Nothing is visible to others until [`BulkLoad::finish`] or a batch commits.
     pub fn bulk_load(&self, batch: usize) -> BulkLoad {
         BulkLoad { store: self.clone(), tx: None, in_tx: 0, batch: batch.max(1), page_cache_kib: None, last_key: None }
     }
