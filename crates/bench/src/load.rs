@@ -1,12 +1,14 @@
-//! The load driver: `clients` tasks, each with its own keep-alive HTTPS connection, repeat their
-//! job back to back (closed loop) through a warm-up, then for the measured window; every
-//! request's latency goes into an HDR histogram of its kind.
+//! The load driver: `clients` tasks, each with its own keep-alive HTTPS connection
+//! ([`Connection`]), repeat their job back to back (closed loop) through a warm-up, then for the
+//! measured window; every request's latency goes into an HDR histogram of its kind.
 //!
 //! Written here rather than with a load-testing framework (goose, oha): the benchmark compares
 //! each scenario with baselines measured in the same run and mixes scenarios (sign-ins while
 //! orders go on) with per-kind latencies, and each client needs its own patients and tokens;
-//! that is a loop around reqwest and hdrhistogram, which do the real work.
+//! that is a loop around hyper and hdrhistogram, which do the real work.
+use crate::connection::Connection;
 use hdrhistogram::Histogram;
+use hyper::Method;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -14,15 +16,15 @@ use std::time::{Duration, Instant};
 /// What one client does, request after request.
 pub enum Job {
     /// Places orders of three items, one patient after another.
-    Order { base: String, orders: Vec<PlannedOrder>, next: usize },
+    Order { orders: Vec<PlannedOrder>, next: usize },
     /// A patient's repeat list: the page, then the API call, in turn.
-    RepeatList { base: String, patient: String, cookie: String, bearer: String, page_next: bool },
+    RepeatList { patient: String, cookie: String, bearer: String, page_next: bool },
     /// The first page of the pharmacy queue.
-    Queue { base: String, cookie: String },
+    Queue { cookie: String },
     /// Signs in (password only: patients), one account after another.
-    SignIn { base: String, emails: Vec<String>, password: String, next: usize },
+    SignIn { emails: Vec<String>, password: String, next: usize },
     /// The trivial handler's one route.
-    Trivial { base: String },
+    Trivial,
 }
 
 /// An order one patient can place now: three repeat lines due, and a bearer token.
@@ -38,60 +40,57 @@ type Done = (&'static str, Result<(), String>);
 
 impl Job {
     /// Sends the next request; `None` when the job has nothing left to do.
-    async fn next(&mut self, http: &reqwest::Client) -> Option<Done> {
+    async fn next(&mut self, http: &mut Connection) -> Option<Done> {
         match self {
-            Job::Order { base, orders, next } => {
+            Job::Order { orders, next } => {
                 let order = orders.get(*next)?;
                 *next += 1;
+                let body = json!({"items": order.items, "fulfilment": "collection"}).to_string().into_bytes();
+                let bearer = format!("Bearer {}", order.bearer);
                 let sent = http
-                    .post(format!("{base}/api/v1/patients/{}/orders", order.patient))
-                    .bearer_auth(&order.bearer)
-                    .json(&json!({"items": order.items, "fulfilment": "collection"}))
-                    .send()
+                    .send(
+                        Method::POST,
+                        &format!("/api/v1/patients/{}/orders", order.patient),
+                        &[("authorization", &bearer)],
+                        Some(body),
+                    )
                     .await;
-                Some(("order submission", expect(sent, reqwest::StatusCode::CREATED).await))
+                Some(("order submission", expect(sent, hyper::StatusCode::CREATED)))
             }
-            Job::RepeatList { base, patient, cookie, bearer, page_next } => {
+            Job::RepeatList { patient, cookie, bearer, page_next } => {
                 *page_next = !*page_next;
                 if *page_next {
-                    let sent = http.get(format!("{base}/patient")).header("cookie", cookie.as_str()).send().await;
-                    Some(("repeat list page", expect(sent, reqwest::StatusCode::OK).await))
+                    let sent = http.send(Method::GET, "/patient", &[("cookie", cookie)], None).await;
+                    Some(("repeat list page", expect(sent, hyper::StatusCode::OK)))
                 } else {
-                    let sent = http
-                        .get(format!("{base}/api/v1/patients/{patient}/repeat-items"))
-                        .bearer_auth(bearer.as_str())
-                        .send()
-                        .await;
-                    Some(("repeat list API", expect(sent, reqwest::StatusCode::OK).await))
+                    let bearer = format!("Bearer {bearer}");
+                    let path = format!("/api/v1/patients/{patient}/repeat-items");
+                    let sent = http.send(Method::GET, &path, &[("authorization", &bearer)], None).await;
+                    Some(("repeat list API", expect(sent, hyper::StatusCode::OK)))
                 }
             }
-            Job::Queue { base, cookie } => {
-                let sent = http.get(format!("{base}/pharmacy")).header("cookie", cookie.as_str()).send().await;
-                Some(("queue page", expect(sent, reqwest::StatusCode::OK).await))
+            Job::Queue { cookie } => {
+                let sent = http.send(Method::GET, "/pharmacy", &[("cookie", cookie)], None).await;
+                Some(("queue page", expect(sent, hyper::StatusCode::OK)))
             }
-            Job::SignIn { base, emails, password, next } => {
+            Job::SignIn { emails, password, next } => {
                 let email = &emails[*next % emails.len()];
                 *next += 1;
-                let sent = http
-                    .post(format!("{base}/api/v1/sessions"))
-                    .json(&json!({"email": email, "password": password}))
-                    .send()
-                    .await;
-                Some(("sign-in", expect(sent, reqwest::StatusCode::CREATED).await))
+                let body = json!({"email": email, "password": password}).to_string().into_bytes();
+                let sent = http.send(Method::POST, "/api/v1/sessions", &[], Some(body)).await;
+                Some(("sign-in", expect(sent, hyper::StatusCode::CREATED)))
             }
-            Job::Trivial { base } => {
-                let sent = http.get(format!("{base}/")).send().await;
-                Some(("trivial handler", expect(sent, reqwest::StatusCode::OK).await))
+            Job::Trivial => {
+                let sent = http.send(Method::GET, "/", &[], None).await;
+                Some(("trivial handler", expect(sent, hyper::StatusCode::OK)))
             }
         }
     }
 }
 
-async fn expect(sent: Result<reqwest::Response, reqwest::Error>, status: reqwest::StatusCode) -> Result<(), String> {
-    let resp = sent.map_err(|e| format!("request failed: {e}"))?;
-    let got = resp.status();
-    // The body is read in full either way: a page is not served until it is.
-    let body = resp.bytes().await.map_err(|e| format!("reading the body failed: {e}"))?;
+/// The whole body has been read either way: a page is not served until it is.
+fn expect(sent: anyhow::Result<(hyper::StatusCode, bytes::Bytes)>, status: hyper::StatusCode) -> Result<(), String> {
+    let (got, body) = sent.map_err(|e| format!("request failed: {e:#}"))?;
     if got != status {
         let text = String::from_utf8_lossy(&body);
         return Err(format!("{got}: {}", text.chars().take(200).collect::<String>()));
@@ -104,6 +103,8 @@ async fn expect(sent: Result<reqwest::Response, reqwest::Error>, status: reqwest
 pub struct Measured {
     pub ok: u64,
     pub failed: u64,
+    /// Connections opened again because the server had closed the one in use.
+    pub reconnects: u64,
     pub first_failures: Vec<String>,
     /// Microseconds, successful requests only.
     pub latency: Histogram<u64>,
@@ -115,6 +116,7 @@ impl Measured {
         Measured {
             ok: 0,
             failed: 0,
+            reconnects: 0,
             first_failures: Vec::new(),
             latency: Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid histogram bounds"),
             window: Duration::ZERO,
@@ -143,6 +145,7 @@ impl Measured {
     fn merge(&mut self, other: &Measured) {
         self.ok += other.ok;
         self.failed += other.failed;
+        self.reconnects += other.reconnects;
         for f in &other.first_failures {
             if self.first_failures.len() < 5 {
                 self.first_failures.push(f.clone());
@@ -164,11 +167,12 @@ pub fn client(ca_pem: &[u8]) -> anyhow::Result<reqwest::Client> {
         .build()?)
 }
 
-/// Runs every job on its own client for `warmup` (not measured), then for `window`, and returns
-/// the measurements by kind. A job that runs out of work stops early; the window is then the time
+/// Runs every job on its own connection to `base` for `warmup` (not measured), then for
+/// `window`, and returns the measurements by kind. A job that runs out of work stops early; the window is then the time
 /// until the last job stopped, and `exhausted` says how many did.
 pub async fn drive(
     jobs: Vec<Job>,
+    base: &str,
     ca_pem: &[u8],
     warmup: Duration,
     window: Duration,
@@ -176,9 +180,10 @@ pub async fn drive(
     let start = Instant::now() + Duration::from_millis(200);
     let measure_from = start + warmup;
     let end = measure_from + window;
+    let tls = crate::connection::tls_config(ca_pem)?;
     let mut tasks = tokio::task::JoinSet::new();
     for mut job in jobs {
-        let http = client(ca_pem)?;
+        let mut http = Connection::new(base, tls.clone())?;
         tasks.spawn(async move {
             tokio::time::sleep_until(start.into()).await;
             let mut mine: BTreeMap<&'static str, Measured> = BTreeMap::new();
@@ -188,7 +193,8 @@ pub async fn drive(
                 if now >= end {
                     break;
                 }
-                let Some((kind, result)) = job.next(&http).await else {
+                let opened = http.opened();
+                let Some((kind, result)) = job.next(&mut http).await else {
                     stopped = Some(Instant::now());
                     break;
                 };
@@ -197,6 +203,9 @@ pub async fn drive(
                     continue;
                 }
                 let m = mine.entry(kind).or_insert_with(Measured::new);
+                if opened > 0 && http.opened() > opened {
+                    m.reconnects += 1;
+                }
                 match result {
                     Ok(()) => {
                         m.ok += 1;

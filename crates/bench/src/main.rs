@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod baseline;
+mod connection;
 mod dataset;
 mod load;
 mod report;

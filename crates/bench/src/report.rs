@@ -183,17 +183,18 @@ impl Report {
             self.warmup_s,
             self.cores
         );
-        let _ = writeln!(md, "| measured | requests/s | p50 ms | p99 ms | max ms | failed |");
-        let _ = writeln!(md, "|---|---|---|---|---|---|");
+        let _ = writeln!(md, "| measured | requests/s | p50 ms | p99 ms | max ms | failed | reconnects |");
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|");
         let mut row = |name: &str, m: &Measured| {
             let _ = writeln!(
                 md,
-                "| {name} | {:.0} | {:.1} | {:.1} | {:.1} | {} |",
+                "| {name} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} |",
                 m.per_second(),
                 m.ms(0.5),
                 m.ms(0.99),
                 m.ms(1.0),
-                m.failed
+                m.failed,
+                m.reconnects
             );
         };
         if let Some(m) = &self.raw_commits {
@@ -241,7 +242,7 @@ impl Report {
     pub fn json(&self) -> Value {
         let m = |m: &Measured| {
             json!({"per_second": m.per_second(), "p50_ms": m.ms(0.5), "p99_ms": m.ms(0.99), "max_ms": m.ms(1.0),
-                   "ok": m.ok, "failed": m.failed, "window_s": m.window.as_secs_f64()})
+                   "ok": m.ok, "failed": m.failed, "reconnects": m.reconnects, "window_s": m.window.as_secs_f64()})
         };
         json!({
             "engine": self.engine_name(),

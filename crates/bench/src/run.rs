@@ -109,22 +109,20 @@ pub async fn run(opts: &RunOptions) -> anyhow::Result<Report> {
     let wanted = |s: Scenario| opts.scenarios.contains(&s);
     if wanted(Scenario::Orders) {
         eprintln!("==> scenario 1: order submission");
-        let order_jobs = sessions.order_jobs(&base, &plan.orders_alone, opts.clients);
-        let (measured, exhausted) = drive(order_jobs, &ca, opts.warmup, opts.window).await?;
+        let order_jobs = sessions.order_jobs(&plan.orders_alone, opts.clients);
+        let (measured, exhausted) = drive(order_jobs, &base, &ca, opts.warmup, opts.window).await?;
         report.add_scenario("order submission", measured, exhausted);
     }
     if wanted(Scenario::List) {
         eprintln!("==> scenario 2: repeat list (page and API)");
-        let list_jobs = sessions.repeat_list_jobs(&base, opts.clients);
-        let (measured, exhausted) = drive(list_jobs, &ca, opts.warmup, opts.window).await?;
+        let list_jobs = sessions.repeat_list_jobs(opts.clients);
+        let (measured, exhausted) = drive(list_jobs, &base, &ca, opts.warmup, opts.window).await?;
         report.add_scenario("repeat list", measured, exhausted);
     }
     if wanted(Scenario::Queue) {
         eprintln!("==> scenario 3: pharmacy queue page");
-        let queue_jobs = (0..opts.clients)
-            .map(|_| Job::Queue { base: base.clone(), cookie: sessions.pharmacist_cookie.clone() })
-            .collect();
-        let (measured, exhausted) = drive(queue_jobs, &ca, opts.warmup, opts.window).await?;
+        let queue_jobs = (0..opts.clients).map(|_| Job::Queue { cookie: sessions.pharmacist_cookie.clone() }).collect();
+        let (measured, exhausted) = drive(queue_jobs, &base, &ca, opts.warmup, opts.window).await?;
         report.add_scenario("queue page", measured, exhausted);
     }
     if wanted(Scenario::SignIn) {
@@ -149,13 +147,13 @@ async fn sign_ins_with_orders(
     ca: &[u8],
 ) -> anyhow::Result<()> {
     eprintln!("==> scenario 4: sign-ins while orders are submitted");
-    let mut jobs = sessions.order_jobs(base, &plan.orders_with_sign_ins, opts.clients);
+    let mut jobs = sessions.order_jobs(&plan.orders_with_sign_ins, opts.clients);
     let emails: Vec<String> = plan.sign_in_emails.clone();
     for c in 0..opts.sign_in_clients {
         let mine: Vec<String> = emails.iter().skip(c).step_by(opts.sign_in_clients.max(1)).cloned().collect();
-        jobs.push(Job::SignIn { base: base.to_string(), emails: mine, password: BENCH_PASSWORD.to_string(), next: 0 });
+        jobs.push(Job::SignIn { emails: mine, password: BENCH_PASSWORD.to_string(), next: 0 });
     }
-    let (measured, exhausted) = drive(jobs, ca, opts.warmup, opts.window).await?;
+    let (measured, exhausted) = drive(jobs, base, ca, opts.warmup, opts.window).await?;
     report.add_scenario("sign-in with orders", measured, exhausted);
     Ok(())
 }
@@ -331,7 +329,7 @@ struct Sessions {
 
 impl Sessions {
     /// The patients' orders dealt out to `clients` clients, a patient's orders to one client.
-    fn order_jobs(&self, base: &str, patients: &[PlannedPatient], clients: usize) -> Vec<Job> {
+    fn order_jobs(&self, patients: &[PlannedPatient], clients: usize) -> Vec<Job> {
         let mut per_client: Vec<Vec<PlannedOrder>> = vec![Vec::new(); clients];
         for (i, p) in patients.iter().enumerate() {
             let Some(bearer) = self.bearer.get(&p.patient) else { continue };
@@ -343,15 +341,14 @@ impl Sessions {
                 });
             }
         }
-        per_client.into_iter().map(|orders| Job::Order { base: base.to_string(), orders, next: 0 }).collect()
+        per_client.into_iter().map(|orders| Job::Order { orders, next: 0 }).collect()
     }
 
-    fn repeat_list_jobs(&self, base: &str, clients: usize) -> Vec<Job> {
+    fn repeat_list_jobs(&self, clients: usize) -> Vec<Job> {
         (0..clients)
             .filter_map(|c| {
                 let p = self.readers.get(c % self.readers.len().max(1))?;
                 Some(Job::RepeatList {
-                    base: base.to_string(),
                     patient: p.patient.to_string(),
                     cookie: cookie_header(self.cookie.get(&p.patient)?),
                     bearer: self.bearer.get(&p.patient)?.clone(),
