@@ -817,8 +817,6 @@ const ORDER_COLS: &str = "id, patient_id, pharmacy_id, practice_id, fulfilment, 
      stage, created_at, stage_entered_at, version";
 const ORDERS_KEYED: &str = "orders LEFT JOIN data_keys k ON k.key_owner = orders.patient_id";
 const ITEM_COLS: &str = "id, order_id, position, repeat_item_id, description, state, decision";
-const ITEMS_KEYED: &str = "order_items i JOIN orders o ON o.id = i.order_id \
-     LEFT JOIN data_keys k ON k.key_owner = o.patient_id";
 const TRANSITION_COLS: &str = "order_id, item_id, from_state, to_state, actor_user_id, actor_role, at, reason";
 const TRANSITIONS_KEYED: &str = "order_transitions t JOIN orders o ON o.id = t.order_id \
      LEFT JOIN data_keys k ON k.key_owner = o.patient_id";
@@ -1106,21 +1104,21 @@ fn order_from(c: &Crypt, row: &AnyRow) -> StoreResult<(Order, i64)> {
     Ok((order, col(row, "version")?))
 }
 
-fn item_from(c: &Crypt, row: &AnyRow) -> StoreResult<(OrderId, OrderItem)> {
+/// An item, sealed under its patient's data key (its order's key).
+fn item_from(key: &DataKey, row: &AnyRow) -> StoreResult<OrderItem> {
     let state: String = col(row, "state")?;
     let id: String = col(row, "id")?;
-    let key = row_key(&c.sealer, row, "an order item")?;
-    let decision = open_opt(&key, "order_items", "decision", &id, col::<Option<String>>(row, "decision")?.as_deref())?;
+    let decision = open_opt(key, "order_items", "decision", &id, col::<Option<String>>(row, "decision")?.as_deref())?;
     let decision =
         decision.map(|d| serde_json::from_str::<Decision>(&d).map_err(|e| corrupt("decision", e))).transpose()?;
     let item = OrderItem {
         id: id.parse().map_err(|e| corrupt("id", e))?,
         repeat_item_id: id_col(row, "repeat_item_id")?,
-        description: open(&key, "order_items", "description", &id, &col::<String>(row, "description")?)?,
+        description: open(key, "order_items", "description", &id, &col::<String>(row, "description")?)?,
         state: ItemState::parse(&state).map_err(|e| corrupt("state", e))?,
         decision,
     };
-    Ok((id_col(row, "order_id")?, item))
+    Ok(item)
 }
 
 /// A transition's reason is bound to its order (its own number is given by the database only
@@ -1535,13 +1533,22 @@ fn not_found(what: &str) -> StoreError {
 }
 
 /// Loads the items of the given orders, each list in its original order.
-async fn attach_items(conn: &mut AnyConnection, c: &Crypt, orders: &mut [Order]) -> StoreResult<()> {
+/// Reads the items of `orders`, whose rows (with [`KEY_COLS`]) are `rows`, in the same order.
+/// An item is sealed under its patient's data key, which its order's row already carries: the
+/// items are read alone, not joined again to their orders and keys (a queue page's items took
+/// six b-tree searches each so, and unwrapped the same key once per item).
+async fn attach_items(conn: &mut AnyConnection, c: &Crypt, orders: &mut [Order], rows: &[AnyRow]) -> StoreResult<()> {
+    let mut keys: HashMap<OrderId, DataKey> = HashMap::with_capacity(orders.len());
+    for (order, row) in orders.iter().zip(rows) {
+        if let Some(key) = opt_row_key(&c.sealer, row)? {
+            keys.insert(order.id, key);
+        }
+    }
     let mut by_order: HashMap<OrderId, Vec<OrderItem>> = HashMap::new();
     let ids: Vec<String> = orders.iter().map(|o| o.id.to_string()).collect();
     for chunk in ids.chunks(ID_CHUNK) {
         let sql = format!(
-            "SELECT i.id, i.order_id, i.position, i.repeat_item_id, i.description, i.state, i.decision, {KEY_COLS} \
-             FROM {ITEMS_KEYED} WHERE i.order_id IN ({}) ORDER BY i.order_id, i.position",
+            "SELECT {ITEM_COLS} FROM order_items WHERE order_id IN ({}) ORDER BY order_id, position",
             placeholders(1, chunk.len())
         );
         let mut q = sqlx::query(&sql);
@@ -1549,8 +1556,9 @@ async fn attach_items(conn: &mut AnyConnection, c: &Crypt, orders: &mut [Order])
             q = q.bind(id);
         }
         for row in q.fetch_all(&mut *conn).await.map_err(map_err)? {
-            let (order_id, item) = item_from(c, &row)?;
-            by_order.entry(order_id).or_default().push(item);
+            let order_id: OrderId = id_col(&row, "order_id")?;
+            let key = keys.get(&order_id).ok_or_else(|| StoreError::Corrupt("an order item has no data key".into()))?;
+            by_order.entry(order_id).or_default().push(item_from(key, &row)?);
         }
     }
     for order in orders.iter_mut() {
@@ -1597,7 +1605,7 @@ async fn append_audit_on(tx: &mut WriteTx, record: &AuditRecord) -> StoreResult<
 
 async fn orders_with_items(conn: &mut AnyConnection, c: &Crypt, rows: Vec<AnyRow>) -> StoreResult<Vec<Order>> {
     let mut orders = rows.iter().map(|r| order_from(c, r).map(|(o, _)| o)).collect::<StoreResult<Vec<_>>>()?;
-    attach_items(conn, c, &mut orders).await?;
+    attach_items(conn, c, &mut orders, &rows).await?;
     Ok(orders)
 }
 
@@ -2821,7 +2829,7 @@ impl Store for SqlStore {
         };
         let (order, version) = order_from(&self.crypt, &row)?;
         let mut orders = [order];
-        attach_items(&mut conn, &self.crypt, &mut orders).await?;
+        attach_items(&mut conn, &self.crypt, &mut orders, std::slice::from_ref(&row)).await?;
         let [order] = orders;
         Ok(Some(StoredOrder { order, version }))
     }
