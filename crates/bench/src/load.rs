@@ -18,7 +18,7 @@ pub enum Job {
     /// Places orders of three items, one patient after another.
     Order { orders: Vec<PlannedOrder>, next: usize },
     /// A patient's repeat list: the page, then the API call, in turn.
-    RepeatList { patient: String, cookie: String, bearer: String, page_next: bool },
+    RepeatList { patient: String, cookie: String, authorization: String, page_next: bool },
     /// The first page of the pharmacy queue.
     Queue { cookie: String },
     /// Signs in (password only: patients), one account after another.
@@ -27,11 +27,11 @@ pub enum Job {
     Trivial,
 }
 
-/// An order one patient can place now: three repeat lines due, and a bearer token.
+/// An order one patient can place now: three repeat lines due, and the `Authorization` header of its API session.
 #[derive(Clone)]
 pub struct PlannedOrder {
     pub patient: String,
-    pub bearer: String,
+    pub authorization: String,
     pub items: Vec<String>,
 }
 
@@ -46,26 +46,24 @@ impl Job {
                 let order = orders.get(*next)?;
                 *next += 1;
                 let body = json!({"items": order.items, "fulfilment": "collection"}).to_string().into_bytes();
-                let bearer = format!("Bearer {}", order.bearer);
                 let sent = http
                     .send(
                         Method::POST,
                         &format!("/api/v1/patients/{}/orders", order.patient),
-                        &[("authorization", &bearer)],
+                        &[("authorization", &order.authorization)],
                         Some(body),
                     )
                     .await;
                 Some(("order submission", expect(sent, hyper::StatusCode::CREATED)))
             }
-            Job::RepeatList { patient, cookie, bearer, page_next } => {
+            Job::RepeatList { patient, cookie, authorization, page_next } => {
                 *page_next = !*page_next;
                 if *page_next {
                     let sent = http.send(Method::GET, "/patient", &[("cookie", cookie)], None).await;
                     Some(("repeat list page", expect(sent, hyper::StatusCode::OK)))
                 } else {
-                    let bearer = format!("Bearer {bearer}");
                     let path = format!("/api/v1/patients/{patient}/repeat-items");
-                    let sent = http.send(Method::GET, &path, &[("authorization", &bearer)], None).await;
+                    let sent = http.send(Method::GET, &path, &[("authorization", authorization)], None).await;
                     Some(("repeat list API", expect(sent, hyper::StatusCode::OK)))
                 }
             }

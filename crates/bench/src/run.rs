@@ -297,6 +297,11 @@ impl Plan {
     }
 }
 
+/// Made once per client, not per request: the load client's own work is on the measured path.
+fn authorization_header(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
 fn cookie_header(token: &str) -> String {
     format!("{}={token}", repeatrx_web::session::SESSION_COOKIE)
 }
@@ -336,7 +341,7 @@ impl Sessions {
             for items in &p.orders {
                 per_client[i % clients].push(PlannedOrder {
                     patient: p.patient.to_string(),
-                    bearer: bearer.clone(),
+                    authorization: authorization_header(bearer),
                     items: items.clone(),
                 });
             }
@@ -351,7 +356,7 @@ impl Sessions {
                 Some(Job::RepeatList {
                     patient: p.patient.to_string(),
                     cookie: cookie_header(self.cookie.get(&p.patient)?),
-                    bearer: self.bearer.get(&p.patient)?.clone(),
+                    authorization: authorization_header(self.bearer.get(&p.patient)?),
                     page_next: c % 2 == 0,
                 })
             })
