@@ -57,12 +57,15 @@ pub struct Shape {
 impl Shape {
     pub fn named(name: &str) -> anyhow::Result<Shape> {
         Ok(match name {
+            // The smallest set the scenarios run on: a check that the whole benchmark works (its
+            // test), too small to measure anything by.
+            "tiny" => Shape { pharmacies: 2, patients: 1_200, history: 1_200 },
             "small" => Shape { pharmacies: 10, patients: 10_000, history: 100_000 },
             // Ten times small, with as many patients to a pharmacy as large has: a step towards
             // large that a session can generate (13 minutes on SQLite here).
             "medium" => Shape { pharmacies: 10, patients: 100_000, history: 1_000_000 },
             "large" => Shape { pharmacies: 100, patients: 1_000_000, history: 10_000_000 },
-            other => bail!("the data set size must be small, medium or large (got {other})"),
+            other => bail!("the data set size must be tiny, small, medium or large (got {other})"),
         })
     }
 
@@ -411,7 +414,11 @@ mod tests {
 
     #[test]
     fn history_and_open_orders_add_up() {
-        for shape in [Shape::named("small").unwrap(), Shape { pharmacies: 3, patients: 3_001, history: 7_777 }] {
+        for shape in [
+            Shape::named("tiny").unwrap(),
+            Shape::named("small").unwrap(),
+            Shape { pharmacies: 3, patients: 3_001, history: 7_777 },
+        ] {
             shape.validate().unwrap();
             let history: usize = (0..shape.patients).map(|n| history_of(shape, n)).sum();
             let open: usize = (0..shape.patients).map(|n| open_orders_of(shape, n)).sum();

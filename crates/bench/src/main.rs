@@ -39,6 +39,7 @@ enum Command {
         database_url: String,
         #[arg(long)]
         key_file: PathBuf,
+        /// tiny: 2 pharmacies, 1,200 patients (a check that the benchmark runs, not a measurement);
         /// small: 10 pharmacies, 10,000 patients, 100,000 finished orders; medium: 10 pharmacies,
         /// 100,000 patients, 1,000,000 finished orders; large: 100 pharmacies, 1,000,000 patients,
         /// 10,000,000 finished orders.

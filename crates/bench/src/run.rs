@@ -247,7 +247,7 @@ impl Plan {
             }
         }
         let mut readers = Vec::new();
-        for n in candidates.iter().skip(half - 64).take(64) {
+        for n in candidates.iter().skip(half.saturating_sub(64)).take(64) {
             readers.push(planned_patient(store, *n).await?);
         }
         let sign_in_emails = candidates.iter().rev().take(1000).map(|n| patient_email(*n)).collect();

@@ -1,0 +1,99 @@
+//! The benchmark from end to end, as BENCHMARKS.md tells people to run it: `generate` a data set,
+//! then `run` every baseline and scenario against the real `repeatrx serve` built beside this
+//! binary, on both engines. The set is the tiny one and the windows a second long: this proves
+//! that the benchmark works (every scenario's requests succeed, nothing is left unmeasured), not
+//! how fast anything is.
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+fn bench(args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_repeatrx-bench")).args(args).output().expect("repeatrx-bench starts");
+    assert!(
+        out.status.success(),
+        "repeatrx-bench {} failed ({}):\n{}\n{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Generates the tiny set at `url`, runs everything on it, and checks the JSON report.
+fn generate_and_run(url: &str, dir: &Path, engine: &str) {
+    let keys = dir.join("bench.keys").display().to_string();
+    let work = dir.join("run").display().to_string();
+    let report = dir.join("report.md");
+    bench(&["generate", "--database-url", url, "--key-file", &keys, "--size", "tiny"]);
+    bench(&[
+        "run",
+        "--database-url",
+        url,
+        "--key-file",
+        &keys,
+        "--work-dir",
+        &work,
+        "--clients",
+        "4",
+        "--sign-in-clients",
+        "2",
+        "--warmup-seconds",
+        "1",
+        "--seconds",
+        "2",
+        "--report",
+        &report.display().to_string(),
+    ]);
+
+    let markdown = std::fs::read_to_string(&report).expect("the Markdown report");
+    assert!(
+        markdown.contains("1200 patients") && markdown.contains("| queue page"),
+        "the Markdown report:\n{markdown}"
+    );
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(report.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(json["engine"], engine);
+    assert_eq!(json["patients"], 1_200);
+    for baseline in ["raw_commits", "trivial"] {
+        assert!(json[baseline]["ok"].as_u64().unwrap() > 0, "{baseline} measured nothing: {json:#}");
+        assert_eq!(json[baseline]["failed"], 0, "{baseline}: {json:#}");
+    }
+    assert!(json["argon2_all_cores"].as_f64().unwrap() > 0.0, "{json:#}");
+    assert!(json["server_rss_peak_kib"].as_u64().unwrap() > 0, "the server's memory was not read: {json:#}");
+
+    let scenarios: Vec<&str> =
+        json["scenarios"].as_array().unwrap().iter().map(|s| s["scenario"].as_str().unwrap()).collect();
+    assert_eq!(scenarios, ["order submission", "repeat list", "queue page", "sign-in with orders"]);
+    for scenario in json["scenarios"].as_array().unwrap() {
+        let kinds = scenario["kinds"].as_object().unwrap();
+        assert!(!kinds.is_empty(), "{scenario:#}");
+        for (kind, m) in kinds {
+            assert!(
+                m["ok"].as_u64().unwrap() > 0,
+                "{} / {kind}: no request succeeded: {scenario:#}",
+                scenario["scenario"]
+            );
+            assert_eq!(m["failed"], 0, "{} / {kind}: requests failed: {scenario:#}", scenario["scenario"]);
+            assert_eq!(
+                m["reconnects"], 0,
+                "{} / {kind}: the server closed keep-alive connections",
+                scenario["scenario"]
+            );
+        }
+    }
+    assert!(!json["verdicts"].as_array().unwrap().is_empty(), "the report judges the targets: {json:#}");
+}
+
+#[test]
+fn the_benchmark_generates_and_runs_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("tiny.db").display());
+    generate_and_run(&url, dir.path(), "SQLite");
+}
+
+#[test]
+fn the_benchmark_generates_and_runs_on_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let url = runtime.block_on(repeatrx_store::testdb::fresh_postgres_database()).unwrap();
+    generate_and_run(&url, dir.path(), "PostgreSQL");
+}
