@@ -136,28 +136,39 @@ impl SqlStore {
             Ok(tx) => tx,
             Err(e) => return all(e),
         };
-        let mut outcomes = Vec::with_capacity(group.len());
-        // The open-stage counts change once for the group's written orders, not once per order.
-        let mut counted: HashMap<(PharmacyId, OrderStage), i64> = HashMap::new();
-        for write in group {
-            let mut savepoint = match sqlx::Acquire::begin(&mut *tx).await.map_err(map_err) {
-                Ok(sp) => sp,
+        // All of them together first (a few statements for the group instead of six per order).
+        // Should that fail, it is undone and each is written alone, so that an order that cannot
+        // be stored is refused without taking the others with it.
+        let together =
+            match self.write_in_savepoint(&mut tx, async |conn, c| insert_order_group_on(conn, c, group).await).await {
+                Ok(outcome) => outcome,
                 Err(e) => return all(e),
             };
-            match insert_order_on(&mut savepoint, &self.crypt, &write.order, &write.transitions, &write.emails).await {
-                Ok(()) => match savepoint.commit().await.map_err(map_err) {
-                    Ok(()) => {
-                        *counted.entry((write.order.pharmacy_id, write.order.stage)).or_default() += 1;
-                        outcomes.push(Ok(()))
+        let outcomes = match together {
+            Ok(()) => group.iter().map(|_| Ok(())).collect(),
+            Err(e) if group.len() == 1 => vec![Err(e)],
+            Err(_) => {
+                let mut outcomes = Vec::with_capacity(group.len());
+                for write in group {
+                    let (order, transitions, emails) = (&write.order, &write.transitions, &write.emails);
+                    match self
+                        .write_in_savepoint(&mut tx, async |conn, c| {
+                            insert_order_on(conn, c, order, transitions, emails).await
+                        })
+                        .await
+                    {
+                        Ok(outcome) => outcomes.push(outcome),
+                        Err(e) => return all(e),
                     }
-                    Err(e) => return all(e),
-                },
-                Err(e) => {
-                    if let Err(undo) = savepoint.rollback().await.map_err(map_err) {
-                        return all(undo);
-                    }
-                    outcomes.push(Err(e));
                 }
+                outcomes
+            }
+        };
+        // The open-stage counts change once for the group's written orders, not once per order.
+        let mut counted: HashMap<(PharmacyId, OrderStage), i64> = HashMap::new();
+        for (write, outcome) in group.iter().zip(&outcomes) {
+            if outcome.is_ok() {
+                *counted.entry((write.order.pharmacy_id, write.order.stage)).or_default() += 1;
             }
         }
         for ((pharmacy, stage), n) in counted {
@@ -169,6 +180,20 @@ impl SqlStore {
             return all(e);
         }
         outcomes
+    }
+
+    /// Runs `write` inside a savepoint of `tx`: kept if it succeeds, undone if it fails. The
+    /// outer error is a savepoint that could not be made, kept or undone (the transaction is then
+    /// lost); the inner one is what `write` returned.
+    async fn write_in_savepoint<F>(&self, tx: &mut WriteTx, write: F) -> StoreResult<StoreResult<()>>
+    where
+        F: AsyncFnOnce(&mut AnyConnection, &Crypt) -> StoreResult<()>,
+    {
+        let mut savepoint = sqlx::Acquire::begin(&mut **tx).await.map_err(map_err)?;
+        match write(&mut savepoint, &self.crypt).await {
+            Ok(()) => savepoint.commit().await.map_err(map_err).map(Ok),
+            Err(e) => savepoint.rollback().await.map_err(map_err).map(|()| Err(e)),
+        }
     }
 }
 
@@ -1372,62 +1397,117 @@ async fn insert_order_on(
     emails: &[OutgoingEmail],
 ) -> StoreResult<()> {
     let key = data_key_on(conn, &c.sealer, &order.patient_id.to_string()).await?;
-    insert_order_keyed_on(conn, c, &key, order, transitions, emails).await
+    insert_orders_keyed_on(conn, c, &[OrderRows { key: &key, order, transitions, emails }]).await
 }
 
-/// [`insert_order_on`] with the patient's data key already at hand. Leaves the open-stage
-/// counts to its caller (a group commit adds up its orders' first).
-async fn insert_order_keyed_on(
+/// A group's new orders, each with its patient's data key read in one statement for them all.
+async fn insert_order_group_on(conn: &mut AnyConnection, c: &Crypt, group: &[NewOrderWrite]) -> StoreResult<()> {
+    let mut owners: Vec<String> = group.iter().map(|w| w.order.patient_id.to_string()).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    let keys = data_keys_on(conn, &c.sealer, &owners).await?;
+    let rows = group
+        .iter()
+        .map(|w| {
+            let owner = w.order.patient_id.to_string();
+            let key =
+                keys.get(&owner).ok_or_else(|| StoreError::Corrupt(format!("there is no data key for {owner}")))?;
+            Ok(OrderRows { key, order: &w.order, transitions: &w.transitions, emails: &w.emails })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    insert_orders_keyed_on(conn, c, &rows).await
+}
+
+/// The data keys stored for these owners, unwrapped (an owner without one is left out).
+async fn data_keys_on(
     conn: &mut AnyConnection,
-    c: &Crypt,
-    key: &DataKey,
-    order: &Order,
-    transitions: &[Transition],
-    emails: &[OutgoingEmail],
-) -> StoreResult<()> {
-    let id = order.id.to_string();
-    sqlx::query(&format!(
-        "INSERT INTO orders ({ORDER_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1)"
-    ))
-    .bind(&id)
-    .bind(order.patient_id.to_string())
-    .bind(order.pharmacy_id.to_string())
-    .bind(order.practice_id.to_string())
-    .bind(order.fulfilment.as_str())
-    .bind(seal_opt(key, "orders", "note", &id, order.note.as_deref()))
-    .bind(order.placed_by.to_string())
-    .bind(flag(order.on_behalf))
-    .bind(flag(order.accepted))
-    .bind(order.stage.as_str())
-    .bind(us(order.created_at))
-    .bind(us(order.stage_entered_at))
-    .execute(&mut *conn)
-    .await
-    .map_err(map_err)?;
-    // One statement for many rows: each statement is a round trip to the driver's thread.
-    let mut position = 0_i64;
-    for chunk in order.items.chunks(ROWS_PER_INSERT) {
+    sealer: &Sealer,
+    owners: &[String],
+) -> StoreResult<HashMap<String, DataKey>> {
+    let mut keys = HashMap::with_capacity(owners.len());
+    for chunk in owners.chunks(ID_CHUNK) {
+        let sql = format!(
+            "SELECT key_owner, key_master, key_wrapped FROM data_keys WHERE key_owner IN ({})",
+            placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for owner in chunk {
+            query = query.bind(owner.as_str());
+        }
+        for row in query.fetch_all(&mut *conn).await.map_err(map_err)? {
+            if let Some(key) = opt_row_key(sealer, &row)? {
+                keys.insert(col::<String>(&row, "key_owner")?, key);
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// A new order, what is written with it, and its patient's data key.
+struct OrderRows<'a> {
+    key: &'a DataKey,
+    order: &'a Order,
+    transitions: &'a [Transition],
+    emails: &'a [OutgoingEmail],
+}
+
+/// New orders with their items, transitions and emails, in one multi-row statement per table
+/// (per [`ROWS_PER_INSERT`] rows) for all of them: each statement is a round trip to the driver's
+/// thread (SQLite) or the server (PostgreSQL), and a group commit writes up to [`ORDER_GROUP`]
+/// orders. Leaves the open-stage counts to its caller (a group commit adds up its orders' first).
+async fn insert_orders_keyed_on(conn: &mut AnyConnection, c: &Crypt, orders: &[OrderRows<'_>]) -> StoreResult<()> {
+    for chunk in orders.chunks(ROWS_PER_INSERT) {
+        let sql = format!("INSERT INTO orders ({ORDER_COLS}) VALUES {}", value_rows(13, chunk.len()));
+        let mut insert = sqlx::query(&sql);
+        for OrderRows { key, order, .. } in chunk {
+            let id = order.id.to_string();
+            let note = seal_opt(key, "orders", "note", &id, order.note.as_deref());
+            insert = insert
+                .bind(id)
+                .bind(order.patient_id.to_string())
+                .bind(order.pharmacy_id.to_string())
+                .bind(order.practice_id.to_string())
+                .bind(order.fulfilment.as_str())
+                .bind(note)
+                .bind(order.placed_by.to_string())
+                .bind(flag(order.on_behalf))
+                .bind(flag(order.accepted))
+                .bind(order.stage.as_str())
+                .bind(us(order.created_at))
+                .bind(us(order.stage_entered_at))
+                .bind(1_i64);
+        }
+        insert.execute(&mut *conn).await.map_err(map_err)?;
+    }
+    let items: Vec<(&DataKey, &Order, i64, &OrderItem)> = orders
+        .iter()
+        .flat_map(|o| o.order.items.iter().zip(0_i64..).map(move |(item, position)| (o.key, o.order, position, item)))
+        .collect();
+    for chunk in items.chunks(ROWS_PER_INSERT) {
         let sql = format!("INSERT INTO order_items ({ITEM_COLS}) VALUES {}", value_rows(7, chunk.len()));
         let mut insert = sqlx::query(&sql);
-        for item in chunk {
+        for (key, order, position, item) in chunk {
             let item_id = item.id.to_string();
             let description = seal(key, "order_items", "description", &item_id, &item.description);
             let decision =
                 seal_opt(key, "order_items", "decision", &item_id, decision_json(&item.decision)?.as_deref());
             insert = insert
                 .bind(item_id)
-                .bind(id.clone())
-                .bind(position)
+                .bind(order.id.to_string())
+                .bind(*position)
                 .bind(item.repeat_item_id.to_string())
                 .bind(description)
                 .bind(item.state.as_str())
                 .bind(decision);
-            position += 1;
         }
         insert.execute(&mut *conn).await.map_err(map_err)?;
     }
-    insert_transitions_on(conn, key, transitions).await?;
-    insert_emails_on(conn, c, emails).await?;
+    let transitions: Vec<(&DataKey, &Transition)> =
+        orders.iter().flat_map(|o| o.transitions.iter().map(move |t| (o.key, t))).collect();
+    insert_transitions_on(conn, &transitions).await?;
+    for o in orders {
+        insert_emails_on(conn, c, o.emails).await?;
+    }
     Ok(())
 }
 
@@ -1455,8 +1535,8 @@ async fn adjust_open_count_on(
     Ok(())
 }
 
-/// Transitions of one order, whose patient's key is `key`.
-async fn insert_transitions_on(conn: &mut AnyConnection, key: &DataKey, transitions: &[Transition]) -> StoreResult<()> {
+/// Transitions, each with its order's patient's data key.
+async fn insert_transitions_on(conn: &mut AnyConnection, transitions: &[(&DataKey, &Transition)]) -> StoreResult<()> {
     for chunk in transitions.chunks(ROWS_PER_INSERT) {
         let sql = format!(
             "INSERT INTO order_transitions (order_id, item_id, from_state, to_state, actor_user_id, actor_role, at, \
@@ -1464,7 +1544,7 @@ async fn insert_transitions_on(conn: &mut AnyConnection, key: &DataKey, transiti
             value_rows(8, chunk.len())
         );
         let mut insert = sqlx::query(&sql);
-        for t in chunk {
+        for (key, t) in chunk {
             let order = t.order_id.to_string();
             let reason = seal_opt(key, "order_transitions", "reason", &order, t.reason.as_deref());
             insert = insert
@@ -1722,7 +1802,7 @@ impl BulkLoad {
     pub async fn order(&mut self, order: &Order, transitions: &[Transition]) -> StoreResult<()> {
         let (crypt, key) = (self.store.crypt.clone(), self.key_of(order.patient_id).await?);
         let conn = self.tx().await?;
-        insert_order_keyed_on(conn, &crypt, &key, order, transitions, &[]).await?;
+        insert_orders_keyed_on(conn, &crypt, &[OrderRows { key: &key, order, transitions, emails: &[] }]).await?;
         adjust_open_count_on(conn, &order.pharmacy_id.to_string(), order.stage, 1).await?;
         self.written().await
     }
@@ -2898,7 +2978,8 @@ impl Store for SqlStore {
                 return Err(not_found("an item of the order"));
             }
         }
-        insert_transitions_on(&mut tx, &key, transitions).await?;
+        let keyed: Vec<(&DataKey, &Transition)> = transitions.iter().map(|t| (&key, t)).collect();
+        insert_transitions_on(&mut tx, &keyed).await?;
         for item in repeat_items {
             if item.patient_id != order.patient_id {
                 return Err(StoreError::Database(
