@@ -140,6 +140,10 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             report,
             scenarios,
         } => {
+            // The server's configuration names these files, and it reads paths from its own
+            // folder: relative ones would point elsewhere.
+            let key_file = std::path::absolute(&key_file).context("the key file's path")?;
+            let work_dir = std::path::absolute(&work_dir).context("the work folder's path")?;
             let opts = run::RunOptions {
                 database_url,
                 key_file,

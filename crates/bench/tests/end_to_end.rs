@@ -7,8 +7,12 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 
-fn bench(args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_repeatrx-bench")).args(args).output().expect("repeatrx-bench starts");
+fn bench(dir: &Path, args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_repeatrx-bench"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("repeatrx-bench starts");
     assert!(
         out.status.success(),
         "repeatrx-bench {} failed ({}):\n{}\n{}",
@@ -19,31 +23,34 @@ fn bench(args: &[&str]) {
     );
 }
 
-/// Generates the tiny set at `url`, runs everything on it, and checks the JSON report.
+/// Generates the tiny set at `url`, runs everything on it from `dir` (the key file, work folder
+/// and report given relative to it, as a person at a prompt would), and checks the JSON report.
 fn generate_and_run(url: &str, dir: &Path, engine: &str) {
-    let keys = dir.join("bench.keys").display().to_string();
-    let work = dir.join("run").display().to_string();
+    let (keys, work) = ("bench.keys", "run");
+    bench(dir, &["generate", "--database-url", url, "--key-file", keys, "--size", "tiny"]);
+    bench(
+        dir,
+        &[
+            "run",
+            "--database-url",
+            url,
+            "--key-file",
+            keys,
+            "--work-dir",
+            work,
+            "--clients",
+            "4",
+            "--sign-in-clients",
+            "2",
+            "--warmup-seconds",
+            "1",
+            "--seconds",
+            "2",
+            "--report",
+            "report.md",
+        ],
+    );
     let report = dir.join("report.md");
-    bench(&["generate", "--database-url", url, "--key-file", &keys, "--size", "tiny"]);
-    bench(&[
-        "run",
-        "--database-url",
-        url,
-        "--key-file",
-        &keys,
-        "--work-dir",
-        &work,
-        "--clients",
-        "4",
-        "--sign-in-clients",
-        "2",
-        "--warmup-seconds",
-        "1",
-        "--seconds",
-        "2",
-        "--report",
-        &report.display().to_string(),
-    ]);
 
     let markdown = std::fs::read_to_string(&report).expect("the Markdown report");
     assert!(
@@ -86,8 +93,7 @@ fn generate_and_run(url: &str, dir: &Path, engine: &str) {
 #[test]
 fn the_benchmark_generates_and_runs_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("tiny.db").display());
-    generate_and_run(&url, dir.path(), "SQLite");
+    generate_and_run("sqlite://tiny.db", dir.path(), "SQLite");
 }
 
 #[test]
