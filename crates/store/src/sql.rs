@@ -44,7 +44,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a caller waits for a free pooled connection before the store reports `Unavailable`.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CONNECTIONS: u32 = 8;
-/// Ids bound per `IN (...)` list when loading order items in bulk.
+/// Ids bound per `IN (...)` list ([`fetch_in`]).
 const ID_CHUNK: usize = 500;
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -800,6 +800,25 @@ fn placeholders(from: usize, n: usize) -> String {
     (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
+/// The rows of `select(list)` for `ids`, where `list` is the `$1, $2, ...` to put in its
+/// `IN (...)`: [`ID_CHUNK`] ids to a statement, well under both engines' limits on bound values.
+async fn fetch_in(
+    conn: &mut AnyConnection,
+    ids: &[String],
+    select: impl Fn(&str) -> String,
+) -> StoreResult<Vec<AnyRow>> {
+    let mut rows = Vec::new();
+    for chunk in ids.chunks(ID_CHUNK) {
+        let sql = select(&placeholders(1, chunk.len()));
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(id.as_str());
+        }
+        rows.extend(query.fetch_all(&mut *conn).await.map_err(map_err)?);
+    }
+    Ok(rows)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Row mapping
 // ---------------------------------------------------------------------------------------------
@@ -1425,19 +1444,11 @@ async fn data_keys_on(
     owners: &[String],
 ) -> StoreResult<HashMap<String, DataKey>> {
     let mut keys = HashMap::with_capacity(owners.len());
-    for chunk in owners.chunks(ID_CHUNK) {
-        let sql = format!(
-            "SELECT key_owner, key_master, key_wrapped FROM data_keys WHERE key_owner IN ({})",
-            placeholders(1, chunk.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for owner in chunk {
-            query = query.bind(owner.as_str());
-        }
-        for row in query.fetch_all(&mut *conn).await.map_err(map_err)? {
-            if let Some(key) = opt_row_key(sealer, &row)? {
-                keys.insert(col::<String>(&row, "key_owner")?, key);
-            }
+    let select =
+        |list: &str| format!("SELECT key_owner, key_master, key_wrapped FROM data_keys WHERE key_owner IN ({list})");
+    for row in fetch_in(conn, owners, select).await? {
+        if let Some(key) = opt_row_key(sealer, &row)? {
+            keys.insert(col::<String>(&row, "key_owner")?, key);
         }
     }
     Ok(keys)
@@ -1626,20 +1637,14 @@ async fn attach_items(conn: &mut AnyConnection, c: &Crypt, orders: &mut [Order],
     }
     let mut by_order: HashMap<OrderId, Vec<OrderItem>> = HashMap::new();
     let ids: Vec<String> = orders.iter().map(|o| o.id.to_string()).collect();
-    for chunk in ids.chunks(ID_CHUNK) {
-        let sql = format!(
-            "SELECT {ITEM_COLS} FROM order_items WHERE order_id IN ({}) ORDER BY order_id, position",
-            placeholders(1, chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(id);
-        }
-        for row in q.fetch_all(&mut *conn).await.map_err(map_err)? {
-            let order_id: OrderId = id_col(&row, "order_id")?;
-            let key = keys.get(&order_id).ok_or_else(|| StoreError::Corrupt("an order item has no data key".into()))?;
-            by_order.entry(order_id).or_default().push(item_from(key, &row)?);
-        }
+    // Each order's items come in one slice, so `position` orders them.
+    let select = |list: &str| {
+        format!("SELECT {ITEM_COLS} FROM order_items WHERE order_id IN ({list}) ORDER BY order_id, position")
+    };
+    for row in fetch_in(conn, &ids, select).await? {
+        let order_id: OrderId = id_col(&row, "order_id")?;
+        let key = keys.get(&order_id).ok_or_else(|| StoreError::Corrupt("an order item has no data key".into()))?;
+        by_order.entry(order_id).or_default().push(item_from(key, &row)?);
     }
     for order in orders.iter_mut() {
         order.items = by_order.remove(&order.id).unwrap_or_default();
@@ -2771,21 +2776,10 @@ impl Store for SqlStore {
     }
 
     async fn patients(&self, ids: &[PatientId]) -> StoreResult<Vec<Patient>> {
-        let mut found = Vec::with_capacity(ids.len());
-        // In slices, well under SQLite's and PostgreSQL's limits on a statement's parameters.
-        for slice in ids.chunks(500) {
-            let sql =
-                format!("SELECT {PATIENT_COLS} FROM {PATIENTS_KEYED} WHERE id IN ({})", placeholders(1, slice.len()));
-            let mut q = sqlx::query(&sql);
-            for id in slice {
-                q = q.bind(id.to_string());
-            }
-            let rows = q.fetch_all(&self.pool).await.map_err(map_err)?;
-            for row in &rows {
-                found.push(patient_from(&self.crypt, row)?);
-            }
-        }
-        Ok(found)
+        let ids: Vec<String> = ids.iter().map(PatientId::to_string).collect();
+        let select = |list: &str| format!("SELECT {PATIENT_COLS} FROM {PATIENTS_KEYED} WHERE id IN ({list})");
+        let rows = fetch_in(&mut *self.conn().await?, &ids, select).await?;
+        rows.iter().map(|row| patient_from(&self.crypt, row)).collect()
     }
 
     async fn search_patients(
