@@ -1,6 +1,8 @@
 //! The data generator: a realistic data set written through the store's own statements and
 //! sealing (so every patient value is encrypted under its own data key, as in production), many
-//! records to a transaction.
+//! records to a transaction. Ids are random, as the service's are, but handed out in ascending
+//! order ([`ascending_id`]), so the indexes are built by appending, as a rebuilt database's are:
+//! with ids at random the 1,000,000-patient set took hours to write.
 //!
 //! Shape: `pharmacies` pharmacies, each with a practice, a manager, a pharmacist and a
 //! prescriber; `patients` patients spread evenly over them, each with a sign-in account and
@@ -25,7 +27,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use repeatrx_app::demo::{terms, COMMON, FAMILY, GIVEN, STREETS};
 use repeatrx_domain::access::Role;
-use repeatrx_domain::ids::{PatientId, PharmacyId, PracticeId, UserId};
+use repeatrx_domain::ids::{OrderId, OrderItemId, PatientId, PharmacyId, PracticeId, RepeatItemId, UserId};
 use repeatrx_domain::order::{Decision, ItemEvent, NewOrder, Order, Transition};
 use repeatrx_domain::patient::{DateOfBirth, Fulfilment, NhsNumber, Patient};
 use repeatrx_domain::repeat::RepeatItem;
@@ -34,6 +36,7 @@ use repeatrx_store::sql::SqlStore;
 use repeatrx_store::{Pharmacy, Practice, Store, UserAccount};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use uuid::Uuid;
 
 /// Every generated account's password.
 pub const BENCH_PASSWORD: &str = "bench-password-2026";
@@ -263,7 +266,7 @@ async fn write_patient(
     let given = GIVEN[rng.gen_range(0..GIVEN.len())];
     let family = FAMILY[rng.gen_range(0..FAMILY.len())];
     let patient = Patient {
-        id: PatientId::new(),
+        id: PatientId::from_uuid(ascending_id(rng, n, shape.patients)),
         pharmacy_id: pharmacy,
         practice_id: practice,
         given_name: PersonName::parse("given_name", given)?,
@@ -281,7 +284,7 @@ async fn write_patient(
         )),
     };
     let account = UserAccount {
-        id: UserId::new(),
+        id: UserId::from_uuid(ascending_id(rng, n, shape.patients)),
         email: Email::parse(&patient_email(n))?,
         display_name: patient.full_name(),
         role: Role::Patient,
@@ -292,37 +295,74 @@ async fn write_patient(
         active: true,
         created_at: now,
     };
-    load.patient(&patient, Some(&account)).await?;
     let finished = history_of(shape, n);
     let open = open_orders_of(shape, n);
     let mut lines = Vec::with_capacity(LINES_PER_PATIENT);
     for k in 0..LINES_PER_PATIENT {
         let query = COMMON[(n + k * 5) % COMMON.len()];
         let mut line = RepeatItem::new(patient.id, terms(query, 28, 13, 300, today)?);
+        line.id =
+            RepeatItemId::from_uuid(ascending_id(rng, n * LINES_PER_PATIENT + k, shape.patients * LINES_PER_PATIENT));
         let issued_days_ago = if k < DUE_LINES { 25 } else { 10 };
         line.record_issue(today.saturating_sub(issued_days_ago.days()))?;
-        load.repeat_item(&line).await?;
-        if let Some(due) = line.next_due.filter(|_| k < DUE_LINES) {
-            load.reminded(line.id, due).await?;
-        }
-        lines.push(line);
+        let reminded = line.next_due.filter(|_| k < DUE_LINES);
+        lines.push((line, reminded));
     }
+    load.patient(&patient, Some(&account), &lines).await?;
     let who = |user: UserId, role: Role, at: Timestamp| repeatrx_domain::order::By { user, role, at };
     let staff = (orgs.pharmacists[p], orgs.prescribers[p]);
+    let orders_each = history_of(shape, 0) + DUE_LINES;
+    let mut order_slot = n * orders_each;
     for h in 0..finished {
-        let line = &lines[h % LINES_PER_PATIENT];
+        let line = &lines[h % LINES_PER_PATIENT].0;
         let issued_days_ago = if h % LINES_PER_PATIENT < DUE_LINES { 25 } else { 10 };
         let cycles_back = (h / LINES_PER_PATIENT) as i64;
         let placed = now - SignedDuration::from_hours(24 * (issued_days_ago + 28 * cycles_back) + 30);
-        let (order, transitions) = finished_order(&patient, line, account.id, staff, placed, who)?;
-        load.order(&order, &transitions).await?;
+        let (mut order, mut transitions) = finished_order(&patient, line, account.id, staff, placed, who)?;
+        renumber(&mut order, &mut transitions, rng, order_slot, shape.patients * orders_each);
+        load.order(order, transitions).await?;
+        order_slot += 1;
     }
-    for (k, line) in lines.iter().enumerate().take(open) {
+    for (k, (line, _)) in lines.iter().enumerate().take(open) {
         let placed = now - SignedDuration::from_mins(rng.gen_range(5..60 * 72));
-        let (order, transitions) = open_order(&patient, line, account.id, staff, placed, k, who)?;
-        load.order(&order, &transitions).await?;
+        let (mut order, mut transitions) = open_order(&patient, line, account.id, staff, placed, k, who)?;
+        renumber(&mut order, &mut transitions, rng, order_slot, shape.patients * orders_each);
+        load.order(order, transitions).await?;
+        order_slot += 1;
     }
     Ok((2 + LINES_PER_PATIENT + DUE_LINES + finished + open) as u64)
+}
+
+/// A random version-4 id from the `slot`-th of `slots` equal ranges of the first 48 bits (the
+/// other bits random as well). The generator gives each table's records ascending slots in the
+/// order it writes them, so every index keyed by an id (and each patient's, order's and line's
+/// records are keyed by the ids of their owners) grows at its end, as an index does when a
+/// database is rebuilt, instead of at random pages all over it. The ids are as random as the
+/// service's own (`Uuid::new_v4`), spread evenly over all ids.
+fn ascending_id(rng: &mut StdRng, slot: usize, slots: usize) -> Uuid {
+    let width = (1_u64 << 48) / (slots.max(1) as u64);
+    let top = (slot as u64).saturating_mul(width) + rng.gen_range(0..width.max(1));
+    let mut bytes: [u8; 16] = rng.gen();
+    bytes[..6].copy_from_slice(&top.to_be_bytes()[2..]);
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
+}
+
+/// Gives a generated order (and its items, and its transitions) ascending ids: the order's and
+/// its items' from `slot` of `slots`.
+fn renumber(order: &mut Order, transitions: &mut [Transition], rng: &mut StdRng, slot: usize, slots: usize) {
+    order.id = OrderId::from_uuid(ascending_id(rng, slot, slots));
+    let mut items = Vec::with_capacity(order.items.len());
+    for item in &mut order.items {
+        let new = OrderItemId::from_uuid(ascending_id(rng, slot, slots));
+        items.push((item.id, new));
+        item.id = new;
+    }
+    for t in transitions {
+        t.order_id = order.id;
+        if let Some((_, new)) = items.iter().find(|(old, _)| Some(*old) == t.item_id) {
+            t.item_id = Some(*new);
+        }
+    }
 }
 
 type ByOf = fn(UserId, Role, Timestamp) -> repeatrx_domain::order::By;
@@ -411,6 +451,44 @@ fn nhs(rng: &mut StdRng) -> NhsNumber {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ascending_ids_are_random_version_4_ids_in_slot_order() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let ids: Vec<Uuid> = (0..10_000).map(|slot| ascending_id(&mut rng, slot, 10_000)).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1] && w[0].to_string() < w[1].to_string()));
+        assert!(ids.iter().all(|id| id.get_version_num() == 4 && id.get_variant() == uuid::Variant::RFC4122));
+        assert_eq!((ids[0].as_u128() >> 120, ids[9_999].as_u128() >> 120), (0, 0xff), "spread over all ids");
+    }
+
+    #[test]
+    fn a_renumbered_order_and_its_transitions_agree() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let today = jiff::civil::date(2026, 12, 6);
+        let patient = Patient {
+            id: PatientId::new(),
+            pharmacy_id: PharmacyId::new(),
+            practice_id: PracticeId::new(),
+            given_name: PersonName::parse("given_name", "Ada").unwrap(),
+            family_name: PersonName::parse("family_name", "Lovelace").unwrap(),
+            date_of_birth: DateOfBirth::new(jiff::civil::date(1970, 1, 1), today).unwrap(),
+            nhs_number: nhs(&mut rng),
+            email: None,
+            phone: None,
+            address: None,
+        };
+        let line = RepeatItem::new(patient.id, terms(COMMON[0], 28, 13, 300, today).unwrap());
+        let who = |user: UserId, role: Role, at: Timestamp| repeatrx_domain::order::By { user, role, at };
+        let staff = (UserId::new(), UserId::new());
+        let (mut order, mut transitions) =
+            finished_order(&patient, &line, UserId::new(), staff, Timestamp::now(), who).unwrap();
+        let (old_order, old_item) = (order.id, order.items[0].id);
+        renumber(&mut order, &mut transitions, &mut rng, 3, 10);
+        assert!(order.id != old_order && order.items[0].id != old_item);
+        assert!(transitions.len() > 2 && transitions.iter().all(|t| t.order_id == order.id));
+        assert!(transitions.iter().all(|t| t.item_id.is_none() || t.item_id == Some(order.items[0].id)));
+        assert!(transitions.iter().any(|t| t.item_id.is_some()));
+    }
 
     #[test]
     fn history_and_open_orders_add_up() {

@@ -1376,36 +1376,72 @@ async fn insert_repeat_item_on(conn: &mut AnyConnection, c: &Crypt, item: &Repea
 
 /// [`insert_repeat_item_on`] with the patient's data key already at hand.
 async fn insert_repeat_item_keyed_on(conn: &mut AnyConnection, key: &DataKey, item: &RepeatItem) -> StoreResult<()> {
-    let t = &item.terms;
-    let id = item.id.to_string();
-    let sealed = |column: &str, plain: &str| seal(key, "repeat_items", column, &id, plain);
-    sqlx::query(
-        "INSERT INTO repeat_items (id, patient_id, medicine_code, drug_name, strength, form, quantity, directions, \
-         cycle_days, issues_authorised, review_date, schedule, issues_remaining, next_due, active, reminded_for, \
-         created_at, created_seq) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, NULL, $16, \
-         (SELECT COALESCE(MAX(created_seq), 0) + 1 FROM repeat_items WHERE patient_id = $2))",
-    )
-    .bind(&id)
-    .bind(item.patient_id.to_string())
-    .bind(t.medicine_code.as_deref().map(|m| sealed("medicine_code", m)))
-    .bind(sealed("drug_name", &t.drug_name))
-    .bind(sealed("strength", &t.strength))
-    .bind(sealed("form", &t.form))
-    .bind(i64::from(t.quantity))
-    .bind(sealed("directions", &t.directions))
-    .bind(t.cycle_days.get())
-    .bind(i64::from(t.issues_authorised))
-    .bind(t.review_date.to_string())
-    .bind(i64::from(t.schedule.number()))
-    .bind(i64::from(item.issues_remaining))
-    .bind(item.next_due.map(|d| d.to_string()))
-    .bind(flag(item.active))
+    sqlx::query(&format!(
+        "INSERT INTO repeat_items ({REPEAT_ITEM_WRITTEN_COLS}, reminded_for, created_at, created_seq) \
+         VALUES ({}, NULL, $16, (SELECT COALESCE(MAX(created_seq), 0) + 1 FROM repeat_items WHERE patient_id = $2))",
+        (1..=15).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+    ))
+    .bind_repeat_item(key, item)
     .bind(us(Timestamp::now()))
     .execute(&mut *conn)
     .await
     .map_err(map_err)?;
     Ok(())
+}
+
+/// A new patient's repeat lines, each with the due date it was last reminded of, in one
+/// multi-row statement (per [`ROWS_PER_INSERT`]): they are numbered 1, 2, ... in the order given,
+/// as the patient has no lines before them.
+async fn insert_new_patient_lines_on(
+    conn: &mut AnyConnection,
+    key: &DataKey,
+    lines: &[(RepeatItem, Option<Date>)],
+) -> StoreResult<()> {
+    let now = us(Timestamp::now());
+    for (chunk, first) in lines.chunks(ROWS_PER_INSERT).zip((1_i64..).step_by(ROWS_PER_INSERT)) {
+        let sql = format!(
+            "INSERT INTO repeat_items ({REPEAT_ITEM_WRITTEN_COLS}, reminded_for, created_at, created_seq) VALUES {}",
+            value_rows(18, chunk.len())
+        );
+        let mut insert = sqlx::query(&sql);
+        for ((line, reminded_for), seq) in chunk.iter().zip(first..) {
+            insert = insert.bind_repeat_item(key, line).bind(reminded_for.map(|d| d.to_string())).bind(now).bind(seq);
+        }
+        insert.execute(&mut *conn).await.map_err(map_err)?;
+    }
+    Ok(())
+}
+
+/// The columns [`BindRepeatItem`] binds, in its order.
+const REPEAT_ITEM_WRITTEN_COLS: &str = "id, patient_id, medicine_code, drug_name, strength, form, quantity, \
+     directions, cycle_days, issues_authorised, review_date, schedule, issues_remaining, next_due, active";
+
+/// Binds a new repeat line's [`REPEAT_ITEM_WRITTEN_COLS`], its terms sealed.
+trait BindRepeatItem<'q> {
+    fn bind_repeat_item(self, key: &DataKey, item: &RepeatItem) -> Self;
+}
+
+impl<'q> BindRepeatItem<'q> for AnyQuery<'q> {
+    fn bind_repeat_item(self, key: &DataKey, item: &RepeatItem) -> Self {
+        let t = &item.terms;
+        let id = item.id.to_string();
+        let sealed = |column: &str, plain: &str| seal(key, "repeat_items", column, &id, plain);
+        self.bind(id.clone())
+            .bind(item.patient_id.to_string())
+            .bind(t.medicine_code.as_deref().map(|m| sealed("medicine_code", m)))
+            .bind(sealed("drug_name", &t.drug_name))
+            .bind(sealed("strength", &t.strength))
+            .bind(sealed("form", &t.form))
+            .bind(i64::from(t.quantity))
+            .bind(sealed("directions", &t.directions))
+            .bind(t.cycle_days.get())
+            .bind(i64::from(t.issues_authorised))
+            .bind(t.review_date.to_string())
+            .bind(i64::from(t.schedule.number()))
+            .bind(i64::from(item.issues_remaining))
+            .bind(item.next_due.map(|d| d.to_string()))
+            .bind(flag(item.active))
+    }
 }
 
 async fn insert_order_on(
@@ -1765,51 +1801,96 @@ pub struct BulkLoad {
     /// The data key of the patient written last: a loader writes a patient's records together,
     /// and reading the key back for each of them was a quarter of a data set's statements.
     last_key: Option<(PatientId, DataKey)>,
+    /// Orders not written yet, each with its patient's key: written [`ORDERS_AT_ONCE`] at a time
+    /// (a few multi-row statements instead of three statements an order).
+    orders: Vec<(DataKey, Order, Vec<Transition>)>,
 }
+
+/// Orders a [`BulkLoad`] holds before writing them together.
+const ORDERS_AT_ONCE: usize = 256;
 
 impl SqlStore {
     /// A loader for a whole data set of new records (the benchmark's data generator): each
-    /// record is written exactly as `insert_patient`, `insert_repeat_item`, `insert_order` and
-    /// `insert_session` write it, but `batch` of them share a transaction, so a million
-    /// patients do not cost a million commits. On PostgreSQL the store's write lock is not
-    /// taken, so that loaders can run side by side: they must only insert records of their own
-    /// (no two loaders write the same patient), and open orders of different pharmacies (each
-    /// such order changes its pharmacy's row of `open_order_counts`, which stays locked until the
-    /// batch commits). On SQLite loaders take turns, as every writer does. Nothing is visible to others until [`BulkLoad::finish`] or a batch commits.
+    /// record is sealed and written as `insert_patient`, `insert_repeat_item`, `insert_order` and
+    /// `insert_session` write it, but `batch` of them share a transaction, so a million patients
+    /// do not cost a million commits, and orders and a patient's lines are written many rows to a
+    /// statement. On PostgreSQL the store's write lock is not taken, so that loaders can run side
+    /// by side: they must only insert records of their own (no two loaders write the same
+    /// patient), and open orders of different pharmacies (each such order changes its pharmacy's
+    /// row of `open_order_counts`, which stays locked until the batch commits). On SQLite loaders
+    /// take turns, as every writer does. Nothing is visible to others until
+    /// [`BulkLoad::finish`] or a batch commits.
     pub fn bulk_load(&self, batch: usize) -> BulkLoad {
-        BulkLoad { store: self.clone(), tx: None, in_tx: 0, batch: batch.max(1), page_cache_kib: None, last_key: None }
+        BulkLoad {
+            store: self.clone(),
+            tx: None,
+            in_tx: 0,
+            batch: batch.max(1),
+            page_cache_kib: None,
+            last_key: None,
+            orders: Vec::with_capacity(ORDERS_AT_ONCE),
+        }
     }
 }
 
 impl BulkLoad {
     /// On SQLite, gives the loading connection a page cache of `mib` MiB instead of SQLite's
-    /// 2 MiB: a data set's indexes are keyed by random ids, so each batch touches pages all over
-    /// them, and pages that do not stay cached are read back from the file and written to the
-    /// log again at every commit. (PostgreSQL's cache is its server's `shared_buffers`.)
+    /// 2 MiB: pages that do not stay cached are read back from the file and written to the log
+    /// again at every commit. (PostgreSQL's cache is its server's `shared_buffers`.)
     pub fn with_page_cache(mut self, mib: u64) -> BulkLoad {
         self.page_cache_kib = Some(mib.saturating_mul(1024));
         self
     }
 
-    pub async fn patient(&mut self, patient: &Patient, account: Option<&UserAccount>) -> StoreResult<()> {
+    /// A new patient, their sign-in account, and their repeat lines, each with the due date whose
+    /// reminder was last sent (as `record_reminder` records it, without an email). The lines are
+    /// numbered in the order given.
+    pub async fn patient(
+        &mut self,
+        patient: &Patient,
+        account: Option<&UserAccount>,
+        lines: &[(RepeatItem, Option<Date>)],
+    ) -> StoreResult<()> {
+        if let Some((line, _)) = lines.iter().find(|(line, _)| line.patient_id != patient.id) {
+            return Err(StoreError::Conflict(format!("the repeat line {} is not {}'s", line.id, patient.id)));
+        }
         let crypt = self.store.crypt.clone();
-        let key = insert_patient_on(self.tx().await?, &crypt, patient, account).await?;
-        self.last_key = Some((patient.id, key));
-        self.written().await
-    }
-
-    pub async fn repeat_item(&mut self, item: &RepeatItem) -> StoreResult<()> {
-        let key = self.key_of(item.patient_id).await?;
-        insert_repeat_item_keyed_on(self.tx().await?, &key, item).await?;
-        self.written().await
-    }
-
-    pub async fn order(&mut self, order: &Order, transitions: &[Transition]) -> StoreResult<()> {
-        let (crypt, key) = (self.store.crypt.clone(), self.key_of(order.patient_id).await?);
         let conn = self.tx().await?;
-        insert_orders_keyed_on(conn, &crypt, &[OrderRows { key: &key, order, transitions, emails: &[] }]).await?;
-        adjust_open_count_on(conn, &order.pharmacy_id.to_string(), order.stage, 1).await?;
-        self.written().await
+        let key = insert_patient_on(conn, &crypt, patient, account).await?;
+        insert_new_patient_lines_on(conn, &key, lines).await?;
+        self.last_key = Some((patient.id, key));
+        self.written(1 + lines.len()).await
+    }
+
+    /// A new order with its transitions (written with the next [`ORDERS_AT_ONCE`], or when the
+    /// batch commits).
+    pub async fn order(&mut self, order: Order, transitions: Vec<Transition>) -> StoreResult<()> {
+        let key = self.key_of(order.patient_id).await?;
+        self.orders.push((key, order, transitions));
+        if self.orders.len() >= ORDERS_AT_ONCE {
+            self.write_orders().await?;
+        }
+        self.written(1).await
+    }
+
+    async fn write_orders(&mut self) -> StoreResult<()> {
+        if self.orders.is_empty() {
+            return Ok(());
+        }
+        let orders = std::mem::take(&mut self.orders);
+        let crypt = self.store.crypt.clone();
+        let rows: Vec<OrderRows> =
+            orders.iter().map(|(key, order, transitions)| OrderRows { key, order, transitions, emails: &[] }).collect();
+        let conn = self.tx().await?;
+        insert_orders_keyed_on(conn, &crypt, &rows).await?;
+        let mut opened: HashMap<(PharmacyId, OrderStage), i64> = HashMap::new();
+        for (_, order, _) in &orders {
+            *opened.entry((order.pharmacy_id, order.stage)).or_default() += 1;
+        }
+        for ((pharmacy, stage), n) in opened {
+            adjust_open_count_on(conn, &pharmacy.to_string(), stage, n).await?;
+        }
+        Ok(())
     }
 
     async fn key_of(&mut self, patient: PatientId) -> StoreResult<DataKey> {
@@ -1824,21 +1905,10 @@ impl BulkLoad {
 
     pub async fn session(&mut self, session: &SessionRecord) -> StoreResult<()> {
         insert_session_on(self.tx().await?, session).await?;
-        self.written().await
+        self.written(1).await
     }
 
-    /// Records the reminder for a line's due date as sent (as `record_reminder` without an email).
-    pub async fn reminded(&mut self, item: RepeatItemId, due: Date) -> StoreResult<()> {
-        sqlx::query("UPDATE repeat_items SET reminded_for = $2 WHERE id = $1")
-            .bind(item.to_string())
-            .bind(due.to_string())
-            .execute(self.tx().await?)
-            .await
-            .map_err(map_err)?;
-        self.written().await
-    }
-
-    /// Commits what is not committed yet.
+    /// Writes and commits what is not committed yet.
     pub async fn finish(mut self) -> StoreResult<()> {
         self.commit().await
     }
@@ -1864,8 +1934,8 @@ impl BulkLoad {
         }
     }
 
-    async fn written(&mut self) -> StoreResult<()> {
-        self.in_tx += 1;
+    async fn written(&mut self, records: usize) -> StoreResult<()> {
+        self.in_tx += records;
         if self.in_tx >= self.batch {
             self.commit().await?;
         }
@@ -1873,6 +1943,7 @@ impl BulkLoad {
     }
 
     async fn commit(&mut self) -> StoreResult<()> {
+        self.write_orders().await?;
         self.in_tx = 0;
         match self.tx.take() {
             Some(tx) => self.store.commit(tx).await,

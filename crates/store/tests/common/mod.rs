@@ -107,7 +107,13 @@ pub async fn bulk_loaded_records_read_back_as_written(store: &SqlStore) {
     use repeatrx_domain::patient::Fulfilment;
     use repeatrx_store::{SessionKind, SessionRecord};
     let w = conformance::world(store).await;
+    let counted_before = store.pharmacy_open_stage_counts(w.pa.patient.pharmacy_id).await.unwrap();
     let mut load = store.bulk_load(4);
+    let mut stray = w.pa.items[0].clone();
+    stray.id = RepeatItemId::new();
+    stray.patient_id = PatientId::new();
+    let refused = load.patient(&w.pa.patient, None, &[(stray, None)]).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))), "another patient's line: {refused:?}");
     let mut written = Vec::new();
     for n in 0..7 {
         let mut patient = w.pa.patient.clone();
@@ -120,17 +126,20 @@ pub async fn bulk_loaded_records_read_back_as_written(store: &SqlStore) {
             patient_id: Some(patient.id),
             ..w.pa.user.clone()
         };
-        load.patient(&patient, Some(&account)).await.unwrap();
         let mut lines = Vec::new();
         for line in &w.pa.items {
             let mut line = line.clone();
             line.id = RepeatItemId::new();
             line.patient_id = patient.id;
-            load.repeat_item(&line).await.unwrap();
             lines.push(line);
         }
         let due = jiff::civil::date(2026, 12, 24);
-        load.reminded(lines[0].id, due).await.unwrap();
+        let reminded: Vec<_> = lines
+            .iter()
+            .zip([Some(due)].into_iter().chain(std::iter::repeat(None)))
+            .map(|(l, r)| (l.clone(), r))
+            .collect();
+        load.patient(&patient, Some(&account), &reminded).await.unwrap();
         let new = NewOrder {
             patient_id: patient.id,
             pharmacy_id: patient.pharmacy_id,
@@ -144,7 +153,7 @@ pub async fn bulk_loaded_records_read_back_as_written(store: &SqlStore) {
         let (mut order, first) = Order::submit(new, By { user: account.id, role: account.role, at }).unwrap();
         let mut transitions = vec![first];
         transitions.extend(order.accept(By { user: w.ph.manager.id, role: w.ph.manager.role, at }).unwrap());
-        load.order(&order, &transitions).await.unwrap();
+        load.order(order.clone(), transitions.clone()).await.unwrap();
         let session = SessionRecord {
             token_hash: format!("{:064x}", n),
             user_id: account.id,
@@ -174,9 +183,17 @@ pub async fn bulk_loaded_records_read_back_as_written(store: &SqlStore) {
     let at = jiff::Timestamp::from_second(1_790_000_000).unwrap();
     let (later, later_first) =
         Order::submit(later, By { user: first_account.id, role: first_account.role, at }).unwrap();
-    load.order(&later, std::slice::from_ref(&later_first)).await.unwrap();
+    load.order(later.clone(), vec![later_first.clone()]).await.unwrap();
     let first_patient = first.id;
     load.finish().await.unwrap();
+    let in_review = |counts: &[(repeatrx_domain::order::OrderStage, i64)]| {
+        counts.iter().filter(|(s, _)| *s == repeatrx_domain::order::OrderStage::InReview).map(|(_, n)| n).sum::<i64>()
+    };
+    assert_eq!(
+        in_review(&store.pharmacy_open_stage_counts(first.pharmacy_id).await.unwrap()),
+        in_review(&counted_before) + 7,
+        "the queue counts the loaded orders still in review"
+    );
     let of_first = store.orders_of_patient(first_patient).await.unwrap();
     assert!(of_first.contains(&later) && of_first.len() == 2, "{of_first:?}");
     assert_eq!(store.order_transitions(later.id).await.unwrap(), vec![later_first]);
