@@ -56,7 +56,8 @@ enum Command {
         #[arg(long, default_value_t = 20_000)]
         batch: usize,
     },
-    /// Runs the baselines and the four scenarios on a fresh copy of a generated data set.
+    /// Runs the baselines and the four scenarios on a fresh copy of a generated data set (or on
+    /// the set itself, `--in-place`).
     Run {
         #[arg(long)]
         database_url: String,
@@ -80,6 +81,10 @@ enum Command {
         /// Only these scenarios (comma-separated), e.g. to profile one; all four by default.
         #[arg(long, value_enum, value_delimiter = ',', default_value = "orders,list,queue,sign-in")]
         scenarios: Vec<run::Scenario>,
+        /// Run on the data set itself, not on a copy: for a set the disk cannot hold twice. The
+        /// set then holds the run's orders, and no further run is made on it.
+        #[arg(long)]
+        in_place: bool,
     },
     /// A trivial handler behind RepeatRx's TLS and HTTPS server (the run starts it itself).
     #[command(hide = true)]
@@ -139,6 +144,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             seconds,
             report,
             scenarios,
+            in_place,
         } => {
             // The server's configuration names these files, and it reads paths from its own
             // folder: relative ones would point elsewhere.
@@ -153,6 +159,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 window: Duration::from_secs(seconds),
                 sign_in_clients,
                 scenarios,
+                in_place,
             };
             let result = run::run(&opts).await?;
             let md = result.markdown();

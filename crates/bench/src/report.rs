@@ -17,6 +17,8 @@ pub struct Report {
     pub window_s: f64,
     pub warmup_s: f64,
     pub cores: usize,
+    /// Run on the data set itself rather than a copy (`--in-place`).
+    pub in_place: bool,
     pub raw_commits: Option<Measured>,
     pub argon2_all_cores: f64,
     /// Threads the server gives to password hashing (its `hashing_threads`).
@@ -45,6 +47,7 @@ impl Report {
             window_s: opts.window.as_secs_f64(),
             warmup_s: opts.warmup.as_secs_f64(),
             cores: 1,
+            in_place: opts.in_place,
             raw_commits: None,
             argon2_all_cores: 0.0,
             hashing_threads: repeatrx_app::auth::hashing_threads(),
@@ -172,7 +175,7 @@ impl Report {
         let _ = writeln!(
             md,
             "**{}**, {} pharmacies, {} patients, {} finished orders; {} clients ({} signing in during scenario 4), \
-             {:.0} s measured after {:.0} s of warm-up; {} cores.\n",
+             {:.0} s measured after {:.0} s of warm-up; {} cores{}.\n",
             self.engine_name(),
             self.shape.pharmacies,
             self.shape.patients,
@@ -181,7 +184,8 @@ impl Report {
             self.sign_in_clients,
             self.window_s,
             self.warmup_s,
-            self.cores
+            self.cores,
+            if self.in_place { "; run on the data set itself, not a copy" } else { "" }
         );
         let _ = writeln!(md, "| measured | requests/s | p50 ms | p99 ms | max ms | failed | reconnects |");
         let _ = writeln!(md, "|---|---|---|---|---|---|---|");
@@ -251,6 +255,7 @@ impl Report {
             "history": self.shape.history,
             "clients": self.clients,
             "cores": self.cores,
+            "in_place": self.in_place,
             "raw_commits": self.raw_commits.as_ref().map(m),
             "trivial": self.trivial.as_ref().map(m),
             "argon2_all_cores": self.argon2_all_cores,

@@ -30,7 +30,14 @@ pub struct RunOptions {
     pub sign_in_clients: usize,
     /// Which scenarios to drive (all four unless narrowed, e.g. to profile one).
     pub scenarios: Vec<Scenario>,
+    /// Run on the data set itself instead of a copy of it (for a set too big to copy on the
+    /// machine's disk): it then holds the orders and sessions of the run, and no run can be made on
+    /// it again.
+    pub in_place: bool,
 }
+
+/// The meta key a run in place leaves on its data set: its patients' due lines are ordered.
+pub const RUN_IN_PLACE_KEY: &str = "bench_run_in_place";
 
 /// The four scenarios of issue #7, by the names `--scenarios` takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -45,9 +52,23 @@ pub enum Scenario {
 pub async fn run(opts: &RunOptions) -> anyhow::Result<Report> {
     std::fs::create_dir_all(&opts.work_dir)?;
     let keys: Arc<dyn KeySource> = Arc::new(KeyFile::load(&opts.key_file).context("the data set's key file")?);
-    eprintln!("==> copying the data set (each run starts from the data set as generated)");
-    let run_url = fresh_copy(&opts.database_url, &opts.work_dir).await?;
+    let run_url = if opts.in_place {
+        eprintln!("==> running on the data set itself: no run can be made on it afterwards");
+        opts.database_url.clone()
+    } else {
+        eprintln!("==> copying the data set (each run starts from the data set as generated)");
+        fresh_copy(&opts.database_url, &opts.work_dir).await?
+    };
     let store = open(&run_url, keys.clone()).await?;
+    if let Some(at) = store.get_meta(RUN_IN_PLACE_KEY).await? {
+        bail!(
+            "this data set was run on in place at {at}: its patients have ordered their due lines, so a run on it \
+             would not measure the same thing; generate it again"
+        );
+    }
+    if opts.in_place {
+        store.set_meta(RUN_IN_PLACE_KEY, &Timestamp::now().to_string()).await?;
+    }
     if store.engine() == Engine::Sqlite {
         // Fold the generator's log into the file first: otherwise the first commit of the
         // baseline does it, holding the write lock past the busy timeout on a large set.

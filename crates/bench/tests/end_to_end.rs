@@ -7,12 +7,16 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 
-fn bench(dir: &Path, args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_repeatrx-bench"))
+fn bench_output(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_repeatrx-bench"))
         .current_dir(dir)
         .args(args)
         .output()
-        .expect("repeatrx-bench starts");
+        .expect("repeatrx-bench starts")
+}
+
+fn bench(dir: &Path, args: &[&str]) {
+    let out = bench_output(dir, args);
     assert!(
         out.status.success(),
         "repeatrx-bench {} failed ({}):\n{}\n{}",
@@ -102,4 +106,22 @@ fn the_benchmark_generates_and_runs_on_postgres() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let url = runtime.block_on(repeatrx_store::testdb::fresh_postgres_database()).unwrap();
     generate_and_run(&url, dir.path(), "PostgreSQL");
+
+    // A set too big to copy is run on in place, once: its patients have then ordered.
+    let in_place = |extra: &[&str]| {
+        let mut args = vec!["run", "--database-url", &url, "--key-file", "bench.keys", "--work-dir", "run"];
+        args.extend(["--clients", "4", "--warmup-seconds", "1", "--seconds", "1", "--scenarios", "orders"]);
+        args.extend(extra);
+        bench_output(dir.path(), &args)
+    };
+    let first = in_place(&["--in-place", "--report", "in-place.md"]);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("in-place.json")).unwrap()).unwrap();
+    assert_eq!(json["in_place"], true, "{json:#}");
+    let orders = &json["scenarios"][0]["kinds"]["order submission"];
+    assert!(orders["ok"].as_u64().unwrap() > 0 && orders["failed"] == 0, "{json:#}");
+    let again = in_place(&[]);
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success() && said.contains("was run on in place"), "a second run: {said}");
 }
