@@ -59,8 +59,9 @@ impl Secret {
 
 /// A sealing key with its AES-256-GCM key schedule, made once when the key is: making the
 /// schedule again for every field opened cost as much as decrypting the field (about 200 ns
-/// each), and a queue page opens several hundred fields and data keys. The schedule is the key in another form, so it is wiped on drop
-/// as the key is (the `aes` crate's `zeroize` feature, enabled in this crate's manifest). The
+/// each), and a queue page opens several hundred fields and data keys. The schedule is the key in
+/// another form, so it is wiped on drop as the key is (the `aes` crate's `zeroize` feature,
+/// enabled in this crate's manifest). The
 /// GHASH key beside it (AES of a zero block under the key) is not wiped by `polyval` 0.6; it does
 /// not give the key away.
 #[derive(Clone)]

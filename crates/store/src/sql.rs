@@ -1379,7 +1379,7 @@ async fn insert_repeat_item_keyed_on(conn: &mut AnyConnection, key: &DataKey, it
     sqlx::query(&format!(
         "INSERT INTO repeat_items ({REPEAT_ITEM_WRITTEN_COLS}, reminded_for, created_at, created_seq) \
          VALUES ({}, NULL, $16, (SELECT COALESCE(MAX(created_seq), 0) + 1 FROM repeat_items WHERE patient_id = $2))",
-        (1..=15).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+        placeholders(1, 15)
     ))
     .bind_repeat_item(key, item)
     .bind(us(Timestamp::now()))
@@ -1416,7 +1416,7 @@ async fn insert_new_patient_lines_on(
 const REPEAT_ITEM_WRITTEN_COLS: &str = "id, patient_id, medicine_code, drug_name, strength, form, quantity, \
      directions, cycle_days, issues_authorised, review_date, schedule, issues_remaining, next_due, active";
 
-/// Binds a new repeat line's [`REPEAT_ITEM_WRITTEN_COLS`], its terms sealed.
+/// Binds a repeat line's [`REPEAT_ITEM_WRITTEN_COLS`], its terms sealed (to insert or update it).
 trait BindRepeatItem<'q> {
     fn bind_repeat_item(self, key: &DataKey, item: &RepeatItem) -> Self;
 }
@@ -1626,29 +1626,13 @@ fn value_rows(columns: usize, rows: usize) -> String {
 /// Updates a repeat line's terms and progress; `reminded_for` is kept (a new `next_due` re-arms
 /// the reminder by itself). Returns whether the line exists.
 async fn update_repeat_item_on(conn: &mut AnyConnection, key: &DataKey, item: &RepeatItem) -> StoreResult<bool> {
-    let t = &item.terms;
-    let id = item.id.to_string();
-    let sealed = |column: &str, plain: &str| seal(key, "repeat_items", column, &id, plain);
+    // Numbered as [`BindRepeatItem`] binds: $1 the id, $2 the patient, then the terms and progress.
     let done = sqlx::query(
-        "UPDATE repeat_items SET medicine_code = $2, drug_name = $3, strength = $4, form = $5, quantity = $6, \
-         directions = $7, cycle_days = $8, issues_authorised = $9, review_date = $10, schedule = $11, \
-         issues_remaining = $12, next_due = $13, active = $14 WHERE id = $1 AND patient_id = $15",
+        "UPDATE repeat_items SET medicine_code = $3, drug_name = $4, strength = $5, form = $6, quantity = $7, \
+         directions = $8, cycle_days = $9, issues_authorised = $10, review_date = $11, schedule = $12, \
+         issues_remaining = $13, next_due = $14, active = $15 WHERE id = $1 AND patient_id = $2",
     )
-    .bind(&id)
-    .bind(t.medicine_code.as_deref().map(|m| sealed("medicine_code", m)))
-    .bind(sealed("drug_name", &t.drug_name))
-    .bind(sealed("strength", &t.strength))
-    .bind(sealed("form", &t.form))
-    .bind(i64::from(t.quantity))
-    .bind(sealed("directions", &t.directions))
-    .bind(t.cycle_days.get())
-    .bind(i64::from(t.issues_authorised))
-    .bind(t.review_date.to_string())
-    .bind(i64::from(t.schedule.number()))
-    .bind(i64::from(item.issues_remaining))
-    .bind(item.next_due.map(|d| d.to_string()))
-    .bind(flag(item.active))
-    .bind(item.patient_id.to_string())
+    .bind_repeat_item(key, item)
     .execute(conn)
     .await
     .map_err(map_err)?;

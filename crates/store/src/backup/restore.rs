@@ -177,7 +177,7 @@ pub async fn restore(
                 ("row", Some(stmt)) if row.txn > last_committed => pending.push(stmt),
                 // A single statement outside a write transaction: its own transaction.
                 ("row", Some(stmt)) => {
-                    run(&mut tx, &stmt).await?;
+                    run_all(&mut tx, std::slice::from_ref(&stmt)).await?;
                     report.statements += 1;
                     report.transactions += 1;
                     report.restored_to = at;
@@ -218,10 +218,5 @@ async fn run_all(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, stmts: &[String])
         return Ok(());
     }
     sqlx::raw_sql(&stmts.join(";\n")).execute(&mut **tx).await.map_err(map_err)?;
-    Ok(())
-}
-
-async fn run(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, stmt: &str) -> StoreResult<()> {
-    sqlx::query(stmt).persistent(false).execute(&mut **tx).await.map_err(map_err)?;
     Ok(())
 }
