@@ -31,12 +31,13 @@ pub struct RunOptions {
     /// Which scenarios to drive (all four unless narrowed, e.g. to profile one).
     pub scenarios: Vec<Scenario>,
     /// Run on the data set itself instead of a copy of it (for a set too big to copy on the
-    /// machine's disk): it then holds the orders and sessions of the run, and no run can be made on
-    /// it again.
+    /// machine's disk): it then holds the orders and sessions of the run, and later runs on it
+    /// order as patients who have not ordered yet.
     pub in_place: bool,
 }
 
-/// The meta key a run in place leaves on its data set: its patients' due lines are ordered.
+/// The meta key runs in place leave on their data set: how many patients from the start of each
+/// half of the ordering patients have ordered their due lines (see [`ordering_window`]).
 pub const RUN_IN_PLACE_KEY: &str = "bench_run_in_place";
 
 /// The four scenarios of issue #7, by the names `--scenarios` takes.
@@ -60,15 +61,15 @@ pub async fn run(opts: &RunOptions) -> anyhow::Result<Report> {
         fresh_copy(&opts.database_url, &opts.work_dir).await?
     };
     let store = open(&run_url, keys.clone()).await?;
-    if let Some(at) = store.get_meta(RUN_IN_PLACE_KEY).await? {
-        bail!(
-            "this data set was run on in place at {at}: its patients have ordered their due lines, so a run on it \
-             would not measure the same thing; generate it again"
-        );
-    }
-    if opts.in_place {
-        store.set_meta(RUN_IN_PLACE_KEY, &Timestamp::now().to_string()).await?;
-    }
+    let ordered_before = match store.get_meta(RUN_IN_PLACE_KEY).await? {
+        None => 0,
+        Some(used) => used.parse::<usize>().map_err(|_| {
+            anyhow::anyhow!(
+                "this data set was run on in place by an older repeatrx-bench ({used}), which did not note whose \
+                 lines were ordered; generate it again"
+            )
+        })?,
+    };
     if store.engine() == Engine::Sqlite {
         // Fold the generator's log into the file first: otherwise the first commit of the
         // baseline does it, holding the write lock past the busy timeout on a large set.
@@ -98,7 +99,10 @@ pub async fn run(opts: &RunOptions) -> anyhow::Result<Report> {
     eprintln!("==> planning: patients, their orderable lines and sessions");
     let raw_rate = report.raw_commits.as_ref().map(Measured::per_second).unwrap_or(1000.0);
     let want_orders = ((raw_rate * (opts.warmup + opts.window).as_secs_f64()) * 1.2) as usize + opts.clients;
-    let plan = Plan::make(&store, shape, want_orders).await?;
+    let plan = Plan::make(&store, shape, want_orders, ordered_before).await?;
+    if opts.in_place {
+        store.set_meta(RUN_IN_PLACE_KEY, &plan.ordered_upto.to_string()).await?;
+    }
 
     let backup_dir = (store.engine() == Engine::Sqlite).then(|| opts.work_dir.join("backup"));
     if let Some(dir) = &backup_dir {
@@ -240,6 +244,24 @@ struct Plan {
     sign_in_emails: Vec<String>,
     readers: Vec<PlannedPatient>,
     pharmacist: repeatrx_domain::ids::UserId,
+    /// Where the next run in place starts in each half (its [`RUN_IN_PLACE_KEY`]).
+    ordered_upto: usize,
+}
+
+/// Which patients of each half of the ordering patients a run orders as: those after the
+/// `ordered_before` that earlier runs in place used, as many as it wants. The last 64 of the first
+/// half only read (scenario 2). A set too small for the rates a first run wants simply runs out of
+/// orders (the report says so); a later run that cannot have all it wants is refused, since it
+/// would measure a set already partly used up.
+fn ordering_window(half: usize, ordered_before: usize, wanted: usize) -> anyhow::Result<std::ops::Range<usize>> {
+    let fresh = half.saturating_sub(64).saturating_sub(ordered_before);
+    if ordered_before > 0 && fresh < wanted {
+        bail!(
+            "earlier runs in place have used this data set's patients: {fresh} have lines left to order, and this \
+             run wants {wanted}; generate it again"
+        );
+    }
+    Ok(ordered_before..ordered_before + wanted.min(fresh))
 }
 
 #[derive(Clone)]
@@ -251,15 +273,18 @@ struct PlannedPatient {
 }
 
 impl Plan {
-    async fn make(store: &SqlStore, shape: Shape, want_orders: usize) -> anyhow::Result<Plan> {
+    async fn make(store: &SqlStore, shape: Shape, want_orders: usize, ordered_before: usize) -> anyhow::Result<Plan> {
         let orders_per_patient = DUE_LINES / 3;
         let patients_wanted = want_orders.div_ceil(orders_per_patient);
         let candidates: Vec<usize> = (0..shape.patients).filter(|n| !shape.is_queue_patient(*n)).collect();
         let half = candidates.len() / 2;
-        let take = patients_wanted.min(half.saturating_sub(64));
+        let window = ordering_window(half, ordered_before, patients_wanted)?;
+        let take = window.len();
         let mut orders_alone = Vec::new();
         let mut orders_with_sign_ins = Vec::new();
-        for (i, n) in candidates.iter().take(take).chain(candidates.iter().skip(half).take(take)).enumerate() {
+        let first_half = candidates.iter().skip(window.start).take(take);
+        let second_half = candidates.iter().skip(half + window.start).take(take);
+        for (i, n) in first_half.chain(second_half).enumerate() {
             let planned = planned_patient(store, *n).await?;
             if i < take {
                 orders_alone.push(planned);
@@ -277,7 +302,7 @@ impl Plan {
             .await?
             .context("pharmacy 0's pharmacist")?
             .id;
-        Ok(Plan { orders_alone, orders_with_sign_ins, sign_in_emails, readers, pharmacist })
+        Ok(Plan { orders_alone, orders_with_sign_ins, sign_in_emails, readers, pharmacist, ordered_upto: window.end })
     }
 
     /// Opens a full session for every planned patient (a bearer session, and for readers also a
@@ -418,5 +443,24 @@ impl MemoryWatch {
         self.stop.store(true, Ordering::Relaxed);
         let peak = process.memory_kib().map(|(_, hwm)| hwm).unwrap_or(0);
         (self.max_kib.load(Ordering::Relaxed), peak)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ordering_window;
+
+    #[test]
+    fn runs_in_place_order_as_patients_no_earlier_run_used() {
+        assert_eq!(ordering_window(1_000, 0, 300).unwrap(), 0..300);
+        assert_eq!(ordering_window(1_000, 300, 300).unwrap(), 300..600);
+        assert_eq!(ordering_window(1_000, 600, 336).unwrap(), 600..936, "up to the readers");
+    }
+
+    #[test]
+    fn a_first_run_takes_what_there_is_and_a_later_one_is_refused_short() {
+        assert_eq!(ordering_window(500, 0, 10_000).unwrap(), 0..436);
+        let refused = ordering_window(1_000, 600, 337).unwrap_err().to_string();
+        assert!(refused.contains("336 have lines left") && refused.contains("generate it again"), "{refused}");
     }
 }
