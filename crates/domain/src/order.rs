@@ -584,7 +584,7 @@ impl Order {
             return Err(DomainError::invalid("items", "each item can be ordered only once per order"));
         }
         let order = Order {
-            id: OrderId::new(),
+            id: OrderId::dated(by.at),
             patient_id: new.patient_id,
             pharmacy_id: new.pharmacy_id,
             practice_id: new.practice_id,
@@ -600,7 +600,7 @@ impl Order {
                 .items
                 .into_iter()
                 .map(|(repeat_item_id, description)| OrderItem {
-                    id: OrderItemId::new(),
+                    id: OrderItemId::dated(by.at),
                     repeat_item_id,
                     description,
                     state: ItemState::Requested,
@@ -826,6 +826,14 @@ mod tests {
         assert_eq!(err.to_string(), "an item that is 'requested' cannot be marked collected");
         assert!(o.decide(item, Decision::Approve, by(Role::Prescriber)).is_err());
         assert_eq!(o.items[0].state, ItemState::Requested, "a refused transition changes nothing");
+    }
+
+    #[test]
+    fn a_submitted_order_and_its_items_are_named_by_their_day() {
+        let o = order(3);
+        let day = |id: uuid::Uuid| id.get_timestamp().map(|t| t.to_unix());
+        assert_eq!(day(o.id.as_uuid()), Some((0, 0)), "submitted at the epoch");
+        assert!(o.items.iter().all(|i| day(i.id.as_uuid()) == Some((0, 0))));
     }
 
     #[test]
