@@ -795,6 +795,20 @@ fn like_prefix(prefix: &str) -> String {
 /// page walked past every finished order of the pharmacy, of which there are ever more.
 const OPEN_STAGES: &str = "stage IN ('submitted', 'in_review', 'with_prescriber', 'preparing', 'ready')";
 
+/// Active repeat lines with a due date whose reminder is not yet recorded: word for word the
+/// condition of the partial index `repeat_items_awaiting_reminder`, which the database uses only
+/// if the query states it so.
+const AWAITING_REMINDER: &str =
+    "active = 1 AND next_due IS NOT NULL AND (reminded_for IS NULL OR reminded_for <> next_due)";
+
+/// The reminder job's scan: lines awaiting a reminder, due on or before $1, the first $2 of them.
+fn reminder_scan_sql() -> String {
+    format!(
+        "SELECT {REPEAT_COLS} FROM {REPEATS_KEYED} \
+         WHERE {AWAITING_REMINDER} AND next_due <= $1 ORDER BY next_due, created_at, id LIMIT $2"
+    )
+}
+
 /// `$from, $from+1, ...` for `n` values.
 fn placeholders(from: usize, n: usize) -> String {
     (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
@@ -3375,17 +3389,12 @@ impl Store for SqlStore {
     }
 
     async fn repeat_items_needing_reminder(&self, due_on_or_before: Date, limit: u32) -> StoreResult<Vec<RepeatItem>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {REPEAT_COLS} FROM {REPEATS_KEYED} \
-             WHERE active = 1 AND next_due IS NOT NULL AND next_due <= $1 \
-               AND (reminded_for IS NULL OR reminded_for <> next_due) \
-             ORDER BY next_due, created_at, id LIMIT $2"
-        ))
-        .bind(due_on_or_before.to_string())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let rows = sqlx::query(&reminder_scan_sql())
+            .bind(due_on_or_before.to_string())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
         rows.iter().map(|r| repeat_item_from(&self.crypt, r)).collect()
     }
 
@@ -3432,6 +3441,47 @@ mod tests {
         ] {
             assert_eq!(migration.matches(&format!("WHERE {OPEN_STAGES};")).count(), 2, "{migration}");
         }
+    }
+
+    #[test]
+    fn the_reminder_scan_states_the_condition_of_its_partial_index() {
+        for migration in [
+            include_str!("../migrations/sqlite/0016_reminder_index.sql"),
+            include_str!("../migrations/postgres/0005_reminder_index.sql"),
+        ] {
+            assert!(migration.contains(&format!("WHERE {AWAITING_REMINDER};")), "{migration}");
+        }
+    }
+
+    /// The steps of the plan `explain` gives for the reminder scan, from column `column`.
+    async fn reminder_scan_plan(conn: &mut AnyConnection, explain: &str, column: usize) -> Vec<String> {
+        use sqlx::Row;
+        let rows = sqlx::query(&format!("{explain} {}", reminder_scan_sql()))
+            .bind("2026-12-06")
+            .bind(200_i64)
+            .fetch_all(conn)
+            .await
+            .unwrap();
+        rows.iter().map(|row| row.try_get::<String, _>(column).unwrap()).collect()
+    }
+
+    /// Both engines answer the scan from the partial index (PostgreSQL told to avoid whole-table
+    /// scans and sorts, which on an empty table would otherwise be as cheap).
+    #[tokio::test]
+    async fn the_reminder_scan_reads_its_partial_index_on_both_engines() {
+        use repeatrx_crypto::{FixedKeys, Keys};
+        let keys: Arc<dyn KeySource> = Arc::new(FixedKeys::new(Keys::generate()));
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = SqlStore::open(&dir.path().join("plan.db"), keys.clone()).await.unwrap();
+        let plan = reminder_scan_plan(&mut sqlite.pool().acquire().await.unwrap(), "EXPLAIN QUERY PLAN", 3).await;
+        assert!(plan.iter().any(|step| step.contains("repeat_items_awaiting_reminder")), "SQLite: {plan:?}");
+
+        let url = crate::testdb::fresh_postgres_database().await.unwrap();
+        let postgres = SqlStore::connect_postgres(&url, keys).await.unwrap();
+        let mut conn = postgres.pool().acquire().await.unwrap();
+        sqlx::raw_sql("SET enable_seqscan = off; SET enable_sort = off").execute(&mut *conn).await.unwrap();
+        let plan = reminder_scan_plan(&mut conn, "EXPLAIN", 0).await;
+        assert!(plan.iter().any(|step| step.contains("repeat_items_awaiting_reminder")), "PostgreSQL: {plan:?}");
     }
 
     #[test]
