@@ -7,14 +7,24 @@ use crate::mail::Mailer;
 use crate::notify::reminder_email;
 use crate::App;
 use jiff::{SignedDuration, ToSpan};
+use repeatrx_store::RetentionSettled;
 use std::time::Duration;
 
 pub const MAIL_JOB: &str = "mail-delivery";
 pub const RETENTION_JOB: &str = "order-retention";
 /// How often finished order history past its retention is purged.
 pub const RETENTION_EVERY: SignedDuration = SignedDuration::from_hours(6);
-/// Patients looked at per batch of the retention job.
+/// Patients looked at per batch of the retention job (one transaction settles a batch).
 const RETENTION_BATCH: u32 = 200;
+
+/// What one pass of the retention job did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionPass {
+    /// Patients looked at: those due.
+    pub patients: u64,
+    /// Orders purged.
+    pub purged: u64,
+}
 pub const REMINDER_JOB: &str = "due-reminders";
 /// How often the due-window reminder scan runs (reminders are per day, so this is plenty).
 pub const REMINDER_EVERY: SignedDuration = SignedDuration::from_mins(5);
@@ -44,38 +54,40 @@ impl App {
     }
 
     /// Purges finished orders past their retention (P10; the rule is
-    /// `repeatrx_domain::retention::purgeable`) for every patient. Logs counts only, never patient
-    /// data. Returns how many orders were purged.
-    pub async fn purge_order_history(&self) -> AppResult<u64> {
+    /// `repeatrx_domain::retention::verdict`). Looks only at the patients due: those a write has
+    /// marked since they were last looked at, and those with an order whose cycles have now
+    /// passed, so a pass costs what has changed, not what is kept. Logs counts only, never
+    /// patient data.
+    pub async fn purge_order_history(&self) -> AppResult<RetentionPass> {
         let now = self.clock.now();
-        // No order younger than the shortest cycle can be past a whole cycle.
-        let before = now - SignedDuration::from_hours(24 * 7);
+        let started = std::time::Instant::now();
+        let mut pass = RetentionPass::default();
         let mut after = None;
-        let (mut patients, mut purged) = (0u64, 0u64);
         loop {
-            let batch = self.store.patients_with_finished_orders_before(before, after, RETENTION_BATCH).await?;
-            let Some(last) = batch.last().copied() else { break };
-            for patient in batch {
-                let orders = self.store.orders_of_patient(patient).await?;
+            let due = self.store.patients_due_for_retention(now, after.as_ref(), RETENTION_BATCH).await?;
+            let Some(last) = due.last().copied() else { break };
+            let mut settled = Vec::with_capacity(due.len());
+            for due in due {
+                let orders = self.store.orders_of_patient(due.patient).await?;
                 let cycles = self
                     .store
-                    .repeat_items(patient)
+                    .repeat_items(due.patient)
                     .await?
                     .into_iter()
                     .map(|i| (i.id, i.terms.cycle_days.get()))
                     .collect();
-                let gone = repeatrx_domain::retention::purgeable(&orders, &cycles, now);
-                if !gone.is_empty() {
-                    purged += self.store.purge_orders(&gone).await?;
-                }
-                patients += 1;
+                let verdict = repeatrx_domain::retention::verdict(&orders, &cycles, now);
+                settled.push(RetentionSettled { due, purge: verdict.purge, next: verdict.next });
             }
+            pass.patients += settled.len() as u64;
+            pass.purged += self.store.settle_retention(&settled).await?;
             after = Some(last);
         }
-        if purged > 0 {
-            tracing::info!(orders = purged, patients, "order history past its retention purged");
+        if pass.patients > 0 {
+            let elapsed_ms = started.elapsed().as_millis();
+            tracing::info!(orders = pass.purged, patients = pass.patients, elapsed_ms, "order history retention pass");
         }
-        Ok(purged)
+        Ok(pass)
     }
 
     /// Deletes emails sent (or given up on) more than `SENT_EMAIL_DAYS` ago; pending ones stay.

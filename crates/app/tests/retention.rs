@@ -5,6 +5,7 @@ mod common;
 
 use common::{actor, harness};
 use jiff::SignedDuration;
+use repeatrx_app::jobs::RetentionPass;
 use repeatrx_app::orders::SubmitOrderInput;
 use repeatrx_domain::patient::Fulfilment;
 
@@ -27,11 +28,19 @@ async fn superseded_finished_orders_go_after_a_cycle_and_nothing_else_does() {
     let trail_before = app.store.audit_entries(0, 100_000).await.unwrap().len();
 
     // Within the cycle nothing goes.
-    assert_eq!(app.purge_order_history().await.unwrap(), 0);
+    let pass = app.purge_order_history().await.unwrap();
+    assert_eq!(pass.purged, 0);
+    assert!(pass.patients >= 1, "the patient who ordered was looked at");
+    // Until the cycle has passed or someone writes, nobody is looked at again.
+    assert_eq!(app.purge_order_history().await.unwrap(), RetentionPass { patients: 0, purged: 0 });
+    h.clock.advance(SignedDuration::from_hours(24 * 26));
+    assert_eq!(app.purge_order_history().await.unwrap(), RetentionPass { patients: 0, purged: 0 });
 
     // A cycle (28 days) after the first order: it is superseded by the second, so it goes.
-    h.clock.advance(SignedDuration::from_hours(24 * 28));
-    assert_eq!(app.purge_order_history().await.unwrap(), 1);
+    h.clock.advance(SignedDuration::from_hours(24 * 2));
+    let pass = app.purge_order_history().await.unwrap();
+    assert_eq!(pass.purged, 1);
+    assert!(pass.patients >= 1);
     let left = app.store.orders_of_patient(me).await.unwrap();
     assert_eq!(left.len(), orders_before - 1);
     assert!(left.iter().all(|o| o.id != first.id));
@@ -41,8 +50,16 @@ async fn superseded_finished_orders_go_after_a_cycle_and_nothing_else_does() {
     assert!(app.store.audit_entries(0, 100_000).await.unwrap().len() >= trail_before, "the audit trail stays");
     assert!(app.verify_audit(|_| {}).await.unwrap().first_broken.is_none());
 
-    // Again: nothing more to do.
-    assert_eq!(app.purge_order_history().await.unwrap(), 0);
+    // Again: nothing more to do, and nobody to look at until a write or a cycle's end.
+    assert_eq!(app.purge_order_history().await.unwrap(), RetentionPass { patients: 0, purged: 0 });
+
+    // A new order marks the patient again: the second order, now superseded, goes a cycle
+    // after it was placed.
+    let third = app.submit_order(&ann, me, &order).await.unwrap();
+    let pass = app.purge_order_history().await.unwrap();
+    assert_eq!(pass, RetentionPass { patients: 1, purged: 1 }, "the second order was placed 28 days ago");
+    let left: Vec<_> = app.store.orders_of_patient(me).await.unwrap().into_iter().map(|o| o.id).collect();
+    assert!(left.contains(&third.id) && !left.contains(&second.id));
 }
 
 #[tokio::test]

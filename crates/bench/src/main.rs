@@ -8,6 +8,7 @@ mod connection;
 mod dataset;
 mod load;
 mod report;
+mod retention;
 mod run;
 mod server;
 
@@ -82,9 +83,18 @@ enum Command {
         #[arg(long, value_enum, value_delimiter = ',', default_value = "orders,list,queue,sign-in")]
         scenarios: Vec<run::Scenario>,
         /// Run on the data set itself, not on a copy: for a set the disk cannot hold twice. The
-        /// set then holds the run's orders, and no further run is made on it.
+        /// set then holds the run's orders; later runs order as patients this one did not use.
         #[arg(long)]
         in_place: bool,
+    },
+    /// Runs one pass of the order-retention job on the data set itself (it deletes what the job
+    /// deletes) and prints how many patients it looked at, how many orders it purged and how
+    /// long it took.
+    Retention {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long)]
+        key_file: PathBuf,
     },
     /// A trivial handler behind RepeatRx's TLS and HTTPS server (the run starts it itself).
     #[command(hide = true)]
@@ -168,6 +178,18 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 std::fs::write(&path, &md).with_context(|| format!("writing {}", path.display()))?;
                 std::fs::write(path.with_extension("json"), serde_json::to_string_pretty(&result.json())?)?;
             }
+            Ok(())
+        }
+        Command::Retention { database_url, key_file } => {
+            let keys: Arc<dyn KeySource> = Arc::new(KeyFile::load(&key_file).context("the data set's key file")?);
+            let store = run::open(&database_url, keys).await?;
+            let (pass, took) = retention::pass(store).await?;
+            println!(
+                "retention pass: looked at {} patients, purged {} orders in {:.1} s",
+                pass.patients,
+                pass.purged,
+                took.as_secs_f64()
+            );
             Ok(())
         }
         Command::TrivialServer { listen, cert, key } => {

@@ -183,7 +183,8 @@ async fn sign_ins_with_orders(
     Ok(())
 }
 
-async fn open(url: &str, keys: Arc<dyn KeySource>) -> anyhow::Result<SqlStore> {
+/// Opens an existing data set.
+pub async fn open(url: &str, keys: Arc<dyn KeySource>) -> anyhow::Result<SqlStore> {
     Ok(match url.strip_prefix("sqlite://") {
         Some(path) => SqlStore::open(Path::new(path), keys).await?,
         None => SqlStore::connect_postgres(url, keys).await?,

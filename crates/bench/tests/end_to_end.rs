@@ -92,6 +92,18 @@ fn generate_and_run(url: &str, dir: &Path, engine: &str) {
         }
     }
     assert!(!json["verdicts"].as_array().unwrap().is_empty(), "the report judges the targets: {json:#}");
+
+    // The retention job's pass on the set: the first looks at every patient with finished
+    // orders, the next at nobody (nothing was written, no cycle ended in between).
+    let retention = || {
+        let out = bench_output(dir, &["retention", "--database-url", url, "--key-file", keys]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = retention();
+    assert!(first.contains("retention pass: looked at 1200 patients"), "{first}");
+    let second = retention();
+    assert!(second.contains("retention pass: looked at 0 patients, purged 0 orders"), "{second}");
 }
 
 #[test]

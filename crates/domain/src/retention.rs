@@ -19,8 +19,20 @@ pub fn sent_emails_kept_from(now: Timestamp) -> Timestamp {
     now - SignedDuration::from_hours(24 * SENT_EMAIL_DAYS)
 }
 
-/// The orders of one patient that may be purged at `now`, given each repeat line's cycle in days.
-pub fn purgeable(orders: &[Order], cycle_days: &HashMap<RepeatItemId, i64>, now: Timestamp) -> Vec<OrderId> {
+/// What the retention rule decides for one patient's orders at a moment.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Verdict {
+    /// The orders that may be purged now.
+    pub purge: Vec<OrderId>,
+    /// The first moment after now at which one of the orders kept becomes purgeable by time
+    /// alone: a finished order already superseded on every line, whose cycles have yet to pass.
+    /// `None` when only a new order, a finished one or a changed repeat line can make any go.
+    pub next: Option<Timestamp>,
+}
+
+/// Applies the retention rule to all of one patient's orders at `now`, given each repeat
+/// line's cycle in days.
+pub fn verdict(orders: &[Order], cycle_days: &HashMap<RepeatItemId, i64>, now: Timestamp) -> Verdict {
     let mut newest: HashMap<RepeatItemId, (Timestamp, OrderId)> = HashMap::new();
     for o in orders {
         for item in &o.items {
@@ -30,20 +42,29 @@ pub fn purgeable(orders: &[Order], cycle_days: &HashMap<RepeatItemId, i64>, now:
             }
         }
     }
-    orders
-        .iter()
-        .filter(|o| !o.stage.is_open())
-        .filter(|o| {
-            o.items.iter().all(|item| {
-                let line = item.repeat_item_id;
-                let newest_of_line = newest.get(&line).is_some_and(|(_, id)| *id == o.id);
-                let days = cycle_days.get(&line).copied().unwrap_or(DEFAULT_CYCLE_DAYS);
-                let cycle_over = now >= o.created_at + SignedDuration::from_hours(24 * days);
-                !newest_of_line && cycle_over
+    let mut verdict = Verdict::default();
+    for o in orders.iter().filter(|o| !o.stage.is_open()) {
+        let superseded = o.items.iter().all(|item| newest.get(&item.repeat_item_id).is_none_or(|(_, id)| *id != o.id));
+        if !superseded {
+            continue;
+        }
+        // Purgeable once a whole cycle of each of its lines has passed.
+        let purgeable_from = o
+            .items
+            .iter()
+            .map(|item| {
+                let days = cycle_days.get(&item.repeat_item_id).copied().unwrap_or(DEFAULT_CYCLE_DAYS);
+                o.created_at + SignedDuration::from_hours(24 * days)
             })
-        })
-        .map(|o| o.id)
-        .collect()
+            .max()
+            .unwrap_or(o.created_at);
+        if now >= purgeable_from {
+            verdict.purge.push(o.id);
+        } else if verdict.next.is_none_or(|next| purgeable_from < next) {
+            verdict.next = Some(purgeable_from);
+        }
+    }
+    verdict
 }
 
 #[cfg(test)]
@@ -88,20 +109,46 @@ mod tests {
 
         // Day 40: `old` is a cycle old and superseded by `newer`; `both` is the inhaler's newest
         // order (day 2, after the open one of day 1), so it stays although the statin moved on.
-        let gone = purgeable(&orders, &cycles, at(40));
+        let gone = verdict(&orders, &cycles, at(40)).purge;
         assert!(gone.contains(&old.id), "a closed order a cycle old, superseded");
         assert!(!gone.contains(&newer.id), "the newest order of its line stays");
         assert!(!gone.contains(&open_old.id), "open orders stay");
         assert!(!gone.contains(&both.id), "the newest order of the inhaler stays");
 
         // Before a whole cycle has passed nothing goes, superseded or not.
-        assert!(purgeable(&orders, &cycles, at(20)).is_empty());
+        assert!(verdict(&orders, &cycles, at(20)).purge.is_empty());
 
         // An unknown line uses the default cycle.
         let gone_line = RepeatItemId::new();
         let a = order(0, &[gone_line], true);
         let b = order(1, &[gone_line], true);
-        let found = purgeable(&[a.clone(), b.clone()], &HashMap::new(), at(DEFAULT_CYCLE_DAYS));
-        assert_eq!(found, vec![a.id]);
+        let found = verdict(&[a.clone(), b.clone()], &HashMap::new(), at(DEFAULT_CYCLE_DAYS));
+        assert_eq!(found.purge, vec![a.id]);
+    }
+
+    #[test]
+    fn the_next_look_is_when_the_first_superseded_order_outlives_its_cycles() {
+        let (statin, inhaler) = (RepeatItemId::new(), RepeatItemId::new());
+        let cycles = HashMap::from([(statin, 28), (inhaler, 56)]);
+        let both = order(0, &[statin, inhaler], true);
+        let statin_again = order(10, &[statin], true);
+        let inhaler_again = order(12, &[inhaler], false);
+        let orders = vec![both.clone(), statin_again.clone(), inhaler_again.clone()];
+
+        // `both` is superseded on each line; it goes when the longer of its cycles has passed
+        // (56 days), not the shorter. Nothing else can go by time alone: `statin_again` is its
+        // line's newest, `inhaler_again` is open.
+        let v = verdict(&orders, &cycles, at(20));
+        assert!(v.purge.is_empty());
+        assert_eq!(v.next, Some(at(56)));
+        let v = verdict(&orders, &cycles, at(56));
+        assert_eq!(v.purge, vec![both.id]);
+        assert_eq!(v.next, None, "what is left waits for a new order, not for time");
+
+        // Of several waiting, the earliest is named.
+        let early = order(1, &[statin], true);
+        let v = verdict(&[early.clone(), statin_again.clone()], &cycles, at(5));
+        assert_eq!(v.next, Some(at(29)));
+        assert_eq!(verdict(&[early.clone(), statin_again], &cycles, at(29)).purge, vec![early.id]);
     }
 }

@@ -66,6 +66,7 @@ pub async fn run_all(store: &dyn Store) {
     save_order_bumps_version_and_appends_transitions(store).await;
     orders_of_patient_newest_first(store).await;
     finished_orders_are_purged_with_their_history(store).await;
+    writes_that_can_make_history_purgeable_mark_the_patient_due(store).await;
     pharmacy_orders_filters_and_pages(store).await;
     pharmacy_open_stage_counts(store).await;
     practice_orders(store).await;
@@ -850,27 +851,83 @@ pub async fn finished_orders_are_purged_with_their_history(store: &dyn Store) {
     let open = place(store, &w.pa, t - secs(86_400 * 50)).await;
     assert!(store.order_transitions(finished.id).await.unwrap().len() >= 2, "submitted, then cancelled");
 
-    // The patient is found by the retention scan, once; paging by id continues after them.
-    let found = store.patients_with_finished_orders_before(t, None, 100_000).await.unwrap();
-    assert!(found.contains(&w.pa.patient.id));
-    assert!(found.windows(2).all(|p| p[0] < p[1]), "in id order, each once");
-    let after = store.patients_with_finished_orders_before(t, Some(w.pa.patient.id), 100_000).await.unwrap();
-    assert!(after.iter().all(|p| *p > w.pa.patient.id));
-    let too_early = t - secs(86_400 * 61);
-    assert!(!store
-        .patients_with_finished_orders_before(too_early, None, 100_000)
-        .await
-        .unwrap()
-        .contains(&w.pa.patient.id));
+    // Placing and saving them marked the patient due for the retention job, at once.
+    let due = retention_due_of(store, w.pa.patient.id, t).await.expect("a patient with new orders is due");
+    assert_eq!(due.due, Timestamp::UNIX_EPOCH);
 
     // Open orders are never purged, whatever is asked.
-    assert_eq!(store.purge_orders(&[finished.id, open.id, OrderId::new()]).await.unwrap(), 1);
+    let settled = RetentionSettled { due, purge: vec![finished.id, open.id, OrderId::new()], next: None };
+    assert_eq!(store.settle_retention(&[settled]).await.unwrap(), 1);
     assert!(store.order(finished.id).await.unwrap().is_none());
     assert!(store.order_transitions(finished.id).await.unwrap().is_empty(), "its history goes with it");
     assert!(store.order(open.id).await.unwrap().is_some());
     let left: Vec<OrderId> = store.orders_of_patient(w.pa.patient.id).await.unwrap().iter().map(|o| o.id).collect();
     assert_eq!(left, vec![open.id]);
     assert_eq!(store.repeat_items(w.pa.patient.id).await.unwrap().len(), w.pa.items.len(), "repeat lines stay");
+    let far = t + secs(86_400 * 400);
+    assert_eq!(retention_due_of(store, w.pa.patient.id, far).await, None, "settled with nothing to wait for");
+}
+
+/// Two new patients: one with a finished order, one with only an open one (to check how an
+/// upgrade marks patients due for the retention job).
+pub async fn a_finished_and_an_open_patient(store: &dyn Store) -> (PatientId, PatientId) {
+    let w = world(store).await;
+    let mut finished = place(store, &w.pa, now() - secs(86_400 * 60)).await;
+    cancel(store, &mut finished, &w.pa.user).await;
+    let open = setup_patient(store, &w.ph, &w.pr, 1).await;
+    place(store, &open, now()).await;
+    (w.pa.patient.id, open.patient.id)
+}
+
+/// The patient's row among those due for retention at `now`, read page by page as the job does.
+pub async fn retention_due_of(store: &dyn Store, patient: PatientId, now: Timestamp) -> Option<RetentionDue> {
+    let mut after = None;
+    loop {
+        let page = store.patients_due_for_retention(now, after.as_ref(), 50).await.unwrap();
+        let last = *page.last()?;
+        if let Some(found) = page.into_iter().find(|d| d.patient == patient) {
+            return Some(found);
+        }
+        after = Some(last);
+    }
+}
+
+pub async fn writes_that_can_make_history_purgeable_mark_the_patient_due(store: &dyn Store) {
+    let w = world(store).await;
+    let pa = w.pa.patient.id;
+    let far = now() + secs(86_400 * 400);
+    assert_eq!(retention_due_of(store, pa, far).await, None, "no orders, nothing to look at");
+
+    let mut order = place(store, &w.pa, now()).await;
+    let placed = retention_due_of(store, pa, now()).await.expect("a new order marks its patient");
+
+    // Settled with a moment to look again: not due before it, due from it.
+    let later = now() + secs(86_400 * 28);
+    store.settle_retention(&[RetentionSettled { due: placed, purge: vec![], next: Some(later) }]).await.unwrap();
+    assert_eq!(retention_due_of(store, pa, later - secs(1)).await, None);
+    let waiting = retention_due_of(store, pa, later).await.expect("due again at the moment set");
+    assert_eq!((waiting.due, waiting.marks), (later, placed.marks));
+
+    // A write while the job is looking: the job's settlement, read before it, does not hide it.
+    accept(store, &mut order, &w.ph.manager).await;
+    let saved = retention_due_of(store, pa, now()).await.expect("a saved order marks its patient");
+    assert!(saved.marks > waiting.marks);
+    store.settle_retention(&[RetentionSettled { due: waiting, purge: vec![], next: None }]).await.unwrap();
+    assert_eq!(retention_due_of(store, pa, now()).await, Some(saved), "a stale settlement changes nothing");
+    store.settle_retention(&[RetentionSettled { due: saved, purge: vec![], next: None }]).await.unwrap();
+    assert_eq!(retention_due_of(store, pa, far).await, None);
+
+    store.update_repeat_item(&w.pa.items[0]).await.unwrap();
+    assert!(retention_due_of(store, pa, now()).await.is_some(), "a changed repeat line marks its patient");
+
+    // Pages follow each other in (due, patient) order, each row once.
+    let all = store.patients_due_for_retention(far, None, 100_000).await.unwrap();
+    assert!(all.windows(2).all(|p| (p[0].due, p[0].patient) < (p[1].due, p[1].patient)), "{all:?}");
+    let rest = store.patients_due_for_retention(far, Some(&all[0]), 100_000).await.unwrap();
+    assert_eq!(rest, all[1..]);
+
+    store.erase_patient(pa, ErasureBy::Patient, now(), &[]).await.unwrap();
+    assert_eq!(retention_due_of(store, pa, far).await, None, "erasure takes the mark too");
 }
 
 pub async fn save_order_with_a_stale_version_changes_nothing(store: &dyn Store) {

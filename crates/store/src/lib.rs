@@ -251,17 +251,21 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// Newest first.
     async fn orders_of_patient(&self, patient: PatientId) -> StoreResult<Vec<Order>>;
-    /// Patients (in id order, after `after`) with a finished order placed before `before`: the
-    /// ones the retention job looks at.
-    async fn patients_with_finished_orders_before(
+    /// Patients the order-retention job is due to look at (`now` at or past their due time), in
+    /// order of due time then id, after `after` (to page through them). A patient is marked due, in the same transaction, by every write
+    /// that can make one of their orders purgeable: a new order (also through [`sql::BulkLoad`]),
+    /// a saved order, a changed repeat line.
+    async fn patients_due_for_retention(
         &self,
-        before: Timestamp,
-        after: Option<PatientId>,
+        now: Timestamp,
+        after: Option<&RetentionDue>,
         limit: u32,
-    ) -> StoreResult<Vec<PatientId>>;
-    /// Deletes finished orders with their items and transitions, in one transaction; an order
-    /// that is open (or gone) is left alone. Returns how many were deleted.
-    async fn purge_orders(&self, orders: &[OrderId]) -> StoreResult<u64>;
+    ) -> StoreResult<Vec<RetentionDue>>;
+    /// Records what the retention job decided, in one transaction: deletes the finished orders
+    /// named, with their items and transitions (an open order, or one that is gone, is left
+    /// alone), and sets when to look at each patient again, unless a write marked them due after
+    /// they were read (then they stay due). Returns how many orders were deleted.
+    async fn settle_retention(&self, settled: &[RetentionSettled]) -> StoreResult<u64>;
     /// Oldest first.
     async fn order_transitions(&self, order: OrderId) -> StoreResult<Vec<Transition>>;
     /// A pharmacy's orders, oldest first (the queue is worked by age).

@@ -170,6 +170,26 @@ pub struct StoredOrder {
     pub version: i64,
 }
 
+/// A patient the order-retention job is due to look at, and how many times writes had marked
+/// them due when it was read (see [`crate::Store::settle_retention`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionDue {
+    pub patient: PatientId,
+    /// The Unix epoch for a patient marked by a write: due at once.
+    pub due: Timestamp,
+    pub marks: i64,
+}
+
+/// What the retention job decided for a patient it was due to look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionSettled {
+    pub due: RetentionDue,
+    /// Orders to delete with their items and transitions (finished ones only).
+    pub purge: Vec<OrderId>,
+    /// When to look again; `None` when only a write can make another order purgeable.
+    pub next: Option<Timestamp>,
+}
+
 /// Criteria for finding a pharmacy's patients; all given criteria must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PatientQuery {

@@ -1569,7 +1569,8 @@ async fn insert_orders_keyed_on(conn: &mut AnyConnection, c: &Crypt, orders: &[O
     for o in orders {
         insert_emails_on(conn, c, o.emails).await?;
     }
-    Ok(())
+    let patients: Vec<PatientId> = orders.iter().map(|o| o.order.patient_id).collect();
+    mark_retention_due_on(conn, &patients).await
 }
 
 /// Adds `delta` to the pharmacy's count of orders in `stage` (`open_order_counts`, read by the
@@ -1595,6 +1596,37 @@ async fn adjust_open_count_on(
     .map_err(map_err)?;
     Ok(())
 }
+
+/// Marks patients due for the order-retention job (see `Store::patients_due_for_retention`), in
+/// the transaction of the write that may have made one of their orders purgeable.
+async fn mark_retention_due_on(conn: &mut AnyConnection, patients: &[PatientId]) -> StoreResult<()> {
+    let mut ids: Vec<String> = patients.iter().map(ToString::to_string).collect();
+    // Sorted, so that concurrent writers lock the rows in one order; once each, which
+    // PostgreSQL requires of the rows one upsert changes.
+    ids.sort_unstable();
+    ids.dedup();
+    for chunk in ids.chunks(ROWS_PER_INSERT) {
+        let rows: Vec<String> = (1..=chunk.len()).map(|n| format!("(${n}, 0, 1)")).collect();
+        let sql = format!(
+            "INSERT INTO retention_due (patient_id, due_at, marks) VALUES {} ON CONFLICT (patient_id) \
+             DO UPDATE SET due_at = 0, marks = retention_due.marks + 1",
+            rows.join(", ")
+        );
+        let mut mark = sqlx::query(&sql);
+        for id in chunk {
+            mark = mark.bind(id);
+        }
+        mark.execute(&mut *conn).await.map_err(map_err)?;
+    }
+    Ok(())
+}
+
+/// A page of the patients due for the retention job: `$1` now, `($2, $3)` the due time and
+/// patient of the last row of the page before, `$4` the page size. The row value compared lets
+/// both engines start their index range at that row instead of reading past every patient
+/// already looked at (a whole first pass after upgrade, on a large installation, is a million).
+const RETENTION_DUE_PAGE: &str = "SELECT patient_id, due_at, marks FROM retention_due WHERE due_at <= $1 \
+                                  AND (due_at, patient_id) > ($2, $3) ORDER BY due_at, patient_id LIMIT $4";
 
 /// Transitions, each with its order's patient's data key.
 async fn insert_transitions_on(conn: &mut AnyConnection, transitions: &[(&DataKey, &Transition)]) -> StoreResult<()> {
@@ -2782,6 +2814,7 @@ impl Store for SqlStore {
             "DELETE FROM repeat_items WHERE patient_id = $1".to_string(),
             "DELETE FROM custody_grants WHERE patient_id = $1".to_string(),
             "DELETE FROM patient_name_words WHERE patient_id = $1".to_string(),
+            "DELETE FROM retention_due WHERE patient_id = $1".to_string(),
             format!("DELETE FROM security_events WHERE user_id IN ({user}) OR actor_id IN ({user})"),
             // Sessions, links and recovery codes go with the account (ON DELETE CASCADE).
             "DELETE FROM users WHERE patient_id = $1".to_string(),
@@ -2893,12 +2926,14 @@ impl Store for SqlStore {
     }
 
     async fn update_repeat_item(&self, item: &RepeatItem) -> StoreResult<()> {
-        let mut conn = self.conn().await?;
-        let key = data_key_on(&mut conn, self.sealer(), &item.patient_id.to_string()).await?;
-        if !update_repeat_item_on(&mut conn, &key, item).await? {
+        let mut tx = self.write_tx().await?;
+        let key = data_key_on(&mut tx, self.sealer(), &item.patient_id.to_string()).await?;
+        if !update_repeat_item_on(&mut tx, &key, item).await? {
             return Err(not_found("the repeat item"));
         }
-        Ok(())
+        // A changed cycle changes when the line's orders may go.
+        mark_retention_due_on(&mut tx, &[item.patient_id]).await?;
+        self.commit(tx).await
     }
 
     async fn repeat_item(&self, id: RepeatItemId) -> StoreResult<Option<RepeatItem>> {
@@ -3053,6 +3088,7 @@ impl Store for SqlStore {
                 return Err(not_found("a repeat item of the order"));
             }
         }
+        mark_retention_due_on(&mut tx, &[order.patient_id]).await?;
         insert_emails_on(&mut tx, &self.crypt, emails).await?;
         self.commit(tx).await
     }
@@ -3126,50 +3162,70 @@ impl Store for SqlStore {
         rows.iter().map(audit_from).collect()
     }
 
-    async fn patients_with_finished_orders_before(
+    async fn patients_due_for_retention(
         &self,
-        before: Timestamp,
-        after: Option<PatientId>,
+        now: Timestamp,
+        after: Option<&RetentionDue>,
         limit: u32,
-    ) -> StoreResult<Vec<PatientId>> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT patient_id FROM orders WHERE stage IN ('completed', 'closed', 'cancelled') \
-             AND created_at < $1 AND patient_id > $2 ORDER BY patient_id LIMIT $3",
-        )
-        .bind(us(before))
-        .bind(after.map(|p| p.to_string()).unwrap_or_default())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
-        ids.iter().map(|id| id.parse().map_err(|e| corrupt("patient_id", e))).collect()
-    }
-
-    async fn purge_orders(&self, orders: &[OrderId]) -> StoreResult<u64> {
-        let mut tx = self.write_tx().await?;
-        let mut purged = 0;
-        for id in orders {
-            let finished: Option<String> = sqlx::query_scalar(
-                "SELECT id FROM orders WHERE id = $1 AND stage IN ('completed', 'closed', 'cancelled')",
-            )
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
+    ) -> StoreResult<Vec<RetentionDue>> {
+        let rows = sqlx::query(RETENTION_DUE_PAGE)
+            .bind(us(now))
+            .bind(after.map_or(i64::MIN, |a| us(a.due)))
+            .bind(after.map(|a| a.patient.to_string()).unwrap_or_default())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
-            if finished.is_none() {
-                continue;
-            }
+        rows.iter()
+            .map(|row| {
+                Ok(RetentionDue {
+                    patient: col::<String>(row, "patient_id")?.parse().map_err(|e| corrupt("patient_id", e))?,
+                    due: ts_col(row, "due_at")?,
+                    marks: col(row, "marks")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn settle_retention(&self, settled: &[RetentionSettled]) -> StoreResult<u64> {
+        let mut tx = self.write_tx().await?;
+        let named: Vec<String> = settled.iter().flat_map(|s| s.purge.iter().map(ToString::to_string)).collect();
+        let finished = fetch_in(&mut tx, &named, |list| {
+            format!("SELECT id FROM orders WHERE id IN ({list}) AND stage IN ('completed', 'closed', 'cancelled')")
+        })
+        .await?
+        .iter()
+        .map(|row| col::<String>(row, "id"))
+        .collect::<StoreResult<Vec<_>>>()?;
+        for chunk in finished.chunks(ID_CHUNK) {
+            let list = placeholders(1, chunk.len());
             for sql in [
-                "DELETE FROM order_transitions WHERE order_id = $1",
-                "DELETE FROM order_items WHERE order_id = $1",
-                "DELETE FROM orders WHERE id = $1",
+                format!("DELETE FROM order_transitions WHERE order_id IN ({list})"),
+                format!("DELETE FROM order_items WHERE order_id IN ({list})"),
+                format!("DELETE FROM orders WHERE id IN ({list})"),
             ] {
-                sqlx::query(sql).bind(id.to_string()).execute(&mut *tx).await.map_err(map_err)?;
+                let mut delete = sqlx::query(&sql);
+                for id in chunk {
+                    delete = delete.bind(id);
+                }
+                delete.execute(&mut *tx).await.map_err(map_err)?;
             }
-            purged += 1;
+        }
+        for s in settled {
+            // `marks` unchanged: no write has marked the patient since the job read them.
+            let reschedule = match s.next {
+                Some(next) => sqlx::query("UPDATE retention_due SET due_at = $3 WHERE patient_id = $1 AND marks = $2")
+                    .bind(s.due.patient.to_string())
+                    .bind(s.due.marks)
+                    .bind(us(next)),
+                None => sqlx::query("DELETE FROM retention_due WHERE patient_id = $1 AND marks = $2")
+                    .bind(s.due.patient.to_string())
+                    .bind(s.due.marks),
+            };
+            reschedule.execute(&mut *tx).await.map_err(map_err)?;
         }
         self.commit(tx).await?;
-        Ok(purged)
+        Ok(finished.len() as u64)
     }
 
     async fn audit_head(&self) -> StoreResult<Option<AuditEntry>> {
@@ -3453,35 +3509,97 @@ mod tests {
         }
     }
 
-    /// The steps of the plan `explain` gives for the reminder scan, from column `column`.
-    async fn reminder_scan_plan(conn: &mut AnyConnection, explain: &str, column: usize) -> Vec<String> {
+    /// The steps of the plan `explain` gives for `sql` with `bind`'s values, from column `column`.
+    async fn plan_of(
+        conn: &mut AnyConnection,
+        explain: &str,
+        column: usize,
+        sql: &str,
+        bind: impl for<'q> FnOnce(AnyQuery<'q>) -> AnyQuery<'q>,
+    ) -> Vec<String> {
         use sqlx::Row;
-        let rows = sqlx::query(&format!("{explain} {}", reminder_scan_sql()))
-            .bind("2026-12-06")
-            .bind(200_i64)
-            .fetch_all(conn)
-            .await
-            .unwrap();
+        let sql = format!("{explain} {sql}");
+        let rows = bind(sqlx::query(&sql)).fetch_all(conn).await.unwrap();
         rows.iter().map(|row| row.try_get::<String, _>(column).unwrap()).collect()
     }
 
-    /// Both engines answer the scan from the partial index (PostgreSQL told to avoid whole-table
-    /// scans and sorts, which on an empty table would otherwise be as cheap).
-    #[tokio::test]
-    async fn the_reminder_scan_reads_its_partial_index_on_both_engines() {
+    fn reminder_scan(q: AnyQuery<'_>) -> AnyQuery<'_> {
+        q.bind("2026-12-06").bind(200_i64)
+    }
+
+    fn retention_page(q: AnyQuery<'_>) -> AnyQuery<'_> {
+        q.bind(1_800_000_000_000_000_i64).bind(0_i64).bind("0190c3e1-0000-4000-8000-000000000000").bind(200_i64)
+    }
+
+    /// A SQLite store and a PostgreSQL store, each on a fresh database.
+    async fn both_engines() -> (tempfile::TempDir, SqlStore, SqlStore) {
         use repeatrx_crypto::{FixedKeys, Keys};
         let keys: Arc<dyn KeySource> = Arc::new(FixedKeys::new(Keys::generate()));
         let dir = tempfile::tempdir().unwrap();
         let sqlite = SqlStore::open(&dir.path().join("plan.db"), keys.clone()).await.unwrap();
-        let plan = reminder_scan_plan(&mut sqlite.pool().acquire().await.unwrap(), "EXPLAIN QUERY PLAN", 3).await;
-        assert!(plan.iter().any(|step| step.contains("repeat_items_awaiting_reminder")), "SQLite: {plan:?}");
-
         let url = crate::testdb::fresh_postgres_database().await.unwrap();
         let postgres = SqlStore::connect_postgres(&url, keys).await.unwrap();
+        (dir, sqlite, postgres)
+    }
+
+    /// Both engines answer the reminder scan from its partial index, and start a page of the
+    /// patients due for retention at the cursor in `retention_due_at` (PostgreSQL told to avoid
+    /// whole-table scans and sorts, which on an empty table would otherwise be as cheap).
+    #[tokio::test]
+    async fn the_reminder_scan_and_the_retention_pages_read_their_indexes_on_both_engines() {
+        let (_dir, sqlite, postgres) = both_engines().await;
+        let mut conn = sqlite.pool().acquire().await.unwrap();
+        let plan = plan_of(&mut conn, "EXPLAIN QUERY PLAN", 3, &reminder_scan_sql(), reminder_scan).await;
+        assert!(plan.iter().any(|step| step.contains("repeat_items_awaiting_reminder")), "SQLite: {plan:?}");
+        let plan = plan_of(&mut conn, "EXPLAIN QUERY PLAN", 3, RETENTION_DUE_PAGE, retention_page).await;
+        let from_cursor = "USING INDEX retention_due_at ((due_at,patient_id)>(?,?) AND due_at<?)";
+        assert!(plan.iter().any(|step| step.contains(from_cursor)), "SQLite: {plan:?}");
+
         let mut conn = postgres.pool().acquire().await.unwrap();
         sqlx::raw_sql("SET enable_seqscan = off; SET enable_sort = off").execute(&mut *conn).await.unwrap();
-        let plan = reminder_scan_plan(&mut conn, "EXPLAIN", 0).await;
+        let plan = plan_of(&mut conn, "EXPLAIN", 0, &reminder_scan_sql(), reminder_scan).await;
         assert!(plan.iter().any(|step| step.contains("repeat_items_awaiting_reminder")), "PostgreSQL: {plan:?}");
+        let plan = plan_of(&mut conn, "EXPLAIN", 0, RETENTION_DUE_PAGE, retention_page).await;
+        assert!(plan.iter().any(|step| step.contains("Index Scan using retention_due_at")), "PostgreSQL: {plan:?}");
+        let cond = plan.iter().find(|step| step.contains("Index Cond")).map(String::as_str).unwrap_or_default();
+        assert!(cond.contains("ROW(due_at, patient_id) > ROW("), "the cursor bounds the index scan: {plan:?}");
+    }
+
+    /// Undoes the retention-due migration (the last of each engine), as if the database had not
+    /// been upgraded yet.
+    async fn before_retention_marks(store: &SqlStore) {
+        let last: i64 =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations").fetch_one(store.pool()).await.unwrap();
+        let expected = if store.engine() == Engine::Sqlite { 17 } else { 6 };
+        assert_eq!(last, expected, "the retention-due migration is the latest");
+        sqlx::query("DROP TABLE retention_due").execute(store.pool()).await.unwrap();
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version = $1").bind(last).execute(store.pool()).await.unwrap();
+    }
+
+    /// Upgrading marks every patient with a finished order due at the retention job's first run,
+    /// and nobody else.
+    #[tokio::test]
+    async fn upgrading_marks_each_patient_with_finished_orders_due_on_both_engines() {
+        use repeatrx_crypto::{FixedKeys, Keys};
+        let keys: Arc<dyn KeySource> = Arc::new(FixedKeys::new(Keys::generate()));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("upgrade.db");
+        let url = crate::testdb::fresh_postgres_database().await.unwrap();
+        for engine in [Engine::Sqlite, Engine::Postgres] {
+            let open = async || match engine {
+                Engine::Sqlite => SqlStore::open(&path, keys.clone()).await.unwrap(),
+                Engine::Postgres => SqlStore::connect_postgres(&url, keys.clone()).await.unwrap(),
+            };
+            let store = open().await;
+            let (finished, open_only) = crate::conformance::a_finished_and_an_open_patient(&store).await;
+            before_retention_marks(&store).await;
+            store.pool().close().await;
+            let store = open().await;
+            let now = crate::conformance::now();
+            let due = crate::conformance::retention_due_of(&store, finished, now).await;
+            assert_eq!(due.map(|d| (d.due, d.marks)), Some((Timestamp::UNIX_EPOCH, 0)), "{engine:?}");
+            assert_eq!(crate::conformance::retention_due_of(&store, open_only, now).await, None, "{engine:?}");
+        }
     }
 
     #[test]

@@ -197,6 +197,10 @@ pub async fn bulk_loaded_records_read_back_as_written(store: &SqlStore) {
     let of_first = store.orders_of_patient(first_patient).await.unwrap();
     assert!(of_first.contains(&later) && of_first.len() == 2, "{of_first:?}");
     assert_eq!(store.order_transitions(later.id).await.unwrap(), vec![later_first]);
+    for (patient, ..) in &written {
+        let due = conformance::retention_due_of(store, patient.id, conformance::now()).await;
+        assert!(due.is_some(), "a loaded order marks its patient due for the retention job");
+    }
     for (patient, account, lines, order, transitions, session) in written {
         assert_eq!(store.patient(patient.id).await.unwrap().as_ref(), Some(&patient));
         assert_eq!(store.user_for_patient(patient.id).await.unwrap().map(|u| u.id), Some(account.id));

@@ -1,0 +1,24 @@
+//! One pass of the order-retention job (P10) on a data set itself, timed: what the job costs at
+//! the set's scale. It deletes what the job deletes.
+use repeatrx_app::jobs::RetentionPass;
+use repeatrx_app::{App, Settings};
+use repeatrx_domain::clock::SystemClock;
+use repeatrx_store::sql::SqlStore;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Runs the pass the server's job runs, through the same `App` method.
+pub async fn pass(store: SqlStore) -> anyhow::Result<(RetentionPass, Duration)> {
+    let settings = Settings {
+        ordering: Default::default(),
+        stage_targets: Default::default(),
+        sessions: Default::default(),
+        public_url: "https://bench.invalid".into(),
+        demo: false,
+        erasure_ledger: None,
+    };
+    let app = App::new(Arc::new(store), Arc::new(SystemClock), settings);
+    let started = Instant::now();
+    let pass = app.purge_order_history().await?;
+    Ok((pass, started.elapsed()))
+}
