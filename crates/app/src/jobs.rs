@@ -16,6 +16,9 @@ pub const RETENTION_JOB: &str = "order-retention";
 pub const RETENTION_EVERY: SignedDuration = SignedDuration::from_hours(6);
 /// Patients looked at per batch of the retention job (one transaction settles a batch).
 const RETENTION_BATCH: u32 = 200;
+pub const REMINDER_JOB: &str = "due-reminders";
+/// How often the due-window reminder scan runs (reminders are per day, so this is plenty).
+pub const REMINDER_EVERY: SignedDuration = SignedDuration::from_mins(5);
 
 /// What one pass of the retention job did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -25,9 +28,6 @@ pub struct RetentionPass {
     /// Orders purged.
     pub purged: u64,
 }
-pub const REMINDER_JOB: &str = "due-reminders";
-/// How often the due-window reminder scan runs (reminders are per day, so this is plenty).
-pub const REMINDER_EVERY: SignedDuration = SignedDuration::from_mins(5);
 
 impl App {
     /// Sends one reminder per repeat line per cycle, when it comes into its ordering window.

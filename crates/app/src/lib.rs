@@ -47,6 +47,21 @@ pub struct Settings {
     pub erasure_ledger: Option<repeatrx_store::ledger::ErasureLedger>,
 }
 
+impl Settings {
+    /// The default policies, for a deployment patients reach at `public_url`: not a demo, and
+    /// without an erasure ledger (for tools that run the services' jobs, and for tests).
+    pub fn defaults_for(public_url: impl Into<String>) -> Self {
+        Self {
+            ordering: OrderingPolicy::default(),
+            stage_targets: StageTargets::default(),
+            sessions: auth::SessionPolicy::default(),
+            public_url: public_url.into(),
+            demo: false,
+            erasure_ledger: None,
+        }
+    }
+}
+
 /// The application: storage, time and settings, shared by every request.
 #[derive(Clone)]
 pub struct App {

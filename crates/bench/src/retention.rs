@@ -9,15 +9,7 @@ use std::time::{Duration, Instant};
 
 /// Runs the pass the server's job runs, through the same `App` method.
 pub async fn pass(store: SqlStore) -> anyhow::Result<(RetentionPass, Duration)> {
-    let settings = Settings {
-        ordering: Default::default(),
-        stage_targets: Default::default(),
-        sessions: Default::default(),
-        public_url: "https://bench.invalid".into(),
-        demo: false,
-        erasure_ledger: None,
-    };
-    let app = App::new(Arc::new(store), Arc::new(SystemClock), settings);
+    let app = App::new(Arc::new(store), Arc::new(SystemClock), Settings::defaults_for("https://bench.invalid"));
     let started = Instant::now();
     let pass = app.purge_order_history().await?;
     Ok((pass, started.elapsed()))

@@ -3,7 +3,6 @@
 #![allow(dead_code)] // each test file uses a different part of the harness
 
 use jiff::{SignedDuration, Timestamp};
-use repeatrx_app::auth::SessionPolicy;
 use repeatrx_app::{App, Settings};
 use repeatrx_domain::access::Actor;
 use repeatrx_domain::clock::Clock;
@@ -45,12 +44,9 @@ pub async fn harness() -> Harness {
     };
     let clock = Arc::new(TestClock(Mutex::new("2026-11-23T10:00:00Z".parse().unwrap())));
     let settings = Settings {
-        ordering: Default::default(),
-        stage_targets: Default::default(),
-        sessions: SessionPolicy::default(),
-        public_url: "https://repeats.example".into(),
         demo: true,
         erasure_ledger: Some(repeatrx_store::ledger::ErasureLedger::new(dir.path().join("test.erasures"))),
+        ..Settings::defaults_for("https://repeats.example")
     };
     let app = App::new(Arc::new(store), clock.clone(), settings);
     repeatrx_app::demo::seed(&app).await.unwrap();
