@@ -6,8 +6,7 @@ use repeatrx_domain::access::{Action, Actor, Membership};
 use repeatrx_domain::ids::PatientId;
 use repeatrx_domain::order::{Order, OrderStage};
 use repeatrx_domain::patient::Patient;
-use repeatrx_store::OrderFilter;
-use std::collections::HashMap;
+use repeatrx_store::{ListedOrder, OrderFilter};
 
 /// One row of a queue: the order, its patient and whether it has sat too long in its stage.
 #[derive(Debug, Clone)]
@@ -37,23 +36,15 @@ pub struct QueueQuery {
 pub const QUEUE_PAGE: u32 = 50;
 
 impl App {
-    async fn rows(&self, orders: Vec<Order>) -> AppResult<Vec<QueueRow>> {
+    fn rows(&self, listed: Vec<ListedOrder>) -> Vec<QueueRow> {
         let now = self.clock.now();
-        let mut wanted: Vec<PatientId> = orders.iter().map(|o| o.patient_id).collect();
-        wanted.sort_unstable();
-        wanted.dedup();
-        let patients: HashMap<PatientId, Patient> =
-            self.store.patients(&wanted).await?.into_iter().map(|p| (p.id, p)).collect();
-        let rows = orders
+        listed
             .into_iter()
-            .filter_map(|order| {
-                // An order whose patient was erased meanwhile is no longer listed.
-                let patient = patients.get(&order.patient_id)?.clone();
+            .map(|ListedOrder { order, patient }| {
                 let overdue = self.settings.stage_targets.is_overdue(order.stage, order.stage_entered_at, now);
-                Some(QueueRow { order, patient, overdue })
+                QueueRow { order, patient, overdue }
             })
-            .collect();
-        Ok(rows)
+            .collect()
     }
 
     fn filter(&self, query: &QueueQuery, patients: Option<Vec<PatientId>>) -> OrderFilter {
@@ -77,8 +68,7 @@ impl App {
             let found = self.store.search_patients(pharmacy, &query.search.to_query()?, 500).await?;
             Some(found.into_iter().map(|p| p.id).collect())
         };
-        let orders = self.store.pharmacy_orders(pharmacy, &self.filter(query, patients)).await?;
-        let rows = self.rows(orders).await?;
+        let rows = self.rows(self.store.pharmacy_orders(pharmacy, &self.filter(query, patients)).await?);
         let counts = self.store.pharmacy_open_stage_counts(pharmacy).await?;
         let overdue = rows.iter().filter(|r| r.overdue).count();
         Ok(QueueView { rows, counts, overdue })
@@ -100,7 +90,6 @@ impl App {
             limit: 200,
             offset: 0,
         };
-        let orders = self.store.practice_orders(practice, &filter).await?;
-        self.rows(orders).await
+        Ok(self.rows(self.store.practice_orders(practice, &filter).await?))
     }
 }

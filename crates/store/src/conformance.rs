@@ -58,7 +58,7 @@ pub async fn run_all(store: &dyn Store) {
     search_patients_by_dob_nhs_and_combination(store).await;
     search_patients_is_confined_to_the_pharmacy(store).await;
     repeat_items_round_trip(store).await;
-    patients_are_read_together(store).await;
+    listed_orders_come_with_their_patients_as_they_are_now(store).await;
     repeat_items_are_held_until_the_order_finishes(store).await;
     order_round_trip(store).await;
     orders_written_at_once_each_stand_or_fail_alone(store).await;
@@ -67,6 +67,7 @@ pub async fn run_all(store: &dyn Store) {
     orders_of_patient_newest_first(store).await;
     finished_orders_are_purged_with_their_history(store).await;
     writes_that_can_make_history_purgeable_mark_the_patient_due(store).await;
+    one_settlement_treats_each_patient_as_the_job_decided(store).await;
     pharmacy_orders_filters_and_pages(store).await;
     pharmacy_open_stage_counts(store).await;
     practice_orders(store).await;
@@ -336,6 +337,10 @@ async fn email_by_id(store: &dyn Store, id: EmailId) -> Option<OutgoingEmail> {
 
 fn ids<T, I: Eq + std::hash::Hash + Copy>(items: &[T], id: impl Fn(&T) -> I) -> Vec<I> {
     items.iter().map(id).collect()
+}
+
+fn orders_of(listed: Vec<ListedOrder>) -> Vec<Order> {
+    listed.into_iter().map(|l| l.order).collect()
 }
 
 fn is_conflict<T: std::fmt::Debug>(r: Result<T, StoreError>) -> bool {
@@ -899,6 +904,7 @@ pub async fn writes_that_can_make_history_purgeable_mark_the_patient_due(store: 
     assert_eq!(retention_due_of(store, pa, far).await, None, "no orders, nothing to look at");
 
     let mut order = place(store, &w.pa, now()).await;
+    let mut kept_open = place(store, &w.pa, now() + secs(1)).await;
     let placed = retention_due_of(store, pa, now()).await.expect("a new order marks its patient");
 
     // Settled with a moment to look again: not due before it, due from it.
@@ -908,14 +914,27 @@ pub async fn writes_that_can_make_history_purgeable_mark_the_patient_due(store: 
     let waiting = retention_due_of(store, pa, later).await.expect("due again at the moment set");
     assert_eq!((waiting.due, waiting.marks), (later, placed.marks));
 
+    // A save that leaves its order open and changes no repeat line cannot make any order
+    // purgeable: it leaves the mark as it was.
+    accept(store, &mut kept_open, &w.ph.manager).await;
+    assert_eq!(retention_due_of(store, pa, later).await, Some(waiting), "an accepted order marks nobody");
+
     // A write while the job is looking: the job's settlement, read before it, does not hide it.
-    accept(store, &mut order, &w.ph.manager).await;
-    let saved = retention_due_of(store, pa, now()).await.expect("a saved order marks its patient");
+    cancel(store, &mut order, &w.pa.user).await;
+    let saved = retention_due_of(store, pa, now()).await.expect("a save that finishes an order marks its patient");
     assert!(saved.marks > waiting.marks);
     store.settle_retention(&[RetentionSettled { due: waiting, purge: vec![], next: None }]).await.unwrap();
     assert_eq!(retention_due_of(store, pa, now()).await, Some(saved), "a stale settlement changes nothing");
     store.settle_retention(&[RetentionSettled { due: saved, purge: vec![], next: None }]).await.unwrap();
     assert_eq!(retention_due_of(store, pa, far).await, None);
+
+    // An open order's save that changes one of its repeat lines (a line's cycle decides when
+    // its orders may go).
+    let version = store.order(kept_open.id).await.unwrap().unwrap().version;
+    store.save_order(&kept_open, version, &[], std::slice::from_ref(&w.pa.items[0]), &[]).await.unwrap();
+    let line_saved =
+        retention_due_of(store, pa, now()).await.expect("an order's changed repeat line marks its patient");
+    store.settle_retention(&[RetentionSettled { due: line_saved, purge: vec![], next: None }]).await.unwrap();
 
     store.update_repeat_item(&w.pa.items[0]).await.unwrap();
     assert!(retention_due_of(store, pa, now()).await.is_some(), "a changed repeat line marks its patient");
@@ -928,6 +947,32 @@ pub async fn writes_that_can_make_history_purgeable_mark_the_patient_due(store: 
 
     store.erase_patient(pa, ErasureBy::Patient, now(), &[]).await.unwrap();
     assert_eq!(retention_due_of(store, pa, far).await, None, "erasure takes the mark too");
+}
+
+pub async fn one_settlement_treats_each_patient_as_the_job_decided(store: &dyn Store) {
+    let w = world(store).await;
+    let (done, stale) = (setup_patient(store, &w.ph, &w.pr, 1).await, setup_patient(store, &w.ph, &w.pr, 1).await);
+    let t = now();
+    let setups = [&w.pa, &done, &stale];
+    let mut read = Vec::new();
+    for setup in setups {
+        place(store, setup, t).await;
+        read.push(retention_due_of(store, setup.patient.id, t).await.expect("a new order marks its patient"));
+    }
+    place(store, &stale, t + secs(1)).await;
+    let later = t + secs(86_400);
+    let far = t + secs(86_400 * 400);
+    let decided = [(read[0], Some(later)), (read[1], None), (read[2], None)];
+    let settled: Vec<RetentionSettled> =
+        decided.iter().map(|(due, next)| RetentionSettled { due: *due, purge: vec![], next: *next }).collect();
+    store.settle_retention(&settled).await.unwrap();
+
+    assert_eq!(retention_due_of(store, w.pa.patient.id, later - secs(1)).await, None);
+    let again = retention_due_of(store, w.pa.patient.id, later).await.map(|d| (d.due, d.marks));
+    assert_eq!(again, Some((later, read[0].marks)), "looked at again when the job said");
+    assert_eq!(retention_due_of(store, done.patient.id, far).await, None, "nothing left to look at");
+    let marked_since = retention_due_of(store, stale.patient.id, t).await.expect("marked after the job read it");
+    assert!(marked_since.marks > read[2].marks, "{marked_since:?}");
 }
 
 pub async fn save_order_with_a_stale_version_changes_nothing(store: &dyn Store) {
@@ -1043,19 +1088,35 @@ pub async fn orders_written_at_once_each_stand_or_fail_alone(store: &dyn Store) 
     assert!(counts[0].1 >= 12, "{counts:?}");
 }
 
-pub async fn patients_are_read_together(store: &dyn Store) {
+pub async fn listed_orders_come_with_their_patients_as_they_are_now(store: &dyn Store) {
     let w = world(store).await;
-    let second = setup_patient(store, &w.ph, &w.pr, 0).await;
-    let mut found = store.patients(&[second.patient.id, PatientId::new(), w.pa.patient.id]).await.unwrap();
-    found.sort_by_key(|p| p.id);
-    let mut expected = vec![w.pa.patient.clone(), second.patient.clone()];
-    expected.sort_by_key(|p| p.id);
-    assert_eq!(found, expected, "those that exist, whole, and no other");
-    assert!(store.patients(&[]).await.unwrap().is_empty());
-    // More than fit one statement's slice.
-    let mut many: Vec<PatientId> = (0..1200).map(|_| PatientId::new()).collect();
-    many.push(second.patient.id);
-    assert_eq!(store.patients(&many).await.unwrap(), vec![second.patient]);
+    let second = setup_patient(store, &w.ph, &w.pr, 1).await;
+    let (elsewhere, other_practice) = (setup_pharmacy(store).await, setup_practice(store).await);
+    let t0 = now();
+    let first_order = place(store, &w.pa, t0).await;
+    let second_order = place(store, &second, t0 + secs(1)).await;
+    // The patient moves after ordering: the order stays where it was placed, and the listing
+    // shows the patient's own pharmacy, practice and details, not the order's.
+    let mut moved = second.patient.clone();
+    moved.pharmacy_id = elsewhere.pharmacy.id;
+    moved.practice_id = other_practice.practice.id;
+    moved.phone = Some("07700 900123".into());
+    store.update_patient(&moved).await.unwrap();
+    assert_eq!(store.patient(moved.id).await.unwrap().as_ref(), Some(&moved));
+
+    let filter = OrderFilter { limit: 100, ..Default::default() };
+    let expected = vec![
+        ListedOrder { order: first_order, patient: w.pa.patient.clone() },
+        ListedOrder { order: second_order, patient: moved },
+    ];
+    assert_eq!(store.pharmacy_orders(w.ph.pharmacy.id, &filter).await.unwrap(), expected);
+    assert_eq!(store.practice_orders(w.pr.practice.id, &filter).await.unwrap(), expected);
+    assert!(store.pharmacy_orders(elsewhere.pharmacy.id, &filter).await.unwrap().is_empty());
+    assert!(store.practice_orders(other_practice.practice.id, &filter).await.unwrap().is_empty());
+
+    // An erased patient's orders are no longer listed.
+    assert!(store.erase_patient(second.patient.id, ErasureBy::Patient, now(), &[]).await.unwrap());
+    assert_eq!(store.pharmacy_orders(w.ph.pharmacy.id, &filter).await.unwrap(), expected[..1]);
 }
 
 pub async fn repeat_items_are_held_until_the_order_finishes(store: &dyn Store) {
@@ -1113,7 +1174,7 @@ pub async fn pharmacy_orders_filters_and_pages(store: &dyn Store) {
     let list = |stages: Vec<OrderStage>, patients: Option<Vec<PatientId>>, limit: u32, offset: u32| {
         let filter = OrderFilter { stages, patients, limit, offset };
         let pharmacy = w.ph.pharmacy.id;
-        async move { store.pharmacy_orders(pharmacy, &filter).await.unwrap() }
+        async move { orders_of(store.pharmacy_orders(pharmacy, &filter).await.unwrap()) }
     };
     let all = list(vec![], None, 100, 0).await;
     assert_eq!(all, vec![o0.clone(), o1.clone(), o2.clone(), o3.clone(), o4.clone()], "oldest first, with items");
@@ -1148,7 +1209,8 @@ pub async fn pharmacy_orders_filters_and_pages(store: &dyn Store) {
     let theirs =
         store.pharmacy_orders(elsewhere.pharmacy.id, &OrderFilter { limit: 100, ..Default::default() }).await.unwrap();
     assert_eq!(theirs.len(), 1);
-    assert_eq!(theirs[0].patient_id, foreign.patient.id);
+    assert_eq!(theirs[0].order.patient_id, foreign.patient.id);
+    assert_eq!(theirs[0].patient, foreign.patient);
 }
 
 pub async fn pharmacy_open_stage_counts(store: &dyn Store) {
@@ -1217,7 +1279,7 @@ pub async fn pharmacy_open_stage_counts(store: &dyn Store) {
 async fn listed_open_stage_counts(store: &dyn Store, pharmacy: PharmacyId) -> Vec<(OrderStage, i64)> {
     let open: Vec<OrderStage> = OrderStage::ALL.into_iter().filter(|s| s.is_open()).collect();
     let filter = OrderFilter { stages: open.clone(), limit: 10_000, ..Default::default() };
-    let orders = store.pharmacy_orders(pharmacy, &filter).await.unwrap();
+    let orders = orders_of(store.pharmacy_orders(pharmacy, &filter).await.unwrap());
     open.into_iter().map(|s| (s, orders.iter().filter(|o| o.stage == s).count() as i64)).collect()
 }
 
@@ -1236,7 +1298,7 @@ pub async fn practice_orders(store: &dyn Store) {
     let list = |stages: Vec<OrderStage>| {
         let filter = OrderFilter { stages, patients: None, limit: 100, offset: 0 };
         let practice = w.pr.practice.id;
-        async move { store.practice_orders(practice, &filter).await.unwrap() }
+        async move { orders_of(store.practice_orders(practice, &filter).await.unwrap()) }
     };
     assert_eq!(
         list(vec![]).await,
@@ -1246,7 +1308,7 @@ pub async fn practice_orders(store: &dyn Store) {
     assert_eq!(list(vec![OrderStage::InReview]).await, vec![a.clone()]);
     assert_eq!(list(vec![OrderStage::WithPrescriber]).await, vec![]);
     let only_b = OrderFilter { stages: vec![], patients: Some(vec![same_practice.patient.id]), limit: 100, offset: 0 };
-    assert_eq!(store.practice_orders(w.pr.practice.id, &only_b).await.unwrap(), vec![b]);
+    assert_eq!(orders_of(store.practice_orders(w.pr.practice.id, &only_b).await.unwrap()), vec![b]);
     let paged = OrderFilter { limit: 1, offset: 1, ..Default::default() };
     assert_eq!(store.practice_orders(w.pr.practice.id, &paged).await.unwrap().len(), 1);
 }

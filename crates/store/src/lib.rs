@@ -211,9 +211,6 @@ pub trait Store: Send + Sync + 'static {
     /// When the patient was erased, if they were.
     async fn erased_at(&self, patient: PatientId) -> StoreResult<Option<Timestamp>>;
     async fn patient(&self, id: PatientId) -> StoreResult<Option<Patient>>;
-    /// The patients among `ids` that exist, in no particular order (a queue page's patients in
-    /// one read instead of one each).
-    async fn patients(&self, ids: &[PatientId]) -> StoreResult<Vec<Patient>>;
     /// A pharmacy's patients, matching every given criterion, sorted by family then given name.
     async fn search_patients(
         &self,
@@ -252,9 +249,10 @@ pub trait Store: Send + Sync + 'static {
     /// Newest first.
     async fn orders_of_patient(&self, patient: PatientId) -> StoreResult<Vec<Order>>;
     /// Patients the order-retention job is due to look at (`now` at or past their due time), in
-    /// order of due time then id, after `after` (to page through them). A patient is marked due, in the same transaction, by every write
-    /// that can make one of their orders purgeable: a new order (also through [`sql::BulkLoad`]),
-    /// a saved order, a changed repeat line.
+    /// order of due time then id, after `after` (to page through them). A patient is marked due,
+    /// in the same transaction, by every write that can make one of their orders purgeable: a new
+    /// order (also through [`sql::BulkLoad`]), a saved order that is finished or changes repeat
+    /// lines, a changed repeat line.
     async fn patients_due_for_retention(
         &self,
         now: Timestamp,
@@ -268,13 +266,13 @@ pub trait Store: Send + Sync + 'static {
     async fn settle_retention(&self, settled: &[RetentionSettled]) -> StoreResult<u64>;
     /// Oldest first.
     async fn order_transitions(&self, order: OrderId) -> StoreResult<Vec<Transition>>;
-    /// A pharmacy's orders, oldest first (the queue is worked by age).
-    async fn pharmacy_orders(&self, pharmacy: PharmacyId, filter: &OrderFilter) -> StoreResult<Vec<Order>>;
+    /// A pharmacy's orders with their patients, oldest first (the queue is worked by age).
+    async fn pharmacy_orders(&self, pharmacy: PharmacyId, filter: &OrderFilter) -> StoreResult<Vec<ListedOrder>>;
     /// How many of the pharmacy's orders are in each open stage, in [`OrderStage::ALL`] order,
     /// zeros included. Finished orders are not counted: there are ever more of them.
     async fn pharmacy_open_stage_counts(&self, pharmacy: PharmacyId) -> StoreResult<Vec<(OrderStage, i64)>>;
-    /// A practice's orders, oldest first.
-    async fn practice_orders(&self, practice: PracticeId, filter: &OrderFilter) -> StoreResult<Vec<Order>>;
+    /// A practice's orders with their patients, oldest first.
+    async fn practice_orders(&self, practice: PracticeId, filter: &OrderFilter) -> StoreResult<Vec<ListedOrder>>;
 
     // --- audit trail ---
     /// Appends a record at the end of the chain (numbered and hashed under the write lock, so

@@ -4,6 +4,7 @@ use jiff::Timestamp;
 use repeatrx_domain::access::Role;
 use repeatrx_domain::ids::*;
 use repeatrx_domain::order::{Order, OrderStage};
+use repeatrx_domain::patient::Patient;
 use repeatrx_domain::security::{LockState, SecurityEventKind, SessionStage};
 use repeatrx_domain::text::Email;
 use std::fmt;
@@ -231,6 +232,14 @@ pub struct OrderFilter {
     pub patients: Option<Vec<PatientId>>,
     pub limit: u32,
     pub offset: u32,
+}
+
+/// An order as a queue lists it: with its patient, read in the same statement (a queue page's
+/// patients cost a second query and a second unwrap of each patient's data key otherwise).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedOrder {
+    pub order: Order,
+    pub patient: Patient,
 }
 
 /// An account's sign-in protection: lockout counters and second factor.

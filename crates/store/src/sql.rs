@@ -794,6 +794,8 @@ fn like_prefix(prefix: &str) -> String {
 /// such an index only for a query that repeats its condition word for word. Without them a queue
 /// page walked past every finished order of the pharmacy, of which there are ever more.
 const OPEN_STAGES: &str = "stage IN ('submitted', 'in_review', 'with_prescriber', 'preparing', 'ready')";
+/// The finished order stages, the only ones retention may delete.
+const FINISHED_STAGES: &str = "stage IN ('completed', 'closed', 'cancelled')";
 
 /// Active repeat lines with a due date whose reminder is not yet recorded: word for word the
 /// condition of the partial index `repeat_items_awaiting_reminder`, which the database uses only
@@ -875,6 +877,15 @@ const ORDER_COLS: &str = "id, patient_id, pharmacy_id, practice_id, fulfilment, 
      stage, created_at, stage_entered_at, version";
 const ORDERS_KEYED: &str = "orders LEFT JOIN data_keys k ON k.key_owner = orders.patient_id";
 const ITEM_COLS: &str = "id, order_id, position, repeat_item_id, description, state, decision";
+/// An order and its patient in one row (a queue's row): the patient's ids are renamed where the
+/// order has columns of the same names (see [`PATIENT_LISTED_IDS`]); its id is the order's
+/// `patient_id`. Queries on [`LISTED_FROM`] name `orders.` where both tables have the column.
+const LISTED_COLS: &str = "orders.id, orders.patient_id, orders.pharmacy_id, orders.practice_id, fulfilment, note, \
+     placed_by, on_behalf, accepted, stage, orders.created_at, stage_entered_at, version, \
+     patients.pharmacy_id AS patient_pharmacy_id, patients.practice_id AS patient_practice_id, given_name, \
+     family_name, date_of_birth, nhs_number, email, phone, address, k.key_owner, k.key_master, k.key_wrapped";
+const LISTED_FROM: &str = "orders JOIN patients ON patients.id = orders.patient_id \
+     LEFT JOIN data_keys k ON k.key_owner = orders.patient_id";
 const TRANSITION_COLS: &str = "order_id, item_id, from_state, to_state, actor_user_id, actor_role, at, reason";
 const TRANSITIONS_KEYED: &str = "order_transitions t JOIN orders o ON o.id = t.order_id \
      LEFT JOIN data_keys k ON k.key_owner = o.patient_id";
@@ -1073,20 +1084,37 @@ fn event_from(row: &AnyRow) -> StoreResult<SecurityEvent> {
 }
 
 fn patient_from(c: &Crypt, row: &AnyRow) -> StoreResult<Patient> {
-    let id: String = col(row, "id")?;
-    let key = row_key(&c.sealer, row, "a patient")?;
+    patient_keyed(&row_key(&c.sealer, row, "a patient")?, row, &PATIENT_OWN_IDS)
+}
+
+/// The columns a patient's own ids are read from: the `patients` table's own names, or, where a
+/// row also holds an order ([`LISTED_COLS`]), names that keep them apart from the order's.
+struct PatientIdColumns {
+    id: &'static str,
+    pharmacy: &'static str,
+    practice: &'static str,
+}
+
+const PATIENT_OWN_IDS: PatientIdColumns =
+    PatientIdColumns { id: "id", pharmacy: "pharmacy_id", practice: "practice_id" };
+const PATIENT_LISTED_IDS: PatientIdColumns =
+    PatientIdColumns { id: "patient_id", pharmacy: "patient_pharmacy_id", practice: "patient_practice_id" };
+
+/// A patient, whose fields are sealed under `key` (their data key).
+fn patient_keyed(key: &DataKey, row: &AnyRow, ids: &PatientIdColumns) -> StoreResult<Patient> {
+    let id: String = col(row, ids.id)?;
     let field =
-        |column: &str| -> StoreResult<String> { open(&key, "patients", column, &id, &col::<String>(row, column)?) };
+        |column: &str| -> StoreResult<String> { open(key, "patients", column, &id, &col::<String>(row, column)?) };
     let opt_field = |column: &str| -> StoreResult<Option<String>> {
-        open_opt(&key, "patients", column, &id, col::<Option<String>>(row, column)?.as_deref())
+        open_opt(key, "patients", column, &id, col::<Option<String>>(row, column)?.as_deref())
     };
     let name = |column: &'static str| -> StoreResult<PersonName> {
         PersonName::parse(column, &field(column)?).map_err(|e| corrupt(column, e))
     };
     Ok(Patient {
         id: id.parse().map_err(|e| corrupt("id", e))?,
-        pharmacy_id: id_col(row, "pharmacy_id")?,
-        practice_id: id_col(row, "practice_id")?,
+        pharmacy_id: id_col(row, ids.pharmacy)?,
+        practice_id: id_col(row, ids.practice)?,
         given_name: name("given_name")?,
         family_name: name("family_name")?,
         date_of_birth: DateOfBirth::from_stored(parse_date("date_of_birth", &field("date_of_birth")?)?),
@@ -1135,13 +1163,17 @@ fn repeat_item_from(c: &Crypt, row: &AnyRow) -> StoreResult<RepeatItem> {
     })
 }
 
-/// An order row without its items, and its version.
-fn order_from(c: &Crypt, row: &AnyRow) -> StoreResult<(Order, i64)> {
+/// An order row without its items, and its version; `key` is its patient's data key, which
+/// the row carries ([`KEY_COLS`]).
+fn order_from(key: Option<&DataKey>, row: &AnyRow) -> StoreResult<(Order, i64)> {
     let fulfilment: String = col(row, "fulfilment")?;
     let stage: String = col(row, "stage")?;
     let id: String = col(row, "id")?;
     let note = match col::<Option<String>>(row, "note")? {
-        Some(sealed) => Some(open(&row_key(&c.sealer, row, "an order")?, "orders", "note", &id, &sealed)?),
+        Some(sealed) => {
+            let key = key.ok_or_else(|| StoreError::Corrupt("an order has no data key".into()))?;
+            Some(open(key, "orders", "note", &id, &sealed)?)
+        }
         None => None,
     };
     let order = Order {
@@ -1689,18 +1721,13 @@ fn not_found(what: &str) -> StoreError {
     StoreError::Database(format!("{what} to update was not found"))
 }
 
-/// Loads the items of the given orders, each list in its original order.
-/// Reads the items of `orders`, whose rows (with [`KEY_COLS`]) are `rows`, in the same order.
-/// An item is sealed under its patient's data key, which its order's row already carries: the
-/// items are read alone, not joined again to their orders and keys (a queue page's items took
-/// six b-tree searches each so, and unwrapped the same key once per item).
-async fn attach_items(conn: &mut AnyConnection, c: &Crypt, orders: &mut [Order], rows: &[AnyRow]) -> StoreResult<()> {
-    let mut keys: HashMap<OrderId, DataKey> = HashMap::with_capacity(orders.len());
-    for (order, row) in orders.iter().zip(rows) {
-        if let Some(key) = opt_row_key(&c.sealer, row)? {
-            keys.insert(order.id, key);
-        }
-    }
+/// Reads the items of `orders`, each list in its original order; `keys` are the orders' data
+/// keys, in the same order. An item is sealed under its patient's data key, which its order's
+/// row already carries: the items are read alone, not joined again to their orders and keys (a
+/// queue page's items took six b-tree searches each so, and unwrapped the same key once per item).
+async fn attach_items(conn: &mut AnyConnection, orders: &mut [Order], keys: &[Option<DataKey>]) -> StoreResult<()> {
+    let keys: HashMap<OrderId, &DataKey> =
+        orders.iter().zip(keys).filter_map(|(order, key)| Some((order.id, key.as_ref()?))).collect();
     let mut by_order: HashMap<OrderId, Vec<OrderItem>> = HashMap::new();
     let ids: Vec<String> = orders.iter().map(|o| o.id.to_string()).collect();
     // Each order's items come in one slice, so `position` orders them.
@@ -1755,8 +1782,13 @@ async fn append_audit_on(tx: &mut WriteTx, record: &AuditRecord) -> StoreResult<
 }
 
 async fn orders_with_items(conn: &mut AnyConnection, c: &Crypt, rows: Vec<AnyRow>) -> StoreResult<Vec<Order>> {
-    let mut orders = rows.iter().map(|r| order_from(c, r).map(|(o, _)| o)).collect::<StoreResult<Vec<_>>>()?;
-    attach_items(conn, c, &mut orders, &rows).await?;
+    let keys = rows.iter().map(|r| opt_row_key(&c.sealer, r)).collect::<StoreResult<Vec<_>>>()?;
+    let mut orders = rows
+        .iter()
+        .zip(&keys)
+        .map(|(r, k)| order_from(k.as_ref(), r).map(|(o, _)| o))
+        .collect::<StoreResult<Vec<_>>>()?;
+    attach_items(conn, &mut orders, &keys).await?;
     Ok(orders)
 }
 
@@ -1765,33 +1797,41 @@ enum OrgColumn {
     Practice,
 }
 
+/// The statement listing an organisation's orders with their patients ([`LISTED_COLS`]), and its
+/// text parameters; the limit and offset follow them as the last two.
+fn listing_sql(org: OrgColumn, org_id: String, filter: &OrderFilter) -> (String, Vec<String>) {
+    let column = match org {
+        OrgColumn::Pharmacy => "orders.pharmacy_id",
+        OrgColumn::Practice => "orders.practice_id",
+    };
+    let mut binds: Vec<String> = vec![org_id];
+    let mut sql = format!("SELECT {LISTED_COLS} FROM {LISTED_FROM} WHERE {column} = $1");
+    let only_open = !filter.stages.is_empty() && filter.stages.iter().all(|s| s.is_open());
+    if only_open {
+        sql.push_str(&format!(" AND {OPEN_STAGES}"));
+    }
+    let every_open = only_open && OrderStage::ALL.iter().filter(|s| s.is_open()).all(|s| filter.stages.contains(s));
+    if !filter.stages.is_empty() && !every_open {
+        sql.push_str(&format!(" AND stage IN ({})", placeholders(binds.len() + 1, filter.stages.len())));
+        binds.extend(filter.stages.iter().map(|s| s.as_str().to_string()));
+    }
+    if let Some(patients) = &filter.patients {
+        sql.push_str(&format!(" AND orders.patient_id IN ({})", placeholders(binds.len() + 1, patients.len())));
+        binds.extend(patients.iter().map(|p| p.to_string()));
+    }
+    let n = binds.len();
+    sql.push_str(&format!(" ORDER BY orders.created_at ASC, orders.id ASC LIMIT ${} OFFSET ${}", n + 1, n + 2));
+    (sql, binds)
+}
+
 impl SqlStore {
-    /// The shared body of `pharmacy_orders` and `practice_orders`: oldest first.
-    async fn org_orders(&self, org: OrgColumn, org_id: String, filter: &OrderFilter) -> StoreResult<Vec<Order>> {
+    /// The shared body of `pharmacy_orders` and `practice_orders`: oldest first, each order with
+    /// its patient, read in one statement and opened with one unwrap of the patient's key.
+    async fn org_orders(&self, org: OrgColumn, org_id: String, filter: &OrderFilter) -> StoreResult<Vec<ListedOrder>> {
         if matches!(&filter.patients, Some(p) if p.is_empty()) {
             return Ok(Vec::new());
         }
-        let column = match org {
-            OrgColumn::Pharmacy => "pharmacy_id",
-            OrgColumn::Practice => "practice_id",
-        };
-        let mut binds: Vec<String> = vec![org_id];
-        let mut sql = format!("SELECT {ORDER_COLS}, {KEY_COLS} FROM {ORDERS_KEYED} WHERE {column} = $1");
-        let only_open = !filter.stages.is_empty() && filter.stages.iter().all(|s| s.is_open());
-        if only_open {
-            sql.push_str(&format!(" AND {OPEN_STAGES}"));
-        }
-        let every_open = only_open && OrderStage::ALL.iter().filter(|s| s.is_open()).all(|s| filter.stages.contains(s));
-        if !filter.stages.is_empty() && !every_open {
-            sql.push_str(&format!(" AND stage IN ({})", placeholders(binds.len() + 1, filter.stages.len())));
-            binds.extend(filter.stages.iter().map(|s| s.as_str().to_string()));
-        }
-        if let Some(patients) = &filter.patients {
-            sql.push_str(&format!(" AND patient_id IN ({})", placeholders(binds.len() + 1, patients.len())));
-            binds.extend(patients.iter().map(|p| p.to_string()));
-        }
-        let n = binds.len();
-        sql.push_str(&format!(" ORDER BY created_at ASC, id ASC LIMIT ${} OFFSET ${}", n + 1, n + 2));
+        let (sql, binds) = listing_sql(org, org_id, filter);
         let mut q = sqlx::query(&sql);
         for b in &binds {
             q = q.bind(b);
@@ -1799,7 +1839,15 @@ impl SqlStore {
         q = q.bind(i64::from(filter.limit)).bind(i64::from(filter.offset));
         let mut conn = self.conn().await?;
         let rows = q.fetch_all(&mut *conn).await.map_err(map_err)?;
-        orders_with_items(&mut conn, &self.crypt, rows).await
+        let (mut orders, mut patients, mut keys) = (Vec::new(), Vec::new(), Vec::new());
+        for row in &rows {
+            let key = row_key(&self.crypt.sealer, row, "a patient")?;
+            orders.push(order_from(Some(&key), row)?.0);
+            patients.push(patient_keyed(&key, row, &PATIENT_LISTED_IDS)?);
+            keys.push(Some(key));
+        }
+        attach_items(&mut conn, &mut orders, &keys).await?;
+        Ok(orders.into_iter().zip(patients).map(|(order, patient)| ListedOrder { order, patient }).collect())
     }
 }
 
@@ -2877,13 +2925,6 @@ impl Store for SqlStore {
         row.as_ref().map(|r| patient_from(&self.crypt, r)).transpose()
     }
 
-    async fn patients(&self, ids: &[PatientId]) -> StoreResult<Vec<Patient>> {
-        let ids: Vec<String> = ids.iter().map(PatientId::to_string).collect();
-        let select = |list: &str| format!("SELECT {PATIENT_COLS} FROM {PATIENTS_KEYED} WHERE id IN ({list})");
-        let rows = fetch_in(&mut *self.conn().await?, &ids, select).await?;
-        rows.iter().map(|row| patient_from(&self.crypt, row)).collect()
-    }
-
     async fn search_patients(
         &self,
         pharmacy: PharmacyId,
@@ -3005,9 +3046,10 @@ impl Store for SqlStore {
         else {
             return Ok(None);
         };
-        let (order, version) = order_from(&self.crypt, &row)?;
+        let key = opt_row_key(&self.crypt.sealer, &row)?;
+        let (order, version) = order_from(key.as_ref(), &row)?;
         let mut orders = [order];
-        attach_items(&mut conn, &self.crypt, &mut orders, std::slice::from_ref(&row)).await?;
+        attach_items(&mut conn, &mut orders, &[key]).await?;
         let [order] = orders;
         Ok(Some(StoredOrder { order, version }))
     }
@@ -3088,7 +3130,11 @@ impl Store for SqlStore {
                 return Err(not_found("a repeat item of the order"));
             }
         }
-        mark_retention_due_on(&mut tx, &[order.patient_id]).await?;
+        // Only an order that is finished, or a changed repeat line's cycle, can make one of the
+        // patient's orders purgeable; a save that leaves the order open marks nobody.
+        if !order.stage.is_open() || !repeat_items.is_empty() {
+            mark_retention_due_on(&mut tx, &[order.patient_id]).await?;
+        }
         insert_emails_on(&mut tx, &self.crypt, emails).await?;
         self.commit(tx).await
     }
@@ -3116,7 +3162,7 @@ impl Store for SqlStore {
         rows.iter().map(|r| transition_from(&self.crypt, r)).collect()
     }
 
-    async fn pharmacy_orders(&self, pharmacy: PharmacyId, filter: &OrderFilter) -> StoreResult<Vec<Order>> {
+    async fn pharmacy_orders(&self, pharmacy: PharmacyId, filter: &OrderFilter) -> StoreResult<Vec<ListedOrder>> {
         self.org_orders(OrgColumn::Pharmacy, pharmacy.to_string(), filter).await
     }
 
@@ -3139,7 +3185,7 @@ impl Store for SqlStore {
             .collect())
     }
 
-    async fn practice_orders(&self, practice: PracticeId, filter: &OrderFilter) -> StoreResult<Vec<Order>> {
+    async fn practice_orders(&self, practice: PracticeId, filter: &OrderFilter) -> StoreResult<Vec<ListedOrder>> {
         self.org_orders(OrgColumn::Practice, practice.to_string(), filter).await
     }
 
@@ -3191,7 +3237,7 @@ impl Store for SqlStore {
         let mut tx = self.write_tx().await?;
         let named: Vec<String> = settled.iter().flat_map(|s| s.purge.iter().map(ToString::to_string)).collect();
         let finished = fetch_in(&mut tx, &named, |list| {
-            format!("SELECT id FROM orders WHERE id IN ({list}) AND stage IN ('completed', 'closed', 'cancelled')")
+            format!("SELECT id FROM orders WHERE id IN ({list}) AND {FINISHED_STAGES}")
         })
         .await?
         .iter()
@@ -3211,18 +3257,35 @@ impl Store for SqlStore {
                 delete.execute(&mut *tx).await.map_err(map_err)?;
             }
         }
-        for s in settled {
-            // `marks` unchanged: no write has marked the patient since the job read them.
-            let reschedule = match s.next {
-                Some(next) => sqlx::query("UPDATE retention_due SET due_at = $3 WHERE patient_id = $1 AND marks = $2")
-                    .bind(s.due.patient.to_string())
-                    .bind(s.due.marks)
-                    .bind(us(next)),
-                None => sqlx::query("DELETE FROM retention_due WHERE patient_id = $1 AND marks = $2")
-                    .bind(s.due.patient.to_string())
-                    .bind(s.due.marks),
-            };
-            reschedule.execute(&mut *tx).await.map_err(map_err)?;
+        // A patient's row changes only if `marks` is unchanged: no write has marked them since
+        // the job read them. A few statements for the whole batch, not one per patient, so that
+        // the write lock is held briefly. (`column1`... name a VALUES list's columns in both
+        // engines.)
+        let again: Vec<(&RetentionDue, Timestamp)> =
+            settled.iter().filter_map(|s| s.next.map(|next| (&s.due, next))).collect();
+        for chunk in again.chunks(ID_CHUNK) {
+            let sql = format!(
+                "UPDATE retention_due SET due_at = v.column3 FROM (VALUES {}) AS v \
+                 WHERE retention_due.patient_id = v.column1 AND retention_due.marks = v.column2",
+                value_rows(3, chunk.len())
+            );
+            let mut update = sqlx::query(&sql);
+            for (due, next) in chunk {
+                update = update.bind(due.patient.to_string()).bind(due.marks).bind(us(*next));
+            }
+            update.execute(&mut *tx).await.map_err(map_err)?;
+        }
+        let done: Vec<&RetentionDue> = settled.iter().filter(|s| s.next.is_none()).map(|s| &s.due).collect();
+        for chunk in done.chunks(ID_CHUNK) {
+            let sql = format!(
+                "DELETE FROM retention_due WHERE (patient_id, marks) IN (VALUES {})",
+                value_rows(2, chunk.len())
+            );
+            let mut delete = sqlx::query(&sql);
+            for due in chunk {
+                delete = delete.bind(due.patient.to_string()).bind(due.marks);
+            }
+            delete.execute(&mut *tx).await.map_err(map_err)?;
         }
         self.commit(tx).await?;
         Ok(finished.len() as u64)
@@ -3487,10 +3550,17 @@ mod tests {
     }
 
     #[test]
-    fn the_open_stages_condition_lists_every_open_stage_as_the_partial_indexes_do() {
-        let open: Vec<String> =
-            OrderStage::ALL.into_iter().filter(|s| s.is_open()).map(|s| format!("'{}'", s.as_str())).collect();
-        assert_eq!(OPEN_STAGES, format!("stage IN ({})", open.join(", ")));
+    fn the_open_and_finished_stage_conditions_list_every_stage_as_the_domain_and_partial_indexes_do() {
+        let listed = |open: bool| -> String {
+            let stages: Vec<String> = OrderStage::ALL
+                .into_iter()
+                .filter(|s| s.is_open() == open)
+                .map(|s| format!("'{}'", s.as_str()))
+                .collect();
+            format!("stage IN ({})", stages.join(", "))
+        };
+        assert_eq!(OPEN_STAGES, listed(true));
+        assert_eq!(FINISHED_STAGES, listed(false));
         for migration in [
             include_str!("../migrations/sqlite/0014_open_order_indexes.sql"),
             include_str!("../migrations/postgres/0003_open_order_indexes.sql"),
@@ -3542,13 +3612,31 @@ mod tests {
         (dir, sqlite, postgres)
     }
 
-    /// Both engines answer the reminder scan from its partial index, and start a page of the
-    /// patients due for retention at the cursor in `retention_due_at` (PostgreSQL told to avoid
-    /// whole-table scans and sorts, which on an empty table would otherwise be as cheap).
+    /// A pharmacy's queue: every open stage, oldest first; its parameters are [`queue_page`]'s.
+    fn queue_listing_sql() -> String {
+        let open = OrderStage::ALL.into_iter().filter(|s| s.is_open()).collect();
+        let filter = OrderFilter { stages: open, patients: None, limit: 50, offset: 0 };
+        let (sql, binds) = listing_sql(OrgColumn::Pharmacy, "a pharmacy".into(), &filter);
+        assert_eq!(binds.len(), 1, "only the pharmacy: the open stages are written out, as the index states them");
+        sql
+    }
+
+    fn queue_page(q: AnyQuery<'_>) -> AnyQuery<'_> {
+        q.bind("0190c3e1-0000-4000-8000-000000000000").bind(50_i64).bind(0_i64)
+    }
+
+    /// Both engines answer the reminder scan from its partial index, a queue page of orders with
+    /// their patients from the open orders' partial index (in queue order, so without sorting),
+    /// and start a page of the patients due for retention at the cursor in `retention_due_at`
+    /// (PostgreSQL told to avoid whole-table scans and sorts, which on an empty table would
+    /// otherwise be as cheap).
     #[tokio::test]
-    async fn the_reminder_scan_and_the_retention_pages_read_their_indexes_on_both_engines() {
+    async fn the_reminder_scan_the_queue_and_the_retention_pages_read_their_indexes_on_both_engines() {
         let (_dir, sqlite, postgres) = both_engines().await;
         let mut conn = sqlite.pool().acquire().await.unwrap();
+        let plan = plan_of(&mut conn, "EXPLAIN QUERY PLAN", 3, &queue_listing_sql(), queue_page).await;
+        assert!(plan.first().is_some_and(|s| s.contains("USING INDEX orders_pharmacy_open")), "SQLite: {plan:?}");
+        assert!(!plan.iter().any(|step| step.contains("TEMP B-TREE")), "SQLite sorts nothing: {plan:?}");
         let plan = plan_of(&mut conn, "EXPLAIN QUERY PLAN", 3, &reminder_scan_sql(), reminder_scan).await;
         assert!(plan.iter().any(|step| step.contains("repeat_items_awaiting_reminder")), "SQLite: {plan:?}");
         let plan = plan_of(&mut conn, "EXPLAIN QUERY PLAN", 3, RETENTION_DUE_PAGE, retention_page).await;
@@ -3557,6 +3645,9 @@ mod tests {
 
         let mut conn = postgres.pool().acquire().await.unwrap();
         sqlx::raw_sql("SET enable_seqscan = off; SET enable_sort = off").execute(&mut *conn).await.unwrap();
+        let plan = plan_of(&mut conn, "EXPLAIN", 0, &queue_listing_sql(), queue_page).await;
+        assert!(plan.iter().any(|step| step.contains("using orders_pharmacy_open")), "PostgreSQL: {plan:?}");
+        assert!(!plan.iter().any(|step| step.contains("Sort")), "PostgreSQL sorts nothing: {plan:?}");
         let plan = plan_of(&mut conn, "EXPLAIN", 0, &reminder_scan_sql(), reminder_scan).await;
         assert!(plan.iter().any(|step| step.contains("repeat_items_awaiting_reminder")), "PostgreSQL: {plan:?}");
         let plan = plan_of(&mut conn, "EXPLAIN", 0, RETENTION_DUE_PAGE, retention_page).await;
