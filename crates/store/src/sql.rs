@@ -46,6 +46,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CONNECTIONS: u32 = 8;
 /// Ids bound per `IN (...)` list ([`fetch_in`]).
 const ID_CHUNK: usize = 500;
+/// A PostgreSQL connection idle for this long is pinged before it is used again.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -265,21 +267,29 @@ impl SqlStore {
         let pool = AnyPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            // A SQLite connection is a file handle in this process: pinging it before each use
-            // cannot find it dropped, and cost a round trip to its worker thread per query. A
-            // PostgreSQL connection can be cut by a restart or failover, so it is still checked.
-            .test_before_acquire(engine == Engine::Postgres)
+            // sqlx pings every connection as it goes back to the pool, so one handed out again
+            // soon after is known to work; its `test_before_acquire` would ping it once more, a
+            // round trip per query. A PostgreSQL connection idle for longer may have been cut by
+            // a restart or failover meanwhile, so it is pinged first (on an error the pool drops
+            // it and takes another). A SQLite connection is a file handle in this process, which
+            // nothing cuts.
+            .test_before_acquire(false)
             // A connection still in a transaction is never handed out. SQLite rolls a transaction
             // back by itself on some errors (a full disk among them); sqlx's own ROLLBACK then
             // fails and its transaction depth stays at one, so every later `BEGIN` on that
             // connection would be refused. Such a connection is closed instead (which ends
             // whatever is left of its transaction) and the pool opens a fresh one.
-            .before_acquire(|conn, _| {
-                let healthy = !sqlx::Connection::is_in_transaction(&*conn);
-                if !healthy {
-                    tracing::warn!("a database connection left in a failed transaction was closed");
-                }
-                Box::pin(async move { Ok(healthy) })
+            .before_acquire(move |conn, meta| {
+                Box::pin(async move {
+                    if sqlx::Connection::is_in_transaction(&*conn) {
+                        tracing::warn!("a database connection left in a failed transaction was closed");
+                        return Ok(false);
+                    }
+                    if engine == Engine::Postgres && meta.idle_for >= PING_AFTER_IDLE {
+                        sqlx::Connection::ping(&mut *conn).await?;
+                    }
+                    Ok(true)
+                })
             })
             .after_connect(move |conn, _| {
                 Box::pin(async move {
@@ -3690,6 +3700,31 @@ mod tests {
             let due = crate::conformance::retention_due_of(&store, finished, now).await;
             assert_eq!(due.map(|d| (d.due, d.marks)), Some((Timestamp::UNIX_EPOCH, 0)), "{engine:?}");
             assert_eq!(crate::conformance::retention_due_of(&store, open_only, now).await, None, "{engine:?}");
+        }
+    }
+
+    /// The server ends every connection of the pool (as a restart or failover does): once they
+    /// have been idle for [`PING_AFTER_IDLE`], the next reads find them cut before using them
+    /// and are answered on fresh ones.
+    #[tokio::test]
+    async fn connections_the_server_cut_while_idle_are_replaced_before_use() {
+        use repeatrx_crypto::{FixedKeys, Keys};
+        let url = crate::testdb::fresh_postgres_database().await.unwrap();
+        let store = SqlStore::connect_postgres(&url, Arc::new(FixedKeys::new(Keys::generate()))).await.unwrap();
+        let reads = || async { futures::future::join_all((0..4).map(|_| store.list_pharmacies())).await };
+        assert!(reads().await.iter().all(Result::is_ok));
+        let mut other = <AnyConnection as sqlx::Connection>::connect(&url).await.unwrap();
+        let cut: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&mut other)
+        .await
+        .unwrap();
+        assert!(!cut.is_empty() && cut.iter().all(|c| *c), "{cut:?}");
+        tokio::time::sleep(PING_AFTER_IDLE + Duration::from_millis(200)).await;
+        for read in reads().await {
+            assert!(read.is_ok(), "{read:?}");
         }
     }
 
