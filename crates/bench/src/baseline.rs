@@ -8,6 +8,7 @@
 //! - the rate of a trivial axum handler behind the same rustls configuration and HTTPS server,
 //!   under the same load driver (`repeatrx-bench trivial-server`, a process of its own).
 use crate::load::{drive, Job, Measured};
+use crate::server::Process;
 use anyhow::Context;
 use rand::distributions::Alphanumeric;
 use rand::Rng;
@@ -129,16 +130,18 @@ pub async fn argon2_rate(threads: usize, window: Duration) -> anyhow::Result<f64
 }
 
 /// The trivial handler's rate and latency under `clients` clients.
+/// Also gives the CPU time the handler's server spent meanwhile.
 pub async fn trivial_handler(
-    base: &str,
+    server: &Process,
     ca_pem: &[u8],
     clients: usize,
     warmup: Duration,
     window: Duration,
-) -> anyhow::Result<Measured> {
+) -> anyhow::Result<(Measured, Option<Duration>)> {
     let jobs = (0..clients).map(|_| Job::Trivial).collect();
-    let (mut by_kind, _) = drive(jobs, base, ca_pem, warmup, window).await?;
-    by_kind.remove("trivial handler").context("the trivial handler answered nothing")
+    let mut driven = drive(jobs, server, ca_pem, warmup, window).await?;
+    let measured = driven.kinds.remove("trivial handler").context("the trivial handler answered nothing")?;
+    Ok((measured, driven.server_cpu))
 }
 
 /// `repeatrx-bench trivial-server`: one route answering "ok", behind RepeatRx's own rustls

@@ -1,13 +1,14 @@
 //! The report of a run: every measurement, each target of issue #7 with the figure it is judged
 //! on, as Markdown for BENCHMARKS.md and as JSON to compare runs.
 use crate::dataset::Shape;
-use crate::load::Measured;
+use crate::load::{Driven, Measured};
 use crate::run::RunOptions;
 use repeatrx_store::sql::Engine;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub struct Report {
     pub engine: Engine,
@@ -24,13 +25,25 @@ pub struct Report {
     /// Threads the server gives to password hashing (its `hashing_threads`).
     pub hashing_threads: usize,
     pub trivial: Option<Measured>,
+    /// The CPU time the trivial handler's server spent in its window.
+    pub trivial_cpu: Option<Duration>,
     pub scenarios: Vec<(&'static str, BTreeMap<&'static str, Measured>, usize)>,
+    /// The CPU time the server spent in each scenario's window.
+    pub server_cpu: BTreeMap<&'static str, Duration>,
     pub server_rss_max_kib: u64,
     pub server_rss_peak_kib: u64,
     pub server_log: PathBuf,
 }
 
 /// One target: what it asks, the figure, and whether it is met.
+fn per_request_ms(cpu: Duration, requests: u64) -> Option<f64> {
+    (requests > 0).then(|| cpu.as_secs_f64() * 1000.0 / requests as f64)
+}
+
+fn ms_cell(ms: Option<f64>) -> String {
+    ms.map_or_else(|| "–".to_string(), |ms| format!("{ms:.3}"))
+}
+
 pub struct Verdict {
     pub target: String,
     pub measured: String,
@@ -52,15 +65,31 @@ impl Report {
             argon2_all_cores: 0.0,
             hashing_threads: repeatrx_app::auth::hashing_threads(),
             trivial: None,
+            trivial_cpu: None,
             scenarios: Vec::new(),
+            server_cpu: BTreeMap::new(),
             server_rss_max_kib: 0,
             server_rss_peak_kib: 0,
             server_log: PathBuf::new(),
         }
     }
 
-    pub fn add_scenario(&mut self, name: &'static str, measured: BTreeMap<&'static str, Measured>, exhausted: usize) {
-        self.scenarios.push((name, measured, exhausted));
+    pub fn add_scenario(&mut self, name: &'static str, driven: Driven) {
+        if let Some(cpu) = driven.server_cpu {
+            self.server_cpu.insert(name, cpu);
+        }
+        self.scenarios.push((name, driven.kinds, driven.exhausted));
+    }
+
+    /// The server's CPU time per request answered in a scenario's window (all its kinds), in ms.
+    fn cpu_ms_per_request(&self, scenario: &str) -> Option<f64> {
+        let cpu = self.server_cpu.get(scenario)?;
+        let (_, kinds, _) = self.scenarios.iter().find(|(s, _, _)| *s == scenario)?;
+        per_request_ms(*cpu, kinds.values().map(|m| m.ok).sum())
+    }
+
+    fn trivial_cpu_ms_per_request(&self) -> Option<f64> {
+        per_request_ms(self.trivial_cpu?, self.trivial.as_ref()?.ok)
     }
 
     fn kind(&self, scenario: &str, kind: &str) -> Option<&Measured> {
@@ -187,35 +216,40 @@ impl Report {
             self.cores,
             if self.in_place { "; run on the data set itself, not a copy" } else { "" }
         );
-        let _ = writeln!(md, "| measured | requests/s | p50 ms | p99 ms | max ms | failed | reconnects |");
-        let _ = writeln!(md, "|---|---|---|---|---|---|---|");
-        let mut row = |name: &str, m: &Measured| {
+        let _ = writeln!(
+            md,
+            "| measured | requests/s | p50 ms | p99 ms | max ms | failed | reconnects | server CPU ms a request |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
+        let mut row = |name: &str, m: &Measured, cpu_ms: Option<f64>| {
             let _ = writeln!(
                 md,
-                "| {name} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} |",
+                "| {name} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
                 m.per_second(),
                 m.ms(0.5),
                 m.ms(0.99),
                 m.ms(1.0),
                 m.failed,
-                m.reconnects
+                m.reconnects,
+                ms_cell(cpu_ms)
             );
         };
         if let Some(m) = &self.raw_commits {
-            row("baseline: raw durable commits", m);
+            row("baseline: raw durable commits", m, None);
         }
         if let Some(m) = &self.trivial {
-            row("baseline: trivial handler", m);
+            row("baseline: trivial handler", m, self.trivial_cpu_ms_per_request());
         }
         for (scenario, kinds, _) in &self.scenarios {
             for (kind, m) in kinds {
-                row(&format!("{scenario}: {kind}"), m);
+                row(&format!("{scenario}: {kind}"), m, self.cpu_ms_per_request(scenario));
             }
         }
         let _ = writeln!(
             md,
             "\nargon2id: {:.1} hashes/s on {} cores ({:.1} per core); the server hashes on {} thread(s). \
-             Server memory: {:.0} MB peak resident.\n",
+             Server memory: {:.0} MB peak resident. Server CPU a request: the server process's user and \
+             system time over the window (all its threads) over the requests it answered in it.\n",
             self.argon2_all_cores,
             self.cores,
             self.argon2_all_cores / self.cores.max(1) as f64,
@@ -258,11 +292,13 @@ impl Report {
             "in_place": self.in_place,
             "raw_commits": self.raw_commits.as_ref().map(m),
             "trivial": self.trivial.as_ref().map(m),
+            "trivial_server_cpu_ms_per_request": self.trivial_cpu_ms_per_request(),
             "argon2_all_cores": self.argon2_all_cores,
             "hashing_threads": self.hashing_threads,
             "scenarios": self.scenarios.iter().map(|(s, kinds, exhausted)| json!({
                 "scenario": s,
                 "exhausted_clients": exhausted,
+                "server_cpu_ms_per_request": self.cpu_ms_per_request(s),
                 "kinds": kinds.iter().map(|(k, v)| (k.to_string(), m(v))).collect::<serde_json::Map<_, _>>(),
             })).collect::<Vec<_>>(),
             "server_rss_peak_kib": self.server_rss_peak_kib,

@@ -92,8 +92,10 @@ pub async fn run(opts: &RunOptions) -> anyhow::Result<Report> {
     let trivial = server::start_trivial(&cert, &opts.work_dir)?;
     let mut trivial = trivial;
     server::wait_healthy(&mut trivial, &cert.cert_pem, Duration::from_secs(30)).await?;
-    report.trivial =
-        Some(baseline::trivial_handler(&trivial.url, &cert.cert_pem, opts.clients, opts.warmup, opts.window).await?);
+    let (measured, cpu) =
+        baseline::trivial_handler(&trivial, &cert.cert_pem, opts.clients, opts.warmup, opts.window).await?;
+    report.trivial = Some(measured);
+    report.trivial_cpu = cpu;
     trivial.stop()?;
 
     eprintln!("==> planning: patients, their orderable lines and sessions");
@@ -129,29 +131,25 @@ pub async fn run(opts: &RunOptions) -> anyhow::Result<Report> {
     let sessions = plan.open_sessions(&store).await?;
     let memory = MemoryWatch::start(process.pid());
 
-    let base = process.url.clone();
     let ca = cert.cert_pem.clone();
     let wanted = |s: Scenario| opts.scenarios.contains(&s);
     if wanted(Scenario::Orders) {
         eprintln!("==> scenario 1: order submission");
         let order_jobs = sessions.order_jobs(&plan.orders_alone, opts.clients);
-        let (measured, exhausted) = drive(order_jobs, &base, &ca, opts.warmup, opts.window).await?;
-        report.add_scenario("order submission", measured, exhausted);
+        report.add_scenario("order submission", drive(order_jobs, &process, &ca, opts.warmup, opts.window).await?);
     }
     if wanted(Scenario::List) {
         eprintln!("==> scenario 2: repeat list (page and API)");
         let list_jobs = sessions.repeat_list_jobs(opts.clients);
-        let (measured, exhausted) = drive(list_jobs, &base, &ca, opts.warmup, opts.window).await?;
-        report.add_scenario("repeat list", measured, exhausted);
+        report.add_scenario("repeat list", drive(list_jobs, &process, &ca, opts.warmup, opts.window).await?);
     }
     if wanted(Scenario::Queue) {
         eprintln!("==> scenario 3: pharmacy queue page");
         let queue_jobs = (0..opts.clients).map(|_| Job::Queue { cookie: sessions.pharmacist_cookie.clone() }).collect();
-        let (measured, exhausted) = drive(queue_jobs, &base, &ca, opts.warmup, opts.window).await?;
-        report.add_scenario("queue page", measured, exhausted);
+        report.add_scenario("queue page", drive(queue_jobs, &process, &ca, opts.warmup, opts.window).await?);
     }
     if wanted(Scenario::SignIn) {
-        sign_ins_with_orders(opts, &mut report, &sessions, &plan, &base, &ca).await?;
+        sign_ins_with_orders(opts, &mut report, &sessions, &plan, &process, &ca).await?;
     }
 
     let (rss_max, hwm) = memory.finish(&process);
@@ -168,7 +166,7 @@ async fn sign_ins_with_orders(
     report: &mut Report,
     sessions: &Sessions,
     plan: &Plan,
-    base: &str,
+    server: &Process,
     ca: &[u8],
 ) -> anyhow::Result<()> {
     eprintln!("==> scenario 4: sign-ins while orders are submitted");
@@ -178,8 +176,7 @@ async fn sign_ins_with_orders(
         let mine: Vec<String> = emails.iter().skip(c).step_by(opts.sign_in_clients.max(1)).cloned().collect();
         jobs.push(Job::SignIn { emails: mine, password: BENCH_PASSWORD.to_string(), next: 0 });
     }
-    let (measured, exhausted) = drive(jobs, base, ca, opts.warmup, opts.window).await?;
-    report.add_scenario("sign-in with orders", measured, exhausted);
+    report.add_scenario("sign-in with orders", drive(jobs, server, ca, opts.warmup, opts.window).await?);
     Ok(())
 }
 

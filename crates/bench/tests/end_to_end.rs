@@ -69,6 +69,8 @@ fn generate_and_run(url: &str, dir: &Path, engine: &str) {
         assert_eq!(json[baseline]["failed"], 0, "{baseline}: {json:#}");
     }
     assert!(json["argon2_all_cores"].as_f64().unwrap() > 0.0, "{json:#}");
+    let positive = |v: &Value| v.as_f64().is_some_and(|ms| ms > 0.0);
+    assert!(positive(&json["trivial_server_cpu_ms_per_request"]), "the trivial server's CPU was not read: {json:#}");
     assert!(json["server_rss_peak_kib"].as_u64().unwrap() > 0, "the server's memory was not read: {json:#}");
 
     let scenarios: Vec<&str> =
@@ -77,6 +79,7 @@ fn generate_and_run(url: &str, dir: &Path, engine: &str) {
     for scenario in json["scenarios"].as_array().unwrap() {
         let kinds = scenario["kinds"].as_object().unwrap();
         assert!(!kinds.is_empty(), "{scenario:#}");
+        assert!(positive(&scenario["server_cpu_ms_per_request"]), "the server's CPU was not read: {scenario:#}");
         for (kind, m) in kinds {
             assert!(
                 m["ok"].as_u64().unwrap() > 0,
