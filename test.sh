@@ -4,7 +4,8 @@
 # application, server and browser tests run a second time on PostgreSQL.
 # PostgreSQL: the server at REPEATRX_TEST_POSTGRES (default postgres://postgres@127.0.0.1:5432/postgres,
 # trust auth, as CI has it); a local cluster that is down is started. Each test makes its own
-# database (repeatrx_test_* / repeatrx_e2e_*); those of earlier runs are dropped first.
+# database (repeatrx_test_* / repeatrx_e2e_*); those of earlier runs are dropped first, but for any
+# still in use by another run.
 # Needs Rust, Python 3 and Node.js 20+ with npm; installs what else it needs from Debian's packages
 # when missing (Chromium for the browser tests, openssl for the TLS refusal tests) and an S3 test
 # server (moto) from PyPI into target/s3-test-venv.
@@ -39,8 +40,15 @@ if ! psql "$pg_url" -Atqc 'SELECT 1' >/dev/null; then
   echo "error: PostgreSQL is not reachable at $pg_url; start it, or set REPEATRX_TEST_POSTGRES" >&2
   exit 1
 fi
+# A database still in use belongs to a test run beside this one (another checkout on the same
+# server): it is left to that run, not forced away from under it.
 psql "$pg_url" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'repeatrx\_test\_%' OR datname LIKE 'repeatrx\_e2e\_%'" |
-  while read -r db; do psql "$pg_url" -qc "DROP DATABASE \"$db\"" >/dev/null; done
+  while read -r db; do
+    if ! dropped=$(psql "$pg_url" -qc "DROP DATABASE \"$db\"" 2>&1); then
+      reason="${dropped#*ERROR:  }"
+      echo "kept $db: ${reason%%$'\n'*}"
+    fi
+  done
 
 echo "==> S3 test server (moto, from PyPI, in target/s3-test-venv)"
 # The continuous-backup tests ship to a real S3-compatible server on 127.0.0.1.
