@@ -9,6 +9,7 @@
 //!   under the same load driver (`repeatrx-bench trivial-server`, a process of its own).
 use crate::load::{drive, Job, Measured};
 use crate::server::Process;
+use crate::watch::ProcessWatch;
 use anyhow::Context;
 use rand::distributions::Alphanumeric;
 use rand::Rng;
@@ -139,7 +140,8 @@ pub async fn trivial_handler(
     window: Duration,
 ) -> anyhow::Result<(Measured, Option<Duration>)> {
     let jobs = (0..clients).map(|_| Job::Trivial).collect();
-    let mut driven = drive(jobs, server, ca_pem, warmup, window).await?;
+    let watch = ProcessWatch::start(server.pid())?;
+    let mut driven = drive(jobs, &server.url, &watch, ca_pem, warmup, window).await?;
     let measured = driven.kinds.remove("trivial handler").context("the trivial handler answered nothing")?;
     Ok((measured, driven.server_cpu))
 }

@@ -7,14 +7,11 @@
 //! orders go on) with per-kind latencies, and each client needs its own patients and tokens;
 //! that is a loop around hyper and hdrhistogram, which do the real work.
 use crate::connection::Connection;
-use crate::server::Process;
-use anyhow::Context;
+use crate::watch::ProcessWatch;
 use hdrhistogram::Histogram;
 use hyper::Method;
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What one client does, request after request.
@@ -174,13 +171,12 @@ pub fn client(ca_pem: &[u8]) -> anyhow::Result<reqwest::Client> {
 /// until the last job stopped, and `exhausted` says how many did.
 pub async fn drive(
     jobs: Vec<Job>,
-    server: &Process,
+    base: &str,
+    server: &ProcessWatch,
     ca_pem: &[u8],
     warmup: Duration,
     window: Duration,
 ) -> anyhow::Result<Driven> {
-    let base = server.url.as_str();
-    let cpu = CpuWatch::start(server.pid())?;
     let start = Instant::now() + Duration::from_millis(200);
     let measure_from = start + warmup;
     let end = measure_from + window;
@@ -247,7 +243,7 @@ pub async fn drive(
     for m in all.values_mut() {
         m.window = window;
     }
-    let server_cpu = cpu.finish(measure_from, measured_until);
+    let server_cpu = server.cpu_between(measure_from, measured_until);
     Ok(Driven { kinds: all, exhausted, server_cpu })
 }
 
@@ -258,95 +254,4 @@ pub struct Driven {
     pub exhausted: usize,
     /// The CPU time the server spent over the measured window.
     pub server_cpu: Option<Duration>,
-}
-
-/// A process's CPU time (user and system, all its threads), sampled from `/proc` every 50 ms
-/// while a load runs: what the server spent on the requests measured. Per request it varies
-/// much less between runs than the rate does, which also depends on the share of the two cores
-/// the load client gets, so it tells a 10% change in a page's cost where rates cannot.
-struct CpuWatch {
-    stop: Arc<AtomicBool>,
-    sampler: std::thread::JoinHandle<Vec<(Instant, u64)>>,
-    ticks_per_second: f64,
-}
-
-impl CpuWatch {
-    fn start(pid: u32) -> anyhow::Result<CpuWatch> {
-        let ticks_per_second = clock_ticks_per_second()?;
-        cpu_ticks(pid).with_context(|| format!("the CPU time of process {pid} is not readable in /proc"))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
-        let sampler = std::thread::spawn(move || {
-            let mut samples = Vec::new();
-            while !stopped.load(Ordering::Relaxed) {
-                if let Some(ticks) = cpu_ticks(pid) {
-                    samples.push((Instant::now(), ticks));
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            samples
-        });
-        Ok(CpuWatch { stop, sampler, ticks_per_second })
-    }
-
-    /// The CPU time spent from `from` to `until`: between the first and last samples inside
-    /// that span, scaled to its whole length.
-    fn finish(self, from: Instant, until: Instant) -> Option<Duration> {
-        self.stop.store(true, Ordering::Relaxed);
-        let samples = self.sampler.join().ok()?;
-        let inside: Vec<&(Instant, u64)> = samples.iter().filter(|(at, _)| *at >= from && *at <= until).collect();
-        let (first, last) = (inside.first()?, inside.last()?);
-        let sampled = last.0.duration_since(first.0).as_secs_f64();
-        if sampled <= 0.0 {
-            return None;
-        }
-        let cpu = last.1.saturating_sub(first.1) as f64 / self.ticks_per_second;
-        Some(Duration::from_secs_f64(cpu * until.duration_since(from).as_secs_f64() / sampled))
-    }
-}
-
-/// User and system time of all the process's threads, in clock ticks (`/proc/<pid>/stat`
-/// fields 14 and 15).
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses; the fields after its last
-    // closing parenthesis are plain, starting with field 3.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
-}
-
-/// The kernel's clock ticks per second (USER_HZ) that `/proc` counts in, as `getconf` reports it
-/// (`sysconf` itself would take unsafe code).
-fn clock_ticks_per_second() -> anyhow::Result<f64> {
-    let out = std::process::Command::new("getconf").arg("CLK_TCK").output().context("running getconf CLK_TCK")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let ticks: f64 = text.trim().parse().with_context(|| format!("getconf CLK_TCK printed {text:?}"))?;
-    anyhow::ensure!(ticks > 0.0, "getconf CLK_TCK printed {ticks}");
-    Ok(ticks)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_process_cpu_time_is_read_from_proc_and_grows_with_work() {
-        let me = std::process::id();
-        let before = cpu_ticks(me).expect("this process's own stat");
-        let watch = CpuWatch::start(me).unwrap();
-        let from = Instant::now();
-        let mut x: u64 = 1;
-        while from.elapsed() < Duration::from_millis(400) {
-            x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
-        }
-        let until = Instant::now();
-        let spent = watch.finish(from, until).expect("samples inside the span");
-        assert!(cpu_ticks(me).unwrap() > before);
-        // Some of the busy thread's time, and no more than every core for the span could give
-        // (how much it got depends on what else the machine runs).
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
-        assert!(spent > Duration::ZERO && spent <= until.duration_since(from) * cores, "{spent:?}");
-    }
 }

@@ -11,6 +11,7 @@ mod report;
 mod retention;
 mod run;
 mod server;
+mod watch;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};

@@ -5,6 +5,7 @@ use crate::dataset::{patient_email, Shape, BENCH_PASSWORD, DATASET_KEY, DUE_LINE
 use crate::load::{drive, Job, Measured, PlannedOrder};
 use crate::report::Report;
 use crate::server::{self, Certificate, Process};
+use crate::watch::ProcessWatch;
 use anyhow::{bail, Context};
 use jiff::{SignedDuration, Timestamp};
 use repeatrx_domain::access::Role;
@@ -15,7 +16,6 @@ use repeatrx_store::sql::{Engine, SqlStore};
 use repeatrx_store::{SessionKind, SessionRecord, Store};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -129,30 +129,32 @@ pub async fn run(opts: &RunOptions) -> anyhow::Result<Report> {
         wait_for_snapshot(&store, &mut process, Duration::from_secs(1800)).await?;
     }
     let sessions = plan.open_sessions(&store).await?;
-    let memory = MemoryWatch::start(process.pid());
+    let watch = ProcessWatch::start(process.pid())?;
+    let url = process.url.clone();
 
     let ca = cert.cert_pem.clone();
     let wanted = |s: Scenario| opts.scenarios.contains(&s);
     if wanted(Scenario::Orders) {
         eprintln!("==> scenario 1: order submission");
         let order_jobs = sessions.order_jobs(&plan.orders_alone, opts.clients);
-        report.add_scenario("order submission", drive(order_jobs, &process, &ca, opts.warmup, opts.window).await?);
+        report.add_scenario("order submission", drive(order_jobs, &url, &watch, &ca, opts.warmup, opts.window).await?);
     }
     if wanted(Scenario::List) {
         eprintln!("==> scenario 2: repeat list (page and API)");
         let list_jobs = sessions.repeat_list_jobs(opts.clients);
-        report.add_scenario("repeat list", drive(list_jobs, &process, &ca, opts.warmup, opts.window).await?);
+        report.add_scenario("repeat list", drive(list_jobs, &url, &watch, &ca, opts.warmup, opts.window).await?);
     }
     if wanted(Scenario::Queue) {
         eprintln!("==> scenario 3: pharmacy queue page");
         let queue_jobs = (0..opts.clients).map(|_| Job::Queue { cookie: sessions.pharmacist_cookie.clone() }).collect();
-        report.add_scenario("queue page", drive(queue_jobs, &process, &ca, opts.warmup, opts.window).await?);
+        report.add_scenario("queue page", drive(queue_jobs, &url, &watch, &ca, opts.warmup, opts.window).await?);
     }
     if wanted(Scenario::SignIn) {
-        sign_ins_with_orders(opts, &mut report, &sessions, &plan, &process, &ca).await?;
+        sign_ins_with_orders(opts, &mut report, &sessions, &plan, &url, &watch, &ca).await?;
     }
 
-    let (rss_max, hwm) = memory.finish(&process);
+    let (rss_max, hwm) = watch.memory_kib();
+    drop(watch);
     report.server_rss_max_kib = rss_max;
     report.server_rss_peak_kib = hwm;
     report.server_log = process.log.clone();
@@ -166,7 +168,8 @@ async fn sign_ins_with_orders(
     report: &mut Report,
     sessions: &Sessions,
     plan: &Plan,
-    server: &Process,
+    base: &str,
+    server: &ProcessWatch,
     ca: &[u8],
 ) -> anyhow::Result<()> {
     eprintln!("==> scenario 4: sign-ins while orders are submitted");
@@ -176,7 +179,7 @@ async fn sign_ins_with_orders(
         let mine: Vec<String> = emails.iter().skip(c).step_by(opts.sign_in_clients.max(1)).cloned().collect();
         jobs.push(Job::SignIn { emails: mine, password: BENCH_PASSWORD.to_string(), next: 0 });
     }
-    report.add_scenario("sign-in with orders", drive(jobs, server, ca, opts.warmup, opts.window).await?);
+    report.add_scenario("sign-in with orders", drive(jobs, base, server, ca, opts.warmup, opts.window).await?);
     Ok(())
 }
 
@@ -405,42 +408,6 @@ impl Sessions {
                 })
             })
             .collect()
-    }
-}
-
-/// Samples the server's resident memory twice a second.
-struct MemoryWatch {
-    stop: Arc<AtomicBool>,
-    max_kib: Arc<AtomicU64>,
-}
-
-impl MemoryWatch {
-    fn start(pid: u32) -> MemoryWatch {
-        let stop = Arc::new(AtomicBool::new(false));
-        let max_kib = Arc::new(AtomicU64::new(0));
-        let (s, m) = (stop.clone(), max_kib.clone());
-        std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-                    let rss = status
-                        .lines()
-                        .find(|l| l.starts_with("VmRSS:"))
-                        .and_then(|l| l.split_whitespace().nth(1))
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0);
-                    m.fetch_max(rss, Ordering::Relaxed);
-                }
-                std::thread::sleep(Duration::from_millis(500));
-            }
-        });
-        MemoryWatch { stop, max_kib }
-    }
-
-    /// (the largest resident size sampled, the kernel's peak) in KiB.
-    fn finish(self, process: &Process) -> (u64, u64) {
-        self.stop.store(true, Ordering::Relaxed);
-        let peak = process.memory_kib().map(|(_, hwm)| hwm).unwrap_or(0);
-        (self.max_kib.load(Ordering::Relaxed), peak)
     }
 }
 

@@ -68,20 +68,6 @@ impl Process {
         self.child.id()
     }
 
-    /// Resident memory now and at its peak, in KiB (`VmRSS`, `VmHWM`).
-    pub fn memory_kib(&self) -> anyhow::Result<(u64, u64)> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        Ok((field("VmRSS:"), field("VmHWM:")))
-    }
-
     /// Asks the process to stop (SIGTERM, as a service manager does) and waits for it.
     pub fn stop(mut self) -> anyhow::Result<()> {
         let _ = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
