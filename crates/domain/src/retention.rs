@@ -67,6 +67,15 @@ pub fn verdict(orders: &[Order], cycle_days: &HashMap<RepeatItemId, i64>, now: T
     verdict
 }
 
+/// Whether a save of an existing order can change the [`verdict`] on its patient's orders, so
+/// that the patient must be looked at again: only an order that is finished, or a repeat line
+/// whose cycle the same save changed, can make an order purgeable. A save that leaves the order
+/// open (accepted, authorised, an item decided) changes nothing the rule reads. A new order can
+/// always supersede older ones, so every insert counts.
+pub fn save_can_make_orders_purgeable(saved: &Order, repeat_lines_changed: bool) -> bool {
+    !saved.stage.is_open() || repeat_lines_changed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +159,31 @@ mod tests {
         let v = verdict(&[early.clone(), statin_again.clone()], &cycles, at(5));
         assert_eq!(v.next, Some(at(29)));
         assert_eq!(verdict(&[early.clone(), statin_again], &cycles, at(29)).purge, vec![early.id]);
+    }
+
+    #[test]
+    fn only_a_save_that_finishes_an_order_or_changes_a_line_can_change_the_verdict() {
+        let statin = RepeatItemId::new();
+        let by = By { user: UserId::new(), role: Role::Pharmacist, at: at(2) };
+        let mut first = order(0, &[statin], false);
+        let second = order(1, &[statin], true);
+        let judged = |first: &Order, cycle: i64| {
+            verdict(&[first.clone(), second.clone()], &HashMap::from([(statin, cycle)]), at(40))
+        };
+        let before = judged(&first, 28);
+        assert!(before.purge.is_empty(), "the first is open, the second its line's newest");
+
+        let mut accepted = first.clone();
+        accepted.accept(by).unwrap();
+        assert!(!save_can_make_orders_purgeable(&accepted, false), "accepted, still open");
+        assert_eq!(judged(&accepted, 28), before);
+
+        first.cancel(by, None).unwrap();
+        assert!(save_can_make_orders_purgeable(&first, false), "finished");
+        assert_eq!(judged(&first, 28).purge, vec![first.id], "finished, superseded, a cycle old");
+
+        // The line's cycle lengthened by the same save keeps it a while longer: the verdict moved.
+        assert!(save_can_make_orders_purgeable(&order(3, &[statin], false), true));
+        assert_eq!(judged(&first, 56).next, Some(at(56)));
     }
 }

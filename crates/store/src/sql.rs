@@ -1791,7 +1791,13 @@ async fn append_audit_on(tx: &mut WriteTx, record: &AuditRecord) -> StoreResult<
     Ok(AuditEntry { seq, record: record.clone(), prev_hash, hash })
 }
 
-async fn orders_with_items(conn: &mut AnyConnection, c: &Crypt, rows: Vec<AnyRow>) -> StoreResult<Vec<Order>> {
+/// Orders from rows that carry their patient's wrapped data key ([`KEY_COLS`]), with their items;
+/// and each row's key, unwrapped once, for whatever else the rows hold under it.
+async fn orders_keyed(
+    conn: &mut AnyConnection,
+    c: &Crypt,
+    rows: &[AnyRow],
+) -> StoreResult<(Vec<Order>, Vec<Option<DataKey>>)> {
     let keys = rows.iter().map(|r| opt_row_key(&c.sealer, r)).collect::<StoreResult<Vec<_>>>()?;
     let mut orders = rows
         .iter()
@@ -1799,7 +1805,7 @@ async fn orders_with_items(conn: &mut AnyConnection, c: &Crypt, rows: Vec<AnyRow
         .map(|(r, k)| order_from(k.as_ref(), r).map(|(o, _)| o))
         .collect::<StoreResult<Vec<_>>>()?;
     attach_items(conn, &mut orders, &keys).await?;
-    Ok(orders)
+    Ok((orders, keys))
 }
 
 enum OrgColumn {
@@ -1849,15 +1855,15 @@ impl SqlStore {
         q = q.bind(i64::from(filter.limit)).bind(i64::from(filter.offset));
         let mut conn = self.conn().await?;
         let rows = q.fetch_all(&mut *conn).await.map_err(map_err)?;
-        let (mut orders, mut patients, mut keys) = (Vec::new(), Vec::new(), Vec::new());
-        for row in &rows {
-            let key = row_key(&self.crypt.sealer, row, "a patient")?;
-            orders.push(order_from(Some(&key), row)?.0);
-            patients.push(patient_keyed(&key, row, &PATIENT_LISTED_IDS)?);
-            keys.push(Some(key));
-        }
-        attach_items(&mut conn, &mut orders, &keys).await?;
-        Ok(orders.into_iter().zip(patients).map(|(order, patient)| ListedOrder { order, patient }).collect())
+        let (orders, keys) = orders_keyed(&mut conn, &self.crypt, &rows).await?;
+        orders
+            .into_iter()
+            .zip(rows.iter().zip(&keys))
+            .map(|(order, (row, key))| {
+                let key = key.as_ref().ok_or_else(|| StoreError::Corrupt("a patient has no data key".into()))?;
+                Ok(ListedOrder { order, patient: patient_keyed(key, row, &PATIENT_LISTED_IDS)? })
+            })
+            .collect()
     }
 }
 
@@ -3140,9 +3146,7 @@ impl Store for SqlStore {
                 return Err(not_found("a repeat item of the order"));
             }
         }
-        // Only an order that is finished, or a changed repeat line's cycle, can make one of the
-        // patient's orders purgeable; a save that leaves the order open marks nobody.
-        if !order.stage.is_open() || !repeat_items.is_empty() {
+        if repeatrx_domain::retention::save_can_make_orders_purgeable(order, !repeat_items.is_empty()) {
             mark_retention_due_on(&mut tx, &[order.patient_id]).await?;
         }
         insert_emails_on(&mut tx, &self.crypt, emails).await?;
@@ -3158,7 +3162,7 @@ impl Store for SqlStore {
         .fetch_all(&mut *conn)
         .await
         .map_err(map_err)?;
-        orders_with_items(&mut conn, &self.crypt, rows).await
+        Ok(orders_keyed(&mut conn, &self.crypt, &rows).await?.0)
     }
 
     async fn order_transitions(&self, order: OrderId) -> StoreResult<Vec<Transition>> {
