@@ -33,7 +33,7 @@ use repeatrx_domain::DomainError;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::AnyConnection;
 use sqlx::{Any, AnyPool, Row};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -167,16 +167,10 @@ impl SqlStore {
             }
         };
         // The open-stage counts change once for the group's written orders, not once per order.
-        let mut counted: HashMap<(PharmacyId, OrderStage), i64> = HashMap::new();
-        for (write, outcome) in group.iter().zip(&outcomes) {
-            if outcome.is_ok() {
-                *counted.entry((write.order.pharmacy_id, write.order.stage)).or_default() += 1;
-            }
-        }
-        for ((pharmacy, stage), n) in counted {
-            if let Err(e) = adjust_open_count_on(&mut tx, &pharmacy.to_string(), stage, n).await {
-                return all(e);
-            }
+        let written = group.iter().zip(&outcomes).filter(|(_, outcome)| outcome.is_ok());
+        let counted = written.map(|(write, _)| (write.order.pharmacy_id.to_string(), write.order.stage, 1));
+        if let Err(e) = adjust_open_counts_on(&mut tx, counted).await {
+            return all(e);
         }
         if let Err(e) = self.commit(tx).await {
             return all(e);
@@ -1615,27 +1609,36 @@ async fn insert_orders_keyed_on(conn: &mut AnyConnection, c: &Crypt, orders: &[O
     mark_retention_due_on(conn, &patients).await
 }
 
-/// Adds `delta` to the pharmacy's count of orders in `stage` (`open_order_counts`, read by the
-/// queue), inside the transaction that changes those orders. Finished stages are not counted.
-async fn adjust_open_count_on(
+/// Adds each `(pharmacy, stage, delta)` to the pharmacy's count of orders in that stage
+/// (`open_order_counts`, read by the queue), inside the transaction that changes those orders.
+/// One statement for all of them: a group commit's orders span many pharmacies, and on
+/// PostgreSQL each statement is a round trip made while the write lock is held.
+/// Finished stages are not counted.
+async fn adjust_open_counts_on(
     conn: &mut AnyConnection,
-    pharmacy: &str,
-    stage: OrderStage,
-    delta: i64,
+    changes: impl IntoIterator<Item = (String, OrderStage, i64)>,
 ) -> StoreResult<()> {
-    if !stage.is_open() || delta == 0 {
-        return Ok(());
+    // Each row once (PostgreSQL refuses an upsert that changes a row twice), in one order.
+    let mut summed: BTreeMap<(String, &'static str), i64> = BTreeMap::new();
+    for (pharmacy, stage, delta) in changes {
+        if stage.is_open() {
+            *summed.entry((pharmacy, stage.as_str())).or_default() += delta;
+        }
     }
-    sqlx::query(
-        "INSERT INTO open_order_counts (pharmacy_id, stage, n) VALUES ($1, $2, $3) \
-         ON CONFLICT (pharmacy_id, stage) DO UPDATE SET n = open_order_counts.n + $3",
-    )
-    .bind(pharmacy)
-    .bind(stage.as_str())
-    .bind(delta)
-    .execute(&mut *conn)
-    .await
-    .map_err(map_err)?;
+    summed.retain(|_, delta| *delta != 0);
+    let rows: Vec<((String, &str), i64)> = summed.into_iter().collect();
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO open_order_counts (pharmacy_id, stage, n) VALUES {} \
+             ON CONFLICT (pharmacy_id, stage) DO UPDATE SET n = open_order_counts.n + excluded.n",
+            value_rows(3, chunk.len())
+        );
+        let mut adjust = sqlx::query(&sql);
+        for ((pharmacy, stage), delta) in chunk {
+            adjust = adjust.bind(pharmacy.as_str()).bind(*stage).bind(*delta);
+        }
+        adjust.execute(&mut *conn).await.map_err(map_err)?;
+    }
     Ok(())
 }
 
@@ -1977,14 +1980,8 @@ impl BulkLoad {
             orders.iter().map(|(key, order, transitions)| OrderRows { key, order, transitions, emails: &[] }).collect();
         let conn = self.tx().await?;
         insert_orders_keyed_on(conn, &crypt, &rows).await?;
-        let mut opened: HashMap<(PharmacyId, OrderStage), i64> = HashMap::new();
-        for (_, order, _) in &orders {
-            *opened.entry((order.pharmacy_id, order.stage)).or_default() += 1;
-        }
-        for ((pharmacy, stage), n) in opened {
-            adjust_open_count_on(conn, &pharmacy.to_string(), stage, n).await?;
-        }
-        Ok(())
+        adjust_open_counts_on(conn, orders.iter().map(|(_, order, _)| (order.pharmacy_id.to_string(), order.stage, 1)))
+            .await
     }
 
     async fn key_of(&mut self, patient: PatientId) -> StoreResult<DataKey> {
@@ -2866,10 +2863,11 @@ impl Store for SqlStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(map_err)?;
-        for (pharmacy, stage, n) in open_orders {
-            let stage = OrderStage::parse(&stage).map_err(|e| corrupt("stage", e))?;
-            adjust_open_count_on(&mut tx, &pharmacy, stage, -n).await?;
-        }
+        let closed = open_orders
+            .into_iter()
+            .map(|(pharmacy, stage, n)| Ok((pharmacy, OrderStage::parse(&stage).map_err(|e| corrupt("stage", e))?, -n)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        adjust_open_counts_on(&mut tx, closed).await?;
         let mut deleted = 0;
         for sql in [
             format!("DELETE FROM order_transitions WHERE order_id IN ({orders})"),
@@ -3041,7 +3039,7 @@ impl Store for SqlStore {
         let Some(queue) = &self.new_orders else {
             let mut tx = self.write_tx().await?;
             insert_order_on(&mut tx, &self.crypt, order, transitions, emails).await?;
-            adjust_open_count_on(&mut tx, &order.pharmacy_id.to_string(), order.stage, 1).await?;
+            adjust_open_counts_on(&mut tx, [(order.pharmacy_id.to_string(), order.stage, 1)]).await?;
             return self.commit(tx).await;
         };
         let (done, outcome) = tokio::sync::oneshot::channel();
@@ -3117,8 +3115,7 @@ impl Store for SqlStore {
             return Err(stale());
         }
         if before != order.stage {
-            adjust_open_count_on(&mut tx, &pharmacy, before, -1).await?;
-            adjust_open_count_on(&mut tx, &pharmacy, order.stage, 1).await?;
+            adjust_open_counts_on(&mut tx, [(pharmacy.clone(), before, -1), (pharmacy, order.stage, 1)]).await?;
         }
         for item in &order.items {
             let item_id = item.id.to_string();
