@@ -91,11 +91,6 @@ impl App {
         Ok(out)
     }
 
-    /// Whether the pharmacy is leaving or has left (it takes no new orders then).
-    pub async fn pharmacy_is_leaving(&self, pharmacy: PharmacyId) -> AppResult<bool> {
-        Ok(self.store.pharmacy_departure(pharmacy).await?.is_some())
-    }
-
     /// Finishes every departure whose grace is over: erases each of the pharmacy's patients
     /// (ledger first, as any erasure), then deletes its staff accounts. Returns how many patients
     /// were erased. Logs counts only.

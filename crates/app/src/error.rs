@@ -65,6 +65,9 @@ impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(m) => AppError::Conflict(m),
+            StoreError::PharmacyLeaving => AppError::Conflict(
+                "your pharmacy is leaving RepeatRx and takes no new orders here; please ask it how to order".into(),
+            ),
             StoreError::Unavailable(m) => {
                 tracing::warn!(cause = %m, "database unavailable");
                 AppError::Unavailable

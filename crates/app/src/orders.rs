@@ -39,14 +39,10 @@ impl App {
     }
 
     /// Places an order. Every chosen item must be orderable today; otherwise nothing is ordered
-    /// and each refused item is listed with its reason.
+    /// and each refused item is listed with its reason. A pharmacy that is leaving takes none (the
+    /// store refuses it inside the write).
     pub async fn submit_order(&self, actor: &Actor, patient: PatientId, input: &SubmitOrderInput) -> AppResult<Order> {
         let patient = self.patient_for(actor, Action::PlaceOrder, patient).await?;
-        if self.pharmacy_is_leaving(patient.pharmacy_id).await? {
-            return Err(AppError::Conflict(
-                "your pharmacy is leaving RepeatRx and takes no new orders here; please ask it how to order".into(),
-            ));
-        }
         let lines = self.repeat_lines(patient.id).await?;
         let mut refused = Vec::new();
         let mut chosen = Vec::new();

@@ -578,7 +578,8 @@ pub async fn erasure_deletes_the_patient_and_everything_of_theirs(store: &dyn St
 }
 
 /// P12: marking a pharmacy as leaving suspends its staff at once (sessions ended) and queues the
-/// patients' emails in the same transaction; finishing deletes its staff accounts.
+/// patients' emails in the same transaction; it takes no new orders from then; finishing deletes
+/// its staff accounts.
 pub async fn a_leaving_pharmacy_locks_its_staff_and_its_accounts_go_when_it_has_left(store: &dyn Store) {
     let w = world(store).await;
     let other = world(store).await;
@@ -614,6 +615,21 @@ pub async fn a_leaving_pharmacy_locks_its_staff_and_its_accounts_go_when_it_has_
     assert!(listed.contains(&departure), "the first marking stands: {listed:?}");
     assert_eq!(store.pharmacy_departure(w.ph.pharmacy.id).await.unwrap(), Some(departure.clone()));
     assert_eq!(store.pharmacy_departure(other.ph.pharmacy.id).await.unwrap(), None);
+
+    // No new order reaches the leaving pharmacy, whether it is written alone or in one group
+    // commit with another pharmacy's.
+    let (mine, mine_t) = submit(&w.pa, &w.pa.items, now());
+    let (theirs, theirs_t) = submit(&other.pa, &other.pa.items, now());
+    let writes = [(&mine, &mine_t), (&theirs, &theirs_t)]
+        .map(|(o, t)| async move { store.insert_order(o, std::slice::from_ref(t), &[]).await });
+    let outcomes = futures::future::join_all(writes).await;
+    assert!(matches!(outcomes[0], Err(StoreError::PharmacyLeaving)), "{outcomes:?}");
+    assert!(outcomes[1].is_ok(), "{outcomes:?}");
+    assert!(store.order(mine.id).await.unwrap().is_none());
+    assert!(store.order(theirs.id).await.unwrap().is_some());
+    assert_eq!(store.pharmacy_open_stage_counts(w.ph.pharmacy.id).await.unwrap()[0], (OrderStage::Submitted, 0));
+    let (alone, alone_t) = submit(&w.pa, &w.pa.items, now());
+    assert!(matches!(store.insert_order(&alone, &[alone_t], &[]).await, Err(StoreError::PharmacyLeaving)));
 
     store.erase_patient(w.pa.patient.id, ErasureBy::PharmacyLeft, now(), &[]).await.unwrap();
     store.erase_patient(patient.id, ErasureBy::PharmacyLeft, now(), &[]).await.unwrap();

@@ -46,6 +46,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Database(String),
+    /// A new order for a pharmacy that is leaving RepeatRx (or has left), which takes none.
+    #[error("the pharmacy is leaving RepeatRx and takes no new orders")]
+    PharmacyLeaving,
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -229,6 +232,8 @@ pub trait Store: Send + Sync + 'static {
 
     // --- orders ---
     /// Stores a new order with its first transitions and the emails it causes, atomically.
+    /// Refused with [`StoreError::PharmacyLeaving`] when its pharmacy is leaving or has left,
+    /// decided inside the write, so that no order reaches a pharmacy once it is marked.
     async fn insert_order(
         &self,
         order: &Order,

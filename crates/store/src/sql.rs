@@ -33,7 +33,7 @@ use repeatrx_domain::DomainError;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::AnyConnection;
 use sqlx::{Any, AnyPool, Row};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -138,34 +138,25 @@ impl SqlStore {
             Ok(tx) => tx,
             Err(e) => return all(e),
         };
-        // All of them together first (a few statements for the group instead of six per order).
-        // Should that fail, it is undone and each is written alone, so that an order that cannot
-        // be stored is refused without taking the others with it.
-        let together =
-            match self.write_in_savepoint(&mut tx, async |conn, c| insert_order_group_on(conn, c, group).await).await {
-                Ok(outcome) => outcome,
-                Err(e) => return all(e),
-            };
-        let outcomes = match together {
-            Ok(()) => group.iter().map(|_| Ok(())).collect(),
-            Err(e) if group.len() == 1 => vec![Err(e)],
-            Err(_) => {
-                let mut outcomes = Vec::with_capacity(group.len());
-                for write in group {
-                    let (order, transitions, emails) = (&write.order, &write.transitions, &write.emails);
-                    match self
-                        .write_in_savepoint(&mut tx, async |conn, c| {
-                            insert_order_on(conn, c, order, transitions, emails).await
-                        })
-                        .await
-                    {
-                        Ok(outcome) => outcomes.push(outcome),
-                        Err(e) => return all(e),
-                    }
-                }
-                outcomes
-            }
+        // Read under the write lock that marking a pharmacy as leaving takes too, so no order
+        // reaches a pharmacy once it is marked.
+        let leaving = match leaving_among_on(&mut tx, group.iter().map(|w| w.order.pharmacy_id)).await {
+            Ok(leaving) => leaving,
+            Err(e) => return all(e),
         };
+        let admitted: Vec<&NewOrderWrite> = group.iter().filter(|w| !leaving.contains(&w.order.pharmacy_id)).collect();
+        let mut written = match self.write_admitted(&mut tx, &admitted).await {
+            Ok(outcomes) => outcomes.into_iter(),
+            Err(e) => return all(e),
+        };
+        let outcomes: Vec<StoreResult<()>> = group
+            .iter()
+            .map(|w| match leaving.contains(&w.order.pharmacy_id) {
+                true => Err(StoreError::PharmacyLeaving),
+                // One outcome per admitted order, so this is never missing.
+                false => written.next().unwrap_or_else(|| Err(StoreError::Database("an order was not written".into()))),
+            })
+            .collect();
         // The open-stage counts change once for the group's written orders, not once per order.
         let written = group.iter().zip(&outcomes).filter(|(_, outcome)| outcome.is_ok());
         let counted = written.map(|(write, _)| (write.order.pharmacy_id.to_string(), write.order.stage, 1));
@@ -176,6 +167,34 @@ impl SqlStore {
             return all(e);
         }
         outcomes
+    }
+
+    /// Writes the admitted orders of a group; one outcome per order, in order. The outer error
+    /// loses the whole transaction.
+    async fn write_admitted(&self, tx: &mut WriteTx, admitted: &[&NewOrderWrite]) -> StoreResult<Vec<StoreResult<()>>> {
+        if admitted.is_empty() {
+            return Ok(Vec::new());
+        }
+        // All of them together first (a few statements for the group instead of six per order).
+        // Should that fail, it is undone and each is written alone, so that an order that cannot
+        // be stored is refused without taking the others with it.
+        match self.write_in_savepoint(tx, async |conn, c| insert_order_group_on(conn, c, admitted).await).await? {
+            Ok(()) => Ok(admitted.iter().map(|_| Ok(())).collect()),
+            Err(e) if admitted.len() == 1 => Ok(vec![Err(e)]),
+            Err(_) => {
+                let mut outcomes = Vec::with_capacity(admitted.len());
+                for write in admitted {
+                    let (order, transitions, emails) = (&write.order, &write.transitions, &write.emails);
+                    outcomes.push(
+                        self.write_in_savepoint(tx, async |conn, c| {
+                            insert_order_on(conn, c, order, transitions, emails).await
+                        })
+                        .await?,
+                    );
+                }
+                Ok(outcomes)
+            }
+        }
     }
 
     /// Runs `write` inside a savepoint of `tx`: kept if it succeeds, undone if it fails. The
@@ -1505,8 +1524,21 @@ async fn insert_order_on(
     insert_orders_keyed_on(conn, c, &[OrderRows { key: &key, order, transitions, emails }]).await
 }
 
+/// Which of `pharmacies` are leaving RepeatRx or have left (`pharmacy_departures`): they take no
+/// new orders.
+async fn leaving_among_on(
+    conn: &mut AnyConnection,
+    pharmacies: impl IntoIterator<Item = PharmacyId>,
+) -> StoreResult<HashSet<PharmacyId>> {
+    let mut ids: Vec<String> = pharmacies.into_iter().map(|p| p.to_string()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let select = |list: &str| format!("SELECT pharmacy_id FROM pharmacy_departures WHERE pharmacy_id IN ({list})");
+    fetch_in(conn, &ids, select).await?.iter().map(|row| id_col(row, "pharmacy_id")).collect()
+}
+
 /// A group's new orders, each with its patient's data key read in one statement for them all.
-async fn insert_order_group_on(conn: &mut AnyConnection, c: &Crypt, group: &[NewOrderWrite]) -> StoreResult<()> {
+async fn insert_order_group_on(conn: &mut AnyConnection, c: &Crypt, group: &[&NewOrderWrite]) -> StoreResult<()> {
     let mut owners: Vec<String> = group.iter().map(|w| w.order.patient_id.to_string()).collect();
     owners.sort_unstable();
     owners.dedup();
@@ -3038,6 +3070,9 @@ impl Store for SqlStore {
     ) -> StoreResult<()> {
         let Some(queue) = &self.new_orders else {
             let mut tx = self.write_tx().await?;
+            if !leaving_among_on(&mut tx, [order.pharmacy_id]).await?.is_empty() {
+                return Err(StoreError::PharmacyLeaving);
+            }
             insert_order_on(&mut tx, &self.crypt, order, transitions, emails).await?;
             adjust_open_counts_on(&mut tx, [(order.pharmacy_id.to_string(), order.stage, 1)]).await?;
             return self.commit(tx).await;
