@@ -8,6 +8,7 @@ use repeatrx_domain::access::{authorise, Action, Actor, Membership, Role, Scope}
 use repeatrx_domain::custody::authorise_by_grant;
 use repeatrx_domain::ids::{OrderId, PatientId};
 use repeatrx_domain::patient::Patient;
+use repeatrx_domain::repeat::RepeatItem;
 use repeatrx_domain::DomainError;
 use repeatrx_store::StoredOrder;
 
@@ -40,9 +41,30 @@ impl App {
             return Err(AppError::Forbidden);
         }
         let patient = self.store.patient(id).await?.ok_or(AppError::NotFound("patient"))?;
-        let purpose = self.check_tenant(actor, action, patient_scope(&patient), "patient").await?;
-        self.audit_access(actor, action, patient.id, "", purpose).await?;
+        self.admit_to_patient(actor, action, &patient).await?;
         Ok(patient)
+    }
+
+    /// As [`App::patient_for`], with the patient's repeat lines (each with whether an open order
+    /// holds it), read together; nothing of them is returned unless the actor is admitted.
+    pub async fn patient_lines_for(
+        &self,
+        actor: &Actor,
+        action: Action,
+        id: PatientId,
+    ) -> AppResult<(Patient, Vec<(RepeatItem, bool)>)> {
+        if !repeatrx_domain::access::role_permits(actor.role, action) {
+            return Err(AppError::Forbidden);
+        }
+        let (patient, lines) = self.store.patient_with_lines_held(id).await?.ok_or(AppError::NotFound("patient"))?;
+        self.admit_to_patient(actor, action, &patient).await?;
+        Ok((patient, lines))
+    }
+
+    /// The tenant check on a loaded patient, and the audit record of a staff member's access.
+    async fn admit_to_patient(&self, actor: &Actor, action: Action, patient: &Patient) -> AppResult<()> {
+        let purpose = self.check_tenant(actor, action, patient_scope(patient), "patient").await?;
+        self.audit_access(actor, action, patient.id, "", purpose).await
     }
 
     /// Loads an order (and its patient) the actor may take `action` on.

@@ -42,8 +42,8 @@ impl App {
     /// and each refused item is listed with its reason. A pharmacy that is leaving takes none (the
     /// store refuses it inside the write).
     pub async fn submit_order(&self, actor: &Actor, patient: PatientId, input: &SubmitOrderInput) -> AppResult<Order> {
-        let patient = self.patient_for(actor, Action::PlaceOrder, patient).await?;
-        let lines = self.repeat_lines(patient.id).await?;
+        let (patient, held) = self.patient_lines_for(actor, Action::PlaceOrder, patient).await?;
+        let lines = self.repeat_lines(held);
         let mut refused = Vec::new();
         let mut chosen = Vec::new();
         for id in &input.items {

@@ -104,17 +104,14 @@ impl App {
 
     /// The whole repeat list, stopped items last, each with whether it can be ordered today.
     pub async fn repeat_list(&self, actor: &Actor, patient: PatientId) -> AppResult<(Patient, Vec<RepeatLine>)> {
-        let patient = self.patient_for(actor, Action::ViewPatient, patient).await?;
-        let lines = self.repeat_lines(patient.id).await?;
-        Ok((patient, lines))
+        let (patient, held) = self.patient_lines_for(actor, Action::ViewPatient, patient).await?;
+        Ok((patient, self.repeat_lines(held)))
     }
 
-    pub(crate) async fn repeat_lines(&self, patient: PatientId) -> AppResult<Vec<RepeatLine>> {
+    /// Each line with whether it can be ordered today, stopped lines last.
+    pub(crate) fn repeat_lines(&self, held: Vec<(RepeatItem, bool)>) -> Vec<RepeatLine> {
         let today = self.clock.today();
-        let mut lines: Vec<RepeatLine> = self
-            .store
-            .repeat_items_held(patient)
-            .await?
+        let mut lines: Vec<RepeatLine> = held
             .into_iter()
             .map(|(item, held)| {
                 let orderability = item.orderability(today, held, &self.settings.ordering);
@@ -122,7 +119,7 @@ impl App {
             })
             .collect();
         lines.sort_by_key(|l| !l.item.active);
-        Ok(lines)
+        lines
     }
 
     /// Pharmacy staff register a patient of their pharmacy, optionally with an online account.

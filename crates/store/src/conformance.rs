@@ -1143,7 +1143,9 @@ pub async fn repeat_items_are_held_until_the_order_finishes(store: &dyn Store) {
     let w = world(store).await;
     let other = setup_patient(store, &w.ph, &w.pr, 1).await;
     let held = async |patient: PatientId| -> Vec<(RepeatItemId, bool)> {
-        store.repeat_items_held(patient).await.unwrap().into_iter().map(|(item, held)| (item.id, held)).collect()
+        let (read, lines) = store.patient_with_lines_held(patient).await.unwrap().unwrap();
+        assert_eq!(read.id, patient);
+        lines.into_iter().map(|(item, held)| (item.id, held)).collect()
     };
     let lines: Vec<RepeatItemId> = store.repeat_items(w.pa.patient.id).await.unwrap().iter().map(|i| i.id).collect();
     let none_held: Vec<(RepeatItemId, bool)> = lines.iter().map(|id| (*id, false)).collect();
@@ -1160,7 +1162,9 @@ pub async fn repeat_items_are_held_until_the_order_finishes(store: &dyn Store) {
     let mut second = second;
     cancel(store, &mut second, &w.pa.user).await;
     assert_eq!(held(w.pa.patient.id).await, none_held, "a finished order holds nothing");
-    assert!(store.repeat_items_held(PatientId::new()).await.unwrap().is_empty());
+    assert_eq!(store.patient_with_lines_held(PatientId::new()).await.unwrap(), None);
+    let (patient, _) = store.patient_with_lines_held(w.pa.patient.id).await.unwrap().unwrap();
+    assert_eq!(patient, w.pa.patient, "the whole patient, opened");
 }
 
 pub async fn orders_of_patient_newest_first(store: &dyn Store) {

@@ -151,10 +151,13 @@ impl SqlStore {
         };
         let outcomes: Vec<StoreResult<()>> = group
             .iter()
-            .map(|w| match leaving.contains(&w.order.pharmacy_id) {
-                true => Err(StoreError::PharmacyLeaving),
-                // One outcome per admitted order, so this is never missing.
-                false => written.next().unwrap_or_else(|| Err(StoreError::Database("an order was not written".into()))),
+            .map(|w| {
+                if leaving.contains(&w.order.pharmacy_id) {
+                    Err(StoreError::PharmacyLeaving)
+                } else {
+                    // One outcome per admitted order, so this is never missing.
+                    written.next().unwrap_or_else(|| Err(StoreError::Database("an order was not written".into())))
+                }
             })
             .collect();
         // The open-stage counts change once for the group's written orders, not once per order.
@@ -1766,6 +1769,15 @@ fn not_found(what: &str) -> StoreError {
     StoreError::Database(format!("{what} to update was not found"))
 }
 
+async fn patient_on(conn: &mut AnyConnection, c: &Crypt, id: PatientId) -> StoreResult<Option<Patient>> {
+    let row = sqlx::query(&format!("SELECT {PATIENT_COLS} FROM {PATIENTS_KEYED} WHERE id = $1"))
+        .bind(id.to_string())
+        .fetch_optional(conn)
+        .await
+        .map_err(map_err)?;
+    row.as_ref().map(|r| patient_from(c, r)).transpose()
+}
+
 /// Reads the items of `orders`, each list in its original order; `keys` are the orders' data
 /// keys, in the same order. An item is sealed under its patient's data key, which its order's
 /// row already carries: the items are read alone, not joined again to their orders and keys (a
@@ -2963,12 +2975,7 @@ impl Store for SqlStore {
     }
 
     async fn patient(&self, id: PatientId) -> StoreResult<Option<Patient>> {
-        let row = sqlx::query(&format!("SELECT {PATIENT_COLS} FROM {PATIENTS_KEYED} WHERE id = $1"))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
-        row.as_ref().map(|r| patient_from(&self.crypt, r)).transpose()
+        patient_on(&mut *self.conn().await?, &self.crypt, id).await
     }
 
     async fn search_patients(
@@ -3043,7 +3050,11 @@ impl Store for SqlStore {
         rows.iter().map(|r| repeat_item_from(&self.crypt, r)).collect()
     }
 
-    async fn repeat_items_held(&self, patient: PatientId) -> StoreResult<Vec<(RepeatItem, bool)>> {
+    async fn patient_with_lines_held(&self, id: PatientId) -> StoreResult<Option<(Patient, Vec<(RepeatItem, bool)>)>> {
+        let mut conn = self.conn().await?;
+        let Some(patient) = patient_on(&mut conn, &self.crypt, id).await? else {
+            return Ok(None);
+        };
         let open: Vec<ItemState> = ItemState::ALL.into_iter().filter(|s| s.is_open()).collect();
         let sql = format!(
             "SELECT {REPEAT_COLS}, CASE WHEN EXISTS (SELECT 1 FROM order_items i \
@@ -3052,12 +3063,13 @@ impl Store for SqlStore {
              FROM {REPEATS_KEYED} WHERE patient_id = $1 {REPEAT_LIST_ORDER}",
             placeholders(2, open.len())
         );
-        let mut q = sqlx::query(&sql).bind(patient.to_string());
+        let mut q = sqlx::query(&sql).bind(id.to_string());
         for state in &open {
             q = q.bind(state.as_str());
         }
-        let rows = q.fetch_all(&self.pool).await.map_err(map_err)?;
-        rows.iter().map(|r| Ok((repeat_item_from(&self.crypt, r)?, bool_col(r, "held")?))).collect()
+        let rows = q.fetch_all(&mut *conn).await.map_err(map_err)?;
+        let lines = rows.iter().map(|r| Ok((repeat_item_from(&self.crypt, r)?, bool_col(r, "held")?)));
+        Ok(Some((patient, lines.collect::<StoreResult<_>>()?)))
     }
 
     // --- orders ---
