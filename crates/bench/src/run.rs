@@ -130,27 +130,27 @@ pub async fn run(opts: &RunOptions) -> anyhow::Result<Report> {
     }
     let sessions = plan.open_sessions(&store).await?;
     let watch = ProcessWatch::start(process.pid())?;
-    let url = process.url.clone();
+    let url = process.url.as_str();
 
     let ca = cert.cert_pem.clone();
     let wanted = |s: Scenario| opts.scenarios.contains(&s);
     if wanted(Scenario::Orders) {
         eprintln!("==> scenario 1: order submission");
         let order_jobs = sessions.order_jobs(&plan.orders_alone, opts.clients);
-        report.add_scenario("order submission", drive(order_jobs, &url, &watch, &ca, opts.warmup, opts.window).await?);
+        report.add_scenario("order submission", drive(order_jobs, url, &watch, &ca, opts.warmup, opts.window).await?);
     }
     if wanted(Scenario::List) {
         eprintln!("==> scenario 2: repeat list (page and API)");
         let list_jobs = sessions.repeat_list_jobs(opts.clients);
-        report.add_scenario("repeat list", drive(list_jobs, &url, &watch, &ca, opts.warmup, opts.window).await?);
+        report.add_scenario("repeat list", drive(list_jobs, url, &watch, &ca, opts.warmup, opts.window).await?);
     }
     if wanted(Scenario::Queue) {
         eprintln!("==> scenario 3: pharmacy queue page");
         let queue_jobs = (0..opts.clients).map(|_| Job::Queue { cookie: sessions.pharmacist_cookie.clone() }).collect();
-        report.add_scenario("queue page", drive(queue_jobs, &url, &watch, &ca, opts.warmup, opts.window).await?);
+        report.add_scenario("queue page", drive(queue_jobs, url, &watch, &ca, opts.warmup, opts.window).await?);
     }
     if wanted(Scenario::SignIn) {
-        sign_ins_with_orders(opts, &mut report, &sessions, &plan, &url, &watch, &ca).await?;
+        sign_ins_with_orders(opts, &mut report, &sessions, &plan, url, &watch, &ca).await?;
     }
 
     let (rss_max, hwm) = watch.memory_kib();

@@ -3080,18 +3080,14 @@ impl Store for SqlStore {
         transitions: &[Transition],
         emails: &[OutgoingEmail],
     ) -> StoreResult<()> {
-        let Some(queue) = &self.new_orders else {
-            let mut tx = self.write_tx().await?;
-            if !leaving_among_on(&mut tx, [order.pharmacy_id]).await?.is_empty() {
-                return Err(StoreError::PharmacyLeaving);
-            }
-            insert_order_on(&mut tx, &self.crypt, order, transitions, emails).await?;
-            adjust_open_counts_on(&mut tx, [(order.pharmacy_id.to_string(), order.stage, 1)]).await?;
-            return self.commit(tx).await;
-        };
         let (done, outcome) = tokio::sync::oneshot::channel();
         let write =
             NewOrderWrite { order: order.clone(), transitions: transitions.to_vec(), emails: emails.to_vec(), done };
+        let Some(queue) = &self.new_orders else {
+            // The order writer's own copy: a group of one, written the same way.
+            let written = self.commit_order_group(std::slice::from_ref(&write)).await.into_iter().next();
+            return written.unwrap_or_else(|| Err(StoreError::Database("the order was not written".into())));
+        };
         let stopped = || StoreError::Unavailable("the order writer has stopped".into());
         queue.send(write).await.map_err(|_| stopped())?;
         outcome.await.map_err(|_| stopped())?
