@@ -10,7 +10,7 @@ use repeatrx_domain::ids::{OrderId, PatientId};
 use repeatrx_domain::patient::Patient;
 use repeatrx_domain::repeat::RepeatItem;
 use repeatrx_domain::DomainError;
-use repeatrx_store::StoredOrder;
+use repeatrx_store::{StoredOrder, WhichLines};
 
 pub fn patient_scope(p: &Patient) -> Scope {
     Scope::Patient { patient: p.id, pharmacy: p.pharmacy_id, practice: p.practice_id }
@@ -45,18 +45,21 @@ impl App {
         Ok(patient)
     }
 
-    /// As [`App::patient_for`], with the patient's repeat lines (each with whether an open order
-    /// holds it), read together; nothing of them is returned unless the actor is admitted.
+    /// As [`App::patient_for`], with the patient's repeat lines that `which` names (each with
+    /// whether an open order holds it), read together; nothing of them is returned unless the
+    /// actor is admitted.
     pub async fn patient_lines_for(
         &self,
         actor: &Actor,
         action: Action,
         id: PatientId,
+        which: WhichLines<'_>,
     ) -> AppResult<(Patient, Vec<(RepeatItem, bool)>)> {
         if !repeatrx_domain::access::role_permits(actor.role, action) {
             return Err(AppError::Forbidden);
         }
-        let (patient, lines) = self.store.patient_with_lines_held(id).await?.ok_or(AppError::NotFound("patient"))?;
+        let (patient, lines) =
+            self.store.patient_with_lines_held(id, which).await?.ok_or(AppError::NotFound("patient"))?;
         self.admit_to_patient(actor, action, &patient).await?;
         Ok((patient, lines))
     }

@@ -10,7 +10,7 @@ use repeatrx_domain::ids::{OrderId, OrderItemId, PatientId, RepeatItemId};
 use repeatrx_domain::order::{By, Decision, ItemEvent, NewOrder, Order, Transition};
 use repeatrx_domain::patient::{Fulfilment, Patient};
 use repeatrx_domain::repeat::{order_note, RepeatItem};
-use repeatrx_store::StoredOrder;
+use repeatrx_store::{StoredOrder, WhichLines};
 use serde::Deserialize;
 
 /// What a patient (or staff on their behalf) submits.
@@ -42,7 +42,8 @@ impl App {
     /// and each refused item is listed with its reason. A pharmacy that is leaving takes none (the
     /// store refuses it inside the write).
     pub async fn submit_order(&self, actor: &Actor, patient: PatientId, input: &SubmitOrderInput) -> AppResult<Order> {
-        let (patient, held) = self.patient_lines_for(actor, Action::PlaceOrder, patient).await?;
+        let chosen = WhichLines::Only(&input.items);
+        let (patient, held) = self.patient_lines_for(actor, Action::PlaceOrder, patient, chosen).await?;
         let lines = self.repeat_lines(held);
         let mut refused = Vec::new();
         let mut chosen = Vec::new();

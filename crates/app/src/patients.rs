@@ -11,7 +11,7 @@ use repeatrx_domain::patient::{parse_phone, DateOfBirth, NhsNumber, Patient};
 use repeatrx_domain::repeat::{Orderability, RepeatItem, RepeatTerms, RepeatTermsInput};
 use repeatrx_domain::text::{optional_text, Email, PersonName};
 use repeatrx_domain::DomainError;
-use repeatrx_store::{PatientQuery, UserAccount};
+use repeatrx_store::{PatientQuery, UserAccount, WhichLines};
 use serde::Deserialize;
 
 /// One line of the repeat list as shown to patient and staff.
@@ -104,7 +104,7 @@ impl App {
 
     /// The whole repeat list, stopped items last, each with whether it can be ordered today.
     pub async fn repeat_list(&self, actor: &Actor, patient: PatientId) -> AppResult<(Patient, Vec<RepeatLine>)> {
-        let (patient, held) = self.patient_lines_for(actor, Action::ViewPatient, patient).await?;
+        let (patient, held) = self.patient_lines_for(actor, Action::ViewPatient, patient, WhichLines::All).await?;
         Ok((patient, self.repeat_lines(held)))
     }
 

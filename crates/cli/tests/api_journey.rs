@@ -55,6 +55,10 @@ async fn a_repeat_order_goes_from_patient_to_pharmacy_to_prescriber_and_back() {
         let description = line(&items, refused[0])["description"].as_str().unwrap_or_default();
         assert!(why[0].contains(description), "the reason names the item: {why:?}");
     }
+    // An item that is not on the patient's list is not found (the order reads only the lines it
+    // names); nothing is ordered.
+    let unknown = repeatrx_domain::ids::RepeatItemId::new().to_string();
+    app.place_order(&pid, &patient, &[&first, &unknown]).await.expect_error(StatusCode::NOT_FOUND);
     assert_eq!(app.orders_of(&pid, &patient).await.len(), orders_before, "a refused order creates nothing");
 
     // The patient orders two items for collection.

@@ -1143,7 +1143,7 @@ pub async fn repeat_items_are_held_until_the_order_finishes(store: &dyn Store) {
     let w = world(store).await;
     let other = setup_patient(store, &w.ph, &w.pr, 1).await;
     let held = async |patient: PatientId| -> Vec<(RepeatItemId, bool)> {
-        let (read, lines) = store.patient_with_lines_held(patient).await.unwrap().unwrap();
+        let (read, lines) = store.patient_with_lines_held(patient, WhichLines::All).await.unwrap().unwrap();
         assert_eq!(read.id, patient);
         lines.into_iter().map(|(item, held)| (item.id, held)).collect()
     };
@@ -1158,12 +1158,30 @@ pub async fn repeat_items_are_held_until_the_order_finishes(store: &dyn Store) {
     place(store, &other, now()).await;
     let first_held: Vec<(RepeatItemId, bool)> = lines.iter().map(|id| (*id, *id == w.pa.items[0].id)).collect();
     assert_eq!(held(w.pa.patient.id).await, first_held, "each line once, held only by this patient's orders");
+    let only = async |ids: &[RepeatItemId]| -> Vec<(RepeatItemId, bool)> {
+        let (_, lines) = store.patient_with_lines_held(w.pa.patient.id, WhichLines::Only(ids)).await.unwrap().unwrap();
+        let mut lines: Vec<(RepeatItemId, bool)> = lines.into_iter().map(|(item, held)| (item.id, held)).collect();
+        lines.sort();
+        lines
+    };
+    let mut both = vec![(w.pa.items[1].id, false), (w.pa.items[0].id, true)];
+    both.sort();
+    assert_eq!(only(&[w.pa.items[1].id, w.pa.items[0].id]).await, both);
+    assert_eq!(
+        only(&[w.pa.items[0].id, other.items[0].id]).await,
+        vec![(w.pa.items[0].id, true)],
+        "another's line is left out"
+    );
+    assert_eq!(only(&[]).await, vec![]);
+    let mut many: Vec<RepeatItemId> = (0..1_200).map(|_| RepeatItemId::new()).collect();
+    many[1_100] = w.pa.items[1].id;
+    assert_eq!(only(&many).await, vec![(w.pa.items[1].id, false)], "more ids than one statement binds");
     cancel(store, &mut again, &w.pa.user).await;
     let mut second = second;
     cancel(store, &mut second, &w.pa.user).await;
     assert_eq!(held(w.pa.patient.id).await, none_held, "a finished order holds nothing");
-    assert_eq!(store.patient_with_lines_held(PatientId::new()).await.unwrap(), None);
-    let (patient, _) = store.patient_with_lines_held(w.pa.patient.id).await.unwrap().unwrap();
+    assert_eq!(store.patient_with_lines_held(PatientId::new(), WhichLines::All).await.unwrap(), None);
+    let (patient, _) = store.patient_with_lines_held(w.pa.patient.id, WhichLines::All).await.unwrap().unwrap();
     assert_eq!(patient, w.pa.patient, "the whole patient, opened");
 }
 

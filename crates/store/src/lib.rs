@@ -226,11 +226,16 @@ pub trait Store: Send + Sync + 'static {
     async fn repeat_item(&self, id: RepeatItemId) -> StoreResult<Option<RepeatItem>>;
     /// Every item, active or stopped, in the order they were added.
     async fn repeat_items(&self, patient: PatientId) -> StoreResult<Vec<RepeatItem>>;
-    /// A patient with every repeat line as [`Store::repeat_items`] lists them, each with whether
-    /// an open order item holds it (then it cannot be ordered again until that order finishes);
-    /// `None` for an unknown patient. Read on one connection: ordering and the repeat list need
-    /// both, and each connection taken from the pool costs a round trip to hand back.
-    async fn patient_with_lines_held(&self, id: PatientId) -> StoreResult<Option<(Patient, Vec<(RepeatItem, bool)>)>>;
+    /// A patient with the repeat lines `which` names (all of them as [`Store::repeat_items`]
+    /// lists them, or only some), each with whether an open order item holds it (then it cannot
+    /// be ordered again until that order finishes); `None` for an unknown patient. Read on one
+    /// connection: ordering and the repeat list need both, and each connection taken from the
+    /// pool costs a round trip to hand back.
+    async fn patient_with_lines_held(
+        &self,
+        id: PatientId,
+        which: WhichLines<'_>,
+    ) -> StoreResult<Option<(Patient, Vec<(RepeatItem, bool)>)>>;
 
     // --- orders ---
     /// Stores a new order with its first transitions and the emails it causes, atomically.

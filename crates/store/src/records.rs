@@ -9,6 +9,16 @@ use repeatrx_domain::security::{LockState, SecurityEventKind, SessionStage};
 use repeatrx_domain::text::Email;
 use std::fmt;
 
+/// Which of a patient's repeat lines [`crate::Store::patient_with_lines_held`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhichLines<'a> {
+    /// The whole repeat list, in list order (the repeat list page).
+    All,
+    /// Only these of the patient's lines, in no promised order; ids that are not the patient's
+    /// lines are left out (an order reads just the lines it orders).
+    Only(&'a [RepeatItemId]),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pharmacy {
     pub id: PharmacyId,

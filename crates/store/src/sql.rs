@@ -3050,26 +3050,48 @@ impl Store for SqlStore {
         rows.iter().map(|r| repeat_item_from(&self.crypt, r)).collect()
     }
 
-    async fn patient_with_lines_held(&self, id: PatientId) -> StoreResult<Option<(Patient, Vec<(RepeatItem, bool)>)>> {
+    async fn patient_with_lines_held(
+        &self,
+        id: PatientId,
+        which: WhichLines<'_>,
+    ) -> StoreResult<Option<(Patient, Vec<(RepeatItem, bool)>)>> {
         let mut conn = self.conn().await?;
         let Some(patient) = patient_on(&mut conn, &self.crypt, id).await? else {
             return Ok(None);
         };
         let open: Vec<ItemState> = ItemState::ALL.into_iter().filter(|s| s.is_open()).collect();
-        let sql = format!(
-            "SELECT {REPEAT_COLS}, CASE WHEN EXISTS (SELECT 1 FROM order_items i \
-             WHERE i.repeat_item_id = repeat_items.id AND i.state IN ({})) \
-             THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END AS held \
-             FROM {REPEATS_KEYED} WHERE patient_id = $1 {REPEAT_LIST_ORDER}",
-            placeholders(2, open.len())
-        );
-        let mut q = sqlx::query(&sql).bind(id.to_string());
-        for state in &open {
-            q = q.bind(state.as_str());
+        let (every, chosen) = match which {
+            WhichLines::All => (true, Vec::new()),
+            WhichLines::Only(ids) => (false, ids.iter().map(ToString::to_string).collect::<Vec<_>>()),
+        };
+        // The whole list is one statement; chosen lines one per ID_CHUNK ids (none for no ids).
+        let chunks: Vec<&[String]> = if every { vec![&[]] } else { chosen.chunks(ID_CHUNK).collect() };
+        let mut lines = Vec::new();
+        for chunk in chunks {
+            let only = if every {
+                String::new()
+            } else {
+                format!("AND repeat_items.id IN ({})", placeholders(2 + open.len(), chunk.len()))
+            };
+            let sql = format!(
+                "SELECT {REPEAT_COLS}, CASE WHEN EXISTS (SELECT 1 FROM order_items i \
+                 WHERE i.repeat_item_id = repeat_items.id AND i.state IN ({})) \
+                 THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END AS held \
+                 FROM {REPEATS_KEYED} WHERE patient_id = $1 {only} {REPEAT_LIST_ORDER}",
+                placeholders(2, open.len())
+            );
+            let mut q = sqlx::query(&sql).bind(id.to_string());
+            for state in &open {
+                q = q.bind(state.as_str());
+            }
+            for line in chunk {
+                q = q.bind(line.as_str());
+            }
+            for r in q.fetch_all(&mut *conn).await.map_err(map_err)? {
+                lines.push((repeat_item_from(&self.crypt, &r)?, bool_col(&r, "held")?));
+            }
         }
-        let rows = q.fetch_all(&mut *conn).await.map_err(map_err)?;
-        let lines = rows.iter().map(|r| Ok((repeat_item_from(&self.crypt, r)?, bool_col(r, "held")?)));
-        Ok(Some((patient, lines.collect::<StoreResult<_>>()?)))
+        Ok(Some((patient, lines)))
     }
 
     // --- orders ---
