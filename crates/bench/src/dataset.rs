@@ -6,11 +6,17 @@
 //!
 //! Shape: `pharmacies` pharmacies, each with a practice, a manager, a pharmacist and a
 //! prescriber; `patients` patients spread evenly over them, each with a sign-in account and
-//! [`LINES_PER_PATIENT`] repeat lines, [`DUE_LINES`] of them due now (so each patient can place
-//! three orders of three items) and the others issued recently; `history` finished orders spread
-//! over the patients (one line each, with every transition a real order goes through); and
-//! [`OPEN_ORDERS`] open orders at every stage in the first pharmacy, whose queue the queue
-//! scenario reads.
+//! repeat lines: some due now, so that they can be ordered three to an order, and one issued
+//! recently; `history` finished orders spread over the patients (one line each, with every
+//! transition a real order goes through); and [`OPEN_ORDERS`] open orders at every stage in the
+//! first pharmacy, whose queue the queue scenario reads.
+//!
+//! The patients of the first pharmacy (the queue patients) have [`QUEUE_DUE_LINES`] due lines,
+//! a heavy but real repeat list, some of it on the open orders; their repeat lists are what
+//! scenario 2 reads. The others are who the order scenarios order as, each half of them
+//! [`ORDER_CAPACITY`] orders: in a set with few patients that takes more due lines each than a
+//! real patient has (48 in the small set). An order reads only the lines it orders, so the
+//! length of the list does not change what an order costs.
 //!
 //! The data is what a service in its steady state holds: each line's last order is the one
 //! finished order it has (older ones the retention job has purged), and the reminder for each
@@ -19,7 +25,7 @@
 //! retention job will purge them.)
 //!
 //! Patient number `n` (from 0) belongs to pharmacy `n % pharmacies`; the patients of pharmacy 0
-//! carry the open orders, the others are who the scenarios sign in as.
+//! carry the open orders, the others are who the scenarios order and sign in as.
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use jiff::{SignedDuration, Timestamp, ToSpan};
@@ -42,11 +48,21 @@ use uuid::Uuid;
 pub const BENCH_PASSWORD: &str = "bench-password-2026";
 /// The email domain of every generated account (reserved for examples, never a real one).
 pub const BENCH_DOMAIN: &str = "bench.example";
-/// The meta key that records what was generated: `pharmacies,patients,history`.
+/// The meta key that records what was generated: `pharmacies,patients,history,layout`.
 pub const DATASET_KEY: &str = "bench_dataset";
-pub const LINES_PER_PATIENT: usize = 10;
-/// Lines due now (issued 25 days ago on a 28-day cycle); the others were issued 10 days ago.
-pub const DUE_LINES: usize = 9;
+/// The version of the generator's layout (which patient has which lines); a set of another
+/// layout is refused, not measured as if it were this one.
+const LAYOUT: usize = 2;
+/// Due lines (issued 25 days ago on a 28-day cycle) of each queue patient; every patient also
+/// has one line issued 10 days ago.
+pub const QUEUE_DUE_LINES: usize = 9;
+/// Orders each half of the ordering patients can place: enough to keep 64 clients busy for a
+/// warm-up and a 30 s window at 2,000 orders a second. (A run that wants more runs out, and
+/// its report says so.)
+pub const ORDER_CAPACITY: usize = 72_000;
+/// The most due lines an ordering patient gets: what the small set needs for [`ORDER_CAPACITY`].
+/// The tiny set, which only proves that the benchmark works, takes fewer orders.
+const MAX_DUE_LINES: usize = 48;
 /// Open orders in pharmacy 0's queue.
 pub const OPEN_ORDERS: usize = 5_000;
 
@@ -73,14 +89,17 @@ impl Shape {
     }
 
     fn to_meta(self) -> String {
-        format!("{},{},{}", self.pharmacies, self.patients, self.history)
+        format!("{},{},{},{LAYOUT}", self.pharmacies, self.patients, self.history)
     }
 
     pub fn from_meta(meta: &str) -> anyhow::Result<Shape> {
         let n: Vec<usize> = meta.split(',').map(str::parse).collect::<Result<_, _>>().context("dataset record")?;
         match n[..] {
-            [pharmacies, patients, history] => Ok(Shape { pharmacies, patients, history }),
-            _ => bail!("the dataset record {meta:?} is not pharmacies,patients,history"),
+            [pharmacies, patients, history, LAYOUT] => Ok(Shape { pharmacies, patients, history }),
+            [_, _, _] | [_, _, _, _] => {
+                bail!("this data set was made by an earlier repeatrx-bench with other repeat lines; generate it again")
+            }
+            _ => bail!("the dataset record {meta:?} is not pharmacies,patients,history,layout"),
         }
     }
 
@@ -89,12 +108,39 @@ impl Shape {
         n.is_multiple_of(self.pharmacies)
     }
 
+    /// Patients the order scenarios can order as: all but the queue patients.
+    pub fn ordering_patients(self) -> usize {
+        self.patients - self.patients.div_ceil(self.pharmacies)
+    }
+
+    /// Due lines of each ordering patient: three to an order, enough for [`ORDER_CAPACITY`]
+    /// orders from each half (up to [`MAX_DUE_LINES`]), and never fewer than a queue patient has.
+    pub fn ordering_due_lines(self) -> usize {
+        let half = (self.ordering_patients() / 2).max(1);
+        (ORDER_CAPACITY.div_ceil(half) * 3).clamp(QUEUE_DUE_LINES, MAX_DUE_LINES)
+    }
+
+    /// Due lines of patient `n`.
+    pub fn due_lines_of(self, n: usize) -> usize {
+        if self.is_queue_patient(n) {
+            QUEUE_DUE_LINES
+        } else {
+            self.ordering_due_lines()
+        }
+    }
+
+    /// The most lines any patient has (due lines and the one issued recently): the stride of
+    /// the generator's line ids.
+    fn max_lines(self) -> usize {
+        self.ordering_due_lines().max(QUEUE_DUE_LINES) + 1
+    }
+
     fn validate(self) -> anyhow::Result<()> {
         if self.pharmacies == 0 || self.patients < self.pharmacies * 2 {
             bail!("a data set needs at least one pharmacy and two patients per pharmacy");
         }
         let queue_patients = self.patients.div_ceil(self.pharmacies);
-        if queue_patients * DUE_LINES < OPEN_ORDERS {
+        if queue_patients * QUEUE_DUE_LINES < OPEN_ORDERS {
             bail!("pharmacy 0 needs more patients to hold {OPEN_ORDERS} open orders");
         }
         Ok(())
@@ -133,7 +179,7 @@ pub async fn generate(store: &SqlStore, shape: Shape, loading: Loading) -> anyho
     )
     .await?;
     let orgs = Arc::new(organisations(store, shape, &hash).await?);
-    let total = (shape.patients * (2 + LINES_PER_PATIENT + DUE_LINES) + shape.history + OPEN_ORDERS) as u64;
+    let total = (0..shape.patients).map(|n| records_of(shape, n)).sum::<usize>() as u64;
     let bar = ProgressBar::new(total).with_style(
         ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} records, {per_sec}, {eta} left")
             .context("progress style")?,
@@ -250,6 +296,13 @@ fn open_orders_of(shape: Shape, n: usize) -> usize {
     OPEN_ORDERS / queue_patients + usize::from(k < OPEN_ORDERS % queue_patients)
 }
 
+/// What the generator writes for patient `n`: the patient and their account, their lines, a
+/// reminder for each due line, and their finished and open orders.
+fn records_of(shape: Shape, n: usize) -> usize {
+    let due = shape.due_lines_of(n);
+    2 + (due + 1) + due + history_of(shape, n) + open_orders_of(shape, n)
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn write_patient(
     load: &mut repeatrx_store::sql::BulkLoad,
@@ -297,27 +350,27 @@ async fn write_patient(
     };
     let finished = history_of(shape, n);
     let open = open_orders_of(shape, n);
-    let mut lines = Vec::with_capacity(LINES_PER_PATIENT);
-    for k in 0..LINES_PER_PATIENT {
+    let due = shape.due_lines_of(n);
+    let stride = shape.max_lines();
+    let issued_days_ago = |k: usize| if k < due { 25 } else { 10 };
+    let mut lines = Vec::with_capacity(due + 1);
+    for k in 0..=due {
         let query = COMMON[(n + k * 5) % COMMON.len()];
         let mut line = RepeatItem::new(patient.id, terms(query, 28, 13, 300, today)?);
-        line.id =
-            RepeatItemId::from_uuid(ascending_id(rng, n * LINES_PER_PATIENT + k, shape.patients * LINES_PER_PATIENT));
-        let issued_days_ago = if k < DUE_LINES { 25 } else { 10 };
-        line.record_issue(today.saturating_sub(issued_days_ago.days()))?;
-        let reminded = line.next_due.filter(|_| k < DUE_LINES);
+        line.id = RepeatItemId::from_uuid(ascending_id(rng, n * stride + k, shape.patients * stride));
+        line.record_issue(today.saturating_sub(issued_days_ago(k).days()))?;
+        let reminded = line.next_due.filter(|_| k < due);
         lines.push((line, reminded));
     }
     load.patient(&patient, Some(&account), &lines).await?;
     let who = |user: UserId, role: Role, at: Timestamp| repeatrx_domain::order::By { user, role, at };
     let staff = (orgs.pharmacists[p], orgs.prescribers[p]);
-    let orders_each = history_of(shape, 0) + DUE_LINES;
+    let orders_each = history_of(shape, 0) + QUEUE_DUE_LINES;
     let mut order_slot = n * orders_each;
     for h in 0..finished {
-        let line = &lines[h % LINES_PER_PATIENT].0;
-        let issued_days_ago = if h % LINES_PER_PATIENT < DUE_LINES { 25 } else { 10 };
-        let cycles_back = (h / LINES_PER_PATIENT) as i64;
-        let placed = now - SignedDuration::from_hours(24 * (issued_days_ago + 28 * cycles_back) + 30);
+        let line = &lines[h % lines.len()].0;
+        let cycles_back = (h / lines.len()) as i64;
+        let placed = now - SignedDuration::from_hours(24 * (issued_days_ago(h % lines.len()) + 28 * cycles_back) + 30);
         let (mut order, mut transitions) = finished_order(&patient, line, account.id, staff, placed, who)?;
         renumber(&mut order, &mut transitions, rng, order_slot, shape.patients * orders_each);
         load.order(order, transitions).await?;
@@ -330,7 +383,7 @@ async fn write_patient(
         load.order(order, transitions).await?;
         order_slot += 1;
     }
-    Ok((2 + LINES_PER_PATIENT + DUE_LINES + finished + open) as u64)
+    Ok(records_of(shape, n) as u64)
 }
 
 /// A random version-4 id from the `slot`-th of `slots` equal ranges of the first 48 bits (the
@@ -502,9 +555,19 @@ mod tests {
             let open: usize = (0..shape.patients).map(|n| open_orders_of(shape, n)).sum();
             assert_eq!(history, shape.history);
             assert_eq!(open, OPEN_ORDERS);
-            assert!((0..shape.patients).all(|n| open_orders_of(shape, n) <= DUE_LINES));
+            assert!((0..shape.patients).all(|n| open_orders_of(shape, n) <= QUEUE_DUE_LINES));
+            assert!(shape.max_lines() > shape.ordering_due_lines() && shape.max_lines() > QUEUE_DUE_LINES);
         }
+        let capacity = |shape: Shape| shape.ordering_patients() / 2 * (shape.ordering_due_lines() / 3);
+        for size in ["small", "medium", "large"] {
+            assert!(capacity(Shape::named(size).unwrap()) >= ORDER_CAPACITY, "{size}");
+        }
+        assert_eq!(Shape::named("small").unwrap().ordering_due_lines(), 48, "as the module's comment says");
+        assert_eq!(Shape::named("tiny").unwrap().ordering_due_lines(), MAX_DUE_LINES);
+        assert_eq!(Shape::named("large").unwrap().ordering_due_lines(), 9, "a large set needs no more than real lists");
         assert_eq!(Shape::from_meta(&Shape::named("large").unwrap().to_meta()).unwrap().patients, 1_000_000);
+        let earlier = Shape::from_meta("10,10000,100000").unwrap_err().to_string();
+        assert!(earlier.contains("generate it again"), "{earlier}");
         assert!(Shape { pharmacies: 10, patients: 1_000, history: 0 }.validate().is_err(), "too few queue patients");
     }
 }

@@ -1,7 +1,7 @@
 //! One benchmark run: a fresh copy of a generated data set, the baselines, the real server on
 //! the copy, the four scenarios one after another, and the report.
 use crate::baseline;
-use crate::dataset::{patient_email, Shape, BENCH_PASSWORD, DATASET_KEY, DUE_LINES};
+use crate::dataset::{patient_email, Shape, BENCH_PASSWORD, DATASET_KEY};
 use crate::load::{drive, Job, Measured, PlannedOrder};
 use crate::report::Report;
 use crate::server::{self, Certificate, Process};
@@ -250,12 +250,11 @@ struct Plan {
 }
 
 /// Which patients of each half of the ordering patients a run orders as: those after the
-/// `ordered_before` that earlier runs in place used, as many as it wants. The last 64 of the first
-/// half only read (scenario 2). A set too small for the rates a first run wants simply runs out of
-/// orders (the report says so); a later run that cannot have all it wants is refused, since it
-/// would measure a set already partly used up.
+/// `ordered_before` that earlier runs in place used, as many as it wants. A set too small for the
+/// rates a first run wants simply runs out of orders (the report says so); a later run that
+/// cannot have all it wants is refused, since it would measure a set already partly used up.
 fn ordering_window(half: usize, ordered_before: usize, wanted: usize) -> anyhow::Result<std::ops::Range<usize>> {
-    let fresh = half.saturating_sub(64).saturating_sub(ordered_before);
+    let fresh = half.saturating_sub(ordered_before);
     if ordered_before > 0 && fresh < wanted {
         bail!(
             "earlier runs in place have used this data set's patients: {fresh} have lines left to order, and this \
@@ -275,7 +274,7 @@ struct PlannedPatient {
 
 impl Plan {
     async fn make(store: &SqlStore, shape: Shape, want_orders: usize, ordered_before: usize) -> anyhow::Result<Plan> {
-        let orders_per_patient = DUE_LINES / 3;
+        let orders_per_patient = shape.ordering_due_lines() / 3;
         let patients_wanted = want_orders.div_ceil(orders_per_patient);
         let candidates: Vec<usize> = (0..shape.patients).filter(|n| !shape.is_queue_patient(*n)).collect();
         let half = candidates.len() / 2;
@@ -293,9 +292,10 @@ impl Plan {
                 orders_with_sign_ins.push(planned);
             }
         }
+        // The queue patients' lists are real ones, some lines on their open orders.
         let mut readers = Vec::new();
-        for n in candidates.iter().skip(half.saturating_sub(64)).take(64) {
-            readers.push(planned_patient(store, *n).await?);
+        for n in (0..shape.patients).filter(|n| shape.is_queue_patient(*n)).take(64) {
+            readers.push(planned_patient(store, n).await?);
         }
         let sign_in_emails = candidates.iter().rev().take(1000).map(|n| patient_email(*n)).collect();
         let pharmacist = store
@@ -419,13 +419,13 @@ mod tests {
     fn runs_in_place_order_as_patients_no_earlier_run_used() {
         assert_eq!(ordering_window(1_000, 0, 300).unwrap(), 0..300);
         assert_eq!(ordering_window(1_000, 300, 300).unwrap(), 300..600);
-        assert_eq!(ordering_window(1_000, 600, 336).unwrap(), 600..936, "up to the readers");
+        assert_eq!(ordering_window(1_000, 600, 400).unwrap(), 600..1_000, "up to the half's end");
     }
 
     #[test]
     fn a_first_run_takes_what_there_is_and_a_later_one_is_refused_short() {
-        assert_eq!(ordering_window(500, 0, 10_000).unwrap(), 0..436);
-        let refused = ordering_window(1_000, 600, 337).unwrap_err().to_string();
-        assert!(refused.contains("336 have lines left") && refused.contains("generate it again"), "{refused}");
+        assert_eq!(ordering_window(500, 0, 10_000).unwrap(), 0..500);
+        let refused = ordering_window(1_000, 600, 401).unwrap_err().to_string();
+        assert!(refused.contains("400 have lines left") && refused.contains("generate it again"), "{refused}");
     }
 }
