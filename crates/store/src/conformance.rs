@@ -1181,6 +1181,10 @@ pub async fn repeat_items_are_held_until_the_order_finishes(store: &dyn Store) {
     cancel(store, &mut second, &w.pa.user).await;
     assert_eq!(held(w.pa.patient.id).await, none_held, "a finished order holds nothing");
     assert_eq!(store.patient_with_lines_held(PatientId::new(), WhichLines::All).await.unwrap(), None);
+    assert_eq!(store.patient_with_lines_held(PatientId::new(), WhichLines::Only(&[])).await.unwrap(), None);
+    let listless = setup_patient(store, &w.ph, &w.pr, 0).await;
+    let read = store.patient_with_lines_held(listless.patient.id, WhichLines::All).await.unwrap();
+    assert_eq!(read, Some((listless.patient, vec![])), "a patient without lines is still found");
     let (patient, _) = store.patient_with_lines_held(w.pa.patient.id, WhichLines::All).await.unwrap().unwrap();
     assert_eq!(patient, w.pa.patient, "the whole patient, opened");
 }

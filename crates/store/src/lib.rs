@@ -228,9 +228,10 @@ pub trait Store: Send + Sync + 'static {
     async fn repeat_items(&self, patient: PatientId) -> StoreResult<Vec<RepeatItem>>;
     /// A patient with the repeat lines `which` names (all of them as [`Store::repeat_items`]
     /// lists them, or only some), each with whether an open order item holds it (then it cannot
-    /// be ordered again until that order finishes); `None` for an unknown patient. Read on one
-    /// connection: ordering and the repeat list need both, and each connection taken from the
-    /// pool costs a round trip to hand back.
+    /// be ordered again until that order finishes); `None` for an unknown patient. Read in one
+    /// statement (more only for thousands of chosen ids): ordering and the repeat list need both,
+    /// and every round trip, and every connection taken from the pool, costs a wake-up of the
+    /// database.
     async fn patient_with_lines_held(
         &self,
         id: PatientId,

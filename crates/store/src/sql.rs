@@ -897,6 +897,17 @@ const REPEAT_COLS: &str =
      issues_authorised, review_date, schedule, issues_remaining, next_due, active, k.key_owner, k.key_master, \
      k.key_wrapped";
 const REPEATS_KEYED: &str = "repeat_items LEFT JOIN data_keys k ON k.key_owner = repeat_items.patient_id";
+/// A patient (their ids named as in [`PATIENT_LISTED_IDS`]) and one of their repeat lines, both
+/// sealed under the one data key; the line's columns are [`REPEAT_COLS`]' names, its
+/// `patient_id` the patient's id. With [`PATIENT_LINES_FROM`] a patient without lines (or
+/// without the chosen ones) is one row whose line columns are all null.
+const PATIENT_LINE_COLS: &str = "patients.id AS patient_id, patients.pharmacy_id AS patient_pharmacy_id, \
+     patients.practice_id AS patient_practice_id, given_name, family_name, date_of_birth, nhs_number, email, phone, \
+     address, k.key_owner, k.key_master, k.key_wrapped, repeat_items.id, medicine_code, drug_name, strength, form, \
+     quantity, directions, cycle_days, issues_authorised, review_date, schedule, issues_remaining, next_due, active";
+/// `{}` is where the condition on which lines goes (inside the join, so the patient's row stays).
+const PATIENT_LINES_FROM: &str = "patients LEFT JOIN data_keys k ON k.key_owner = patients.id \
+     LEFT JOIN repeat_items ON repeat_items.patient_id = patients.id";
 /// The order a repeat list is shown in: the order its lines were added.
 const REPEAT_LIST_ORDER: &str = "ORDER BY created_seq, created_at, id";
 const ORDER_COLS: &str = "id, patient_id, pharmacy_id, practice_id, fulfilment, note, placed_by, on_behalf, accepted, \
@@ -1114,7 +1125,8 @@ fn patient_from(c: &Crypt, row: &AnyRow) -> StoreResult<Patient> {
 }
 
 /// The columns a patient's own ids are read from: the `patients` table's own names, or, where a
-/// row also holds an order ([`LISTED_COLS`]), names that keep them apart from the order's.
+/// row also holds an order ([`LISTED_COLS`]) or a repeat line ([`PATIENT_LINE_COLS`]), names that
+/// keep them apart from its.
 struct PatientIdColumns {
     id: &'static str,
     pharmacy: &'static str,
@@ -3055,29 +3067,32 @@ impl Store for SqlStore {
         id: PatientId,
         which: WhichLines<'_>,
     ) -> StoreResult<Option<(Patient, Vec<(RepeatItem, bool)>)>> {
-        let mut conn = self.conn().await?;
-        let Some(patient) = patient_on(&mut conn, &self.crypt, id).await? else {
-            return Ok(None);
-        };
         let open: Vec<ItemState> = ItemState::ALL.into_iter().filter(|s| s.is_open()).collect();
         let (every, chosen) = match which {
             WhichLines::All => (true, Vec::new()),
             WhichLines::Only(ids) => (false, ids.iter().map(ToString::to_string).collect::<Vec<_>>()),
         };
-        // The whole list is one statement; chosen lines one per ID_CHUNK ids (none for no ids).
-        let chunks: Vec<&[String]> = if every { vec![&[]] } else { chosen.chunks(ID_CHUNK).collect() };
+        // One statement for the patient with their whole list, or with up to ID_CHUNK chosen lines
+        // (a statement for each ID_CHUNK more): every round trip to PostgreSQL wakes its backend.
+        let mut chunks: Vec<&[String]> = chosen.chunks(ID_CHUNK).collect();
+        if chunks.is_empty() {
+            chunks.push(&[]);
+        }
+        let mut conn = self.conn().await?;
+        let mut patient = None;
         let mut lines = Vec::new();
         for chunk in chunks {
-            let only = if every {
-                String::new()
-            } else {
-                format!("AND repeat_items.id IN ({})", placeholders(2 + open.len(), chunk.len()))
+            let only = match (every, chunk.len()) {
+                (true, _) => String::new(),
+                (false, 0) => "AND 1 = 0".to_string(),
+                (false, n) => format!("AND repeat_items.id IN ({})", placeholders(2 + open.len(), n)),
             };
             let sql = format!(
-                "SELECT {REPEAT_COLS}, CASE WHEN EXISTS (SELECT 1 FROM order_items i \
+                "SELECT {PATIENT_LINE_COLS}, CASE WHEN EXISTS (SELECT 1 FROM order_items i \
                  WHERE i.repeat_item_id = repeat_items.id AND i.state IN ({})) \
                  THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END AS held \
-                 FROM {REPEATS_KEYED} WHERE patient_id = $1 {only} {REPEAT_LIST_ORDER}",
+                 FROM {PATIENT_LINES_FROM} {only} WHERE patients.id = $1 \
+                 ORDER BY repeat_items.created_seq, repeat_items.created_at, repeat_items.id",
                 placeholders(2, open.len())
             );
             let mut q = sqlx::query(&sql).bind(id.to_string());
@@ -3087,11 +3102,21 @@ impl Store for SqlStore {
             for line in chunk {
                 q = q.bind(line.as_str());
             }
-            for r in q.fetch_all(&mut *conn).await.map_err(map_err)? {
-                lines.push((repeat_item_from(&self.crypt, &r)?, bool_col(&r, "held")?));
+            let rows = q.fetch_all(&mut *conn).await.map_err(map_err)?;
+            let Some(first) = rows.first() else {
+                return Ok(None);
+            };
+            if patient.is_none() {
+                let key = row_key(&self.crypt.sealer, first, "a patient")?;
+                patient = Some(patient_keyed(&key, first, &PATIENT_LISTED_IDS)?);
+            }
+            for r in &rows {
+                if col::<Option<String>>(r, "id")?.is_some() {
+                    lines.push((repeat_item_from(&self.crypt, r)?, bool_col(r, "held")?));
+                }
             }
         }
-        Ok(Some((patient, lines)))
+        Ok(patient.map(|patient| (patient, lines)))
     }
 
     // --- orders ---
