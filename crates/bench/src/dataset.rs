@@ -15,7 +15,7 @@
 //! a heavy but real repeat list, some of it on the open orders; their repeat lists are what
 //! scenario 2 reads. The others are who the order scenarios order as, each half of them
 //! [`ORDER_CAPACITY`] orders: in a set with few patients that takes more due lines each than a
-//! real patient has (48 in the small set). An order reads only the lines it orders, so the
+//! real patient has (72 in the small set). An order reads only the lines it orders, so the
 //! length of the list does not change what an order costs.
 //!
 //! The data is what a service in its steady state holds: each line's last order is the one
@@ -52,17 +52,17 @@ pub const BENCH_DOMAIN: &str = "bench.example";
 pub const DATASET_KEY: &str = "bench_dataset";
 /// The version of the generator's layout (which patient has which lines); a set of another
 /// layout is refused, not measured as if it were this one.
-const LAYOUT: usize = 2;
+const LAYOUT: usize = 3;
 /// Due lines (issued 25 days ago on a 28-day cycle) of each queue patient; every patient also
 /// has one line issued 10 days ago.
 pub const QUEUE_DUE_LINES: usize = 9;
 /// Orders each half of the ordering patients can place: enough to keep 64 clients busy for a
-/// warm-up and a 30 s window at 2,000 orders a second. (A run that wants more runs out, and
+/// warm-up and a 30 s window at 3,000 orders a second. (A run that wants more runs out, and
 /// its report says so.)
-pub const ORDER_CAPACITY: usize = 72_000;
+pub const ORDER_CAPACITY: usize = 108_000;
 /// The most due lines an ordering patient gets: what the small set needs for [`ORDER_CAPACITY`].
 /// The tiny set, which only proves that the benchmark works, takes fewer orders.
-const MAX_DUE_LINES: usize = 48;
+const MAX_DUE_LINES: usize = 72;
 /// Open orders in pharmacy 0's queue.
 pub const OPEN_ORDERS: usize = 5_000;
 
@@ -562,7 +562,7 @@ mod tests {
         for size in ["small", "medium", "large"] {
             assert!(capacity(Shape::named(size).unwrap()) >= ORDER_CAPACITY, "{size}");
         }
-        assert_eq!(Shape::named("small").unwrap().ordering_due_lines(), 48, "as the module's comment says");
+        assert_eq!(Shape::named("small").unwrap().ordering_due_lines(), 72, "as the module's comment says");
         assert_eq!(Shape::named("tiny").unwrap().ordering_due_lines(), MAX_DUE_LINES);
         assert_eq!(Shape::named("large").unwrap().ordering_due_lines(), 9, "a large set needs no more than real lists");
         assert_eq!(Shape::from_meta(&Shape::named("large").unwrap().to_meta()).unwrap().patients, 1_000_000);
