@@ -905,11 +905,11 @@ const PATIENT_LINE_COLS: &str = "patients.id AS patient_id, patients.pharmacy_id
      patients.practice_id AS patient_practice_id, given_name, family_name, date_of_birth, nhs_number, email, phone, \
      address, k.key_owner, k.key_master, k.key_wrapped, repeat_items.id, medicine_code, drug_name, strength, form, \
      quantity, directions, cycle_days, issues_authorised, review_date, schedule, issues_remaining, next_due, active";
-/// `{}` is where the condition on which lines goes (inside the join, so the patient's row stays).
+/// A condition on which lines follows it, inside the join, so that the patient's row stays.
 const PATIENT_LINES_FROM: &str = "patients LEFT JOIN data_keys k ON k.key_owner = patients.id \
      LEFT JOIN repeat_items ON repeat_items.patient_id = patients.id";
 /// The order a repeat list is shown in: the order its lines were added.
-const REPEAT_LIST_ORDER: &str = "ORDER BY created_seq, created_at, id";
+const REPEAT_LIST_ORDER: &str = "ORDER BY repeat_items.created_seq, repeat_items.created_at, repeat_items.id";
 const ORDER_COLS: &str = "id, patient_id, pharmacy_id, practice_id, fulfilment, note, placed_by, on_behalf, accepted, \
      stage, created_at, stage_entered_at, version";
 const ORDERS_KEYED: &str = "orders LEFT JOIN data_keys k ON k.key_owner = orders.patient_id";
@@ -3091,8 +3091,7 @@ impl Store for SqlStore {
                 "SELECT {PATIENT_LINE_COLS}, CASE WHEN EXISTS (SELECT 1 FROM order_items i \
                  WHERE i.repeat_item_id = repeat_items.id AND i.state IN ({})) \
                  THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END AS held \
-                 FROM {PATIENT_LINES_FROM} {only} WHERE patients.id = $1 \
-                 ORDER BY repeat_items.created_seq, repeat_items.created_at, repeat_items.id",
+                 FROM {PATIENT_LINES_FROM} {only} WHERE patients.id = $1 {REPEAT_LIST_ORDER}",
                 placeholders(2, open.len())
             );
             let mut q = sqlx::query(&sql).bind(id.to_string());
