@@ -842,23 +842,35 @@ fn placeholders(from: usize, n: usize) -> String {
     (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
-/// The rows of `select(list)` for `ids`, where `list` is the `$1, $2, ...` to put in its
+/// The rows of `select(list)` for `ids`, where `list` is the placeholders to put in its
 /// `IN (...)`: [`ID_CHUNK`] ids to a statement, well under both engines' limits on bound values.
+/// Each statement binds `leading` first, as `$1, $2, ...`, and its ids after them; no ids, no
+/// statement.
 async fn fetch_in(
     conn: &mut AnyConnection,
+    leading: &[String],
     ids: &[String],
     select: impl Fn(&str) -> String,
 ) -> StoreResult<Vec<AnyRow>> {
     let mut rows = Vec::new();
     for chunk in ids.chunks(ID_CHUNK) {
-        let sql = select(&placeholders(1, chunk.len()));
-        let mut query = sqlx::query(&sql);
-        for id in chunk {
-            query = query.bind(id.as_str());
-        }
-        rows.extend(query.fetch_all(&mut *conn).await.map_err(map_err)?);
+        let sql = select(&placeholders(leading.len() + 1, chunk.len()));
+        rows.extend(fetch_bound(conn, &sql, leading.iter().chain(chunk)).await?);
     }
     Ok(rows)
+}
+
+/// The rows of `sql` with `values` bound in turn as `$1, $2, ...`.
+async fn fetch_bound(
+    conn: &mut AnyConnection,
+    sql: &str,
+    values: impl IntoIterator<Item = &String>,
+) -> StoreResult<Vec<AnyRow>> {
+    let mut query = sqlx::query(sql);
+    for value in values {
+        query = query.bind(value.as_str());
+    }
+    query.fetch_all(conn).await.map_err(map_err)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1164,10 +1176,14 @@ fn patient_keyed(key: &DataKey, row: &AnyRow, ids: &PatientIdColumns) -> StoreRe
 }
 
 fn repeat_item_from(c: &Crypt, row: &AnyRow) -> StoreResult<RepeatItem> {
+    repeat_item_keyed(&row_key(&c.sealer, row, "a repeat item")?, row)
+}
+
+/// A repeat line, whose fields are sealed under `key` (its patient's data key).
+fn repeat_item_keyed(key: &DataKey, row: &AnyRow) -> StoreResult<RepeatItem> {
     let id: String = col(row, "id")?;
-    let key = row_key(&c.sealer, row, "a repeat item")?;
     let field =
-        |column: &str| -> StoreResult<String> { open(&key, "repeat_items", column, &id, &col::<String>(row, column)?) };
+        |column: &str| -> StoreResult<String> { open(key, "repeat_items", column, &id, &col::<String>(row, column)?) };
     let cycle: i64 = col(row, "cycle_days")?;
     let schedule: i64 = col(row, "schedule")?;
     let schedule = u8::try_from(schedule)
@@ -1179,7 +1195,7 @@ fn repeat_item_from(c: &Crypt, row: &AnyRow) -> StoreResult<RepeatItem> {
         patient_id: id_col(row, "patient_id")?,
         terms: RepeatTerms {
             medicine_code: open_opt(
-                &key,
+                key,
                 "repeat_items",
                 "medicine_code",
                 &id,
@@ -1549,7 +1565,7 @@ async fn leaving_among_on(
     ids.sort_unstable();
     ids.dedup();
     let select = |list: &str| format!("SELECT pharmacy_id FROM pharmacy_departures WHERE pharmacy_id IN ({list})");
-    fetch_in(conn, &ids, select).await?.iter().map(|row| id_col(row, "pharmacy_id")).collect()
+    fetch_in(conn, &[], &ids, select).await?.iter().map(|row| id_col(row, "pharmacy_id")).collect()
 }
 
 /// A group's new orders, each with its patient's data key read in one statement for them all.
@@ -1579,7 +1595,7 @@ async fn data_keys_on(
     let mut keys = HashMap::with_capacity(owners.len());
     let select =
         |list: &str| format!("SELECT key_owner, key_master, key_wrapped FROM data_keys WHERE key_owner IN ({list})");
-    for row in fetch_in(conn, owners, select).await? {
+    for row in fetch_in(conn, &[], owners, select).await? {
         if let Some(key) = opt_row_key(sealer, &row)? {
             keys.insert(col::<String>(&row, "key_owner")?, key);
         }
@@ -1803,7 +1819,7 @@ async fn attach_items(conn: &mut AnyConnection, orders: &mut [Order], keys: &[Op
     let select = |list: &str| {
         format!("SELECT {ITEM_COLS} FROM order_items WHERE order_id IN ({list}) ORDER BY order_id, position")
     };
-    for row in fetch_in(conn, &ids, select).await? {
+    for row in fetch_in(conn, &[], &ids, select).await? {
         let order_id: OrderId = id_col(&row, "order_id")?;
         let key = keys.get(&order_id).ok_or_else(|| StoreError::Corrupt("an order item has no data key".into()))?;
         by_order.entry(order_id).or_default().push(item_from(key, &row)?);
@@ -3059,7 +3075,12 @@ impl Store for SqlStore {
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
-        rows.iter().map(|r| repeat_item_from(&self.crypt, r)).collect()
+        // Every line is the one patient's, under their data key: it is unwrapped once.
+        let Some(first) = rows.first() else {
+            return Ok(Vec::new());
+        };
+        let key = row_key(&self.crypt.sealer, first, "a repeat item")?;
+        rows.iter().map(|r| repeat_item_keyed(&key, r)).collect()
     }
 
     async fn patient_with_lines_held(
@@ -3067,55 +3088,45 @@ impl Store for SqlStore {
         id: PatientId,
         which: WhichLines<'_>,
     ) -> StoreResult<Option<(Patient, Vec<(RepeatItem, bool)>)>> {
-        let open: Vec<ItemState> = ItemState::ALL.into_iter().filter(|s| s.is_open()).collect();
-        let (every, chosen) = match which {
-            WhichLines::All => (true, Vec::new()),
-            WhichLines::Only(ids) => (false, ids.iter().map(ToString::to_string).collect::<Vec<_>>()),
-        };
+        // The patient, their id as $1, then the open states a line may be held by.
+        let leading: Vec<String> = std::iter::once(id.to_string())
+            .chain(ItemState::ALL.into_iter().filter(|s| s.is_open()).map(|s| s.as_str().to_string()))
+            .collect();
         // One statement for the patient with their whole list, or with up to ID_CHUNK chosen lines
         // (a statement for each ID_CHUNK more): every round trip to PostgreSQL wakes its backend.
-        let mut chunks: Vec<&[String]> = chosen.chunks(ID_CHUNK).collect();
-        if chunks.is_empty() {
-            chunks.push(&[]);
-        }
-        let mut conn = self.conn().await?;
-        let mut patient = None;
-        let mut lines = Vec::new();
-        for chunk in chunks {
-            let only = match (every, chunk.len()) {
-                (true, _) => String::new(),
-                (false, 0) => "AND 1 = 0".to_string(),
-                (false, n) => format!("AND repeat_items.id IN ({})", placeholders(2 + open.len(), n)),
-            };
-            let sql = format!(
+        // The line condition sits inside the join, so the patient's row comes back without lines.
+        let select = |only: &str| {
+            format!(
                 "SELECT {PATIENT_LINE_COLS}, CASE WHEN EXISTS (SELECT 1 FROM order_items i \
                  WHERE i.repeat_item_id = repeat_items.id AND i.state IN ({})) \
                  THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END AS held \
                  FROM {PATIENT_LINES_FROM} {only} WHERE patients.id = $1 {REPEAT_LIST_ORDER}",
-                placeholders(2, open.len())
-            );
-            let mut q = sqlx::query(&sql).bind(id.to_string());
-            for state in &open {
-                q = q.bind(state.as_str());
+                placeholders(2, leading.len() - 1)
+            )
+        };
+        let mut conn = self.conn().await?;
+        let rows = match which {
+            WhichLines::All => fetch_bound(&mut conn, &select(""), &leading).await?,
+            WhichLines::Only([]) => fetch_bound(&mut conn, &select("AND 1 = 0"), &leading).await?,
+            WhichLines::Only(chosen) => {
+                let chosen: Vec<String> = chosen.iter().map(ToString::to_string).collect();
+                fetch_in(&mut conn, &leading, &chosen, |list| select(&format!("AND repeat_items.id IN ({list})")))
+                    .await?
             }
-            for line in chunk {
-                q = q.bind(line.as_str());
-            }
-            let rows = q.fetch_all(&mut *conn).await.map_err(map_err)?;
-            let Some(first) = rows.first() else {
-                return Ok(None);
-            };
-            if patient.is_none() {
-                let key = row_key(&self.crypt.sealer, first, "a patient")?;
-                patient = Some(patient_keyed(&key, first, &PATIENT_LISTED_IDS)?);
-            }
-            for r in &rows {
-                if col::<Option<String>>(r, "id")?.is_some() {
-                    lines.push((repeat_item_from(&self.crypt, r)?, bool_col(r, "held")?));
-                }
+        };
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        // Every row is the patient's, with their data key: it is unwrapped once.
+        let key = row_key(&self.crypt.sealer, first, "a patient")?;
+        let patient = patient_keyed(&key, first, &PATIENT_LISTED_IDS)?;
+        let mut lines = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if col::<Option<String>>(r, "id")?.is_some() {
+                lines.push((repeat_item_keyed(&key, r)?, bool_col(r, "held")?));
             }
         }
-        Ok(patient.map(|patient| (patient, lines)))
+        Ok(Some((patient, lines)))
     }
 
     // --- orders ---
@@ -3336,7 +3347,7 @@ impl Store for SqlStore {
     async fn settle_retention(&self, settled: &[RetentionSettled]) -> StoreResult<u64> {
         let mut tx = self.write_tx().await?;
         let named: Vec<String> = settled.iter().flat_map(|s| s.purge.iter().map(ToString::to_string)).collect();
-        let finished = fetch_in(&mut tx, &named, |list| {
+        let finished = fetch_in(&mut tx, &[], &named, |list| {
             format!("SELECT id FROM orders WHERE id IN ({list}) AND {FINISHED_STAGES}")
         })
         .await?
