@@ -243,7 +243,8 @@ struct Plan {
     orders_alone: Vec<PlannedPatient>,
     orders_with_sign_ins: Vec<PlannedPatient>,
     sign_in_emails: Vec<String>,
-    readers: Vec<PlannedPatient>,
+    /// Patients whose repeat list scenario 2 reads.
+    readers: Vec<Account>,
     pharmacist: repeatrx_domain::ids::UserId,
     /// Where the next run in place starts in each half (its [`RUN_IN_PLACE_KEY`]).
     ordered_upto: usize,
@@ -264,10 +265,15 @@ fn ordering_window(half: usize, ordered_before: usize, wanted: usize) -> anyhow:
     Ok(ordered_before..ordered_before + wanted.min(fresh))
 }
 
-#[derive(Clone)]
-struct PlannedPatient {
+/// A generated patient and their account.
+#[derive(Clone, Copy)]
+struct Account {
     patient: repeatrx_domain::ids::PatientId,
     user: repeatrx_domain::ids::UserId,
+}
+
+struct PlannedPatient {
+    account: Account,
     /// Orderable lines, three to an order.
     orders: Vec<Vec<String>>,
 }
@@ -295,7 +301,7 @@ impl Plan {
         // The queue patients' lists are real ones, some lines on their open orders.
         let mut readers = Vec::new();
         for n in (0..shape.patients).filter(|n| shape.is_queue_patient(*n)).take(64) {
-            readers.push(planned_patient(store, n).await?);
+            readers.push(account_of(store, n).await?);
         }
         let sign_in_emails = candidates.iter().rev().take(1000).map(|n| patient_email(*n)).collect();
         let pharmacist = store
@@ -331,7 +337,8 @@ impl Plan {
             .await?;
             Ok(token)
         };
-        for p in self.orders_alone.iter().chain(&self.orders_with_sign_ins).chain(&self.readers) {
+        let orderers = self.orders_alone.iter().chain(&self.orders_with_sign_ins).map(|p| &p.account);
+        for p in orderers.chain(&self.readers) {
             bearer.insert(p.patient, open(p.user, SessionKind::Api).await?);
         }
         for p in &self.readers {
@@ -353,29 +360,35 @@ fn cookie_header(token: &str) -> String {
     format!("{}={token}", repeatrx_web::session::SESSION_COOKIE)
 }
 
-async fn planned_patient(store: &SqlStore, n: usize) -> anyhow::Result<PlannedPatient> {
+async fn account_of(store: &SqlStore, n: usize) -> anyhow::Result<Account> {
     let user = store.user_by_email(&Email::parse(&patient_email(n))?).await?.context("a generated patient")?;
     if user.role != Role::Patient {
         bail!("{} is not a patient account", patient_email(n));
     }
     let patient = user.patient_id.context("a patient account without a patient")?;
+    Ok(Account { patient, user: user.id })
+}
+
+/// Patient `n`'s account and the orders their due lines make.
+async fn planned_patient(store: &SqlStore, n: usize) -> anyhow::Result<PlannedPatient> {
+    let account = account_of(store, n).await?;
     let today = jiff::Zoned::now().date();
     let policy = repeatrx_domain::repeat::OrderingPolicy::default();
     let orderable: Vec<String> = store
-        .repeat_items(patient)
+        .repeat_items(account.patient)
         .await?
         .iter()
         .filter(|l| l.orderability(today, false, &policy).is_orderable())
         .map(|l| l.id.to_string())
         .collect();
     let orders = orderable.chunks_exact(3).map(<[String]>::to_vec).collect();
-    Ok(PlannedPatient { patient, user: user.id, orders })
+    Ok(PlannedPatient { account, orders })
 }
 
 struct Sessions {
     bearer: BTreeMap<repeatrx_domain::ids::PatientId, String>,
     cookie: BTreeMap<repeatrx_domain::ids::PatientId, String>,
-    readers: Vec<PlannedPatient>,
+    readers: Vec<Account>,
     pharmacist_cookie: String,
 }
 
@@ -384,10 +397,10 @@ impl Sessions {
     fn order_jobs(&self, patients: &[PlannedPatient], clients: usize) -> Vec<Job> {
         let mut per_client: Vec<Vec<PlannedOrder>> = vec![Vec::new(); clients];
         for (i, p) in patients.iter().enumerate() {
-            let Some(bearer) = self.bearer.get(&p.patient) else { continue };
+            let Some(bearer) = self.bearer.get(&p.account.patient) else { continue };
             for items in &p.orders {
                 per_client[i % clients].push(PlannedOrder {
-                    patient: p.patient.to_string(),
+                    patient: p.account.patient.to_string(),
                     authorization: authorization_header(bearer),
                     items: items.clone(),
                 });
