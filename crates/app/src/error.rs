@@ -1,5 +1,6 @@
 //! The application layer's one error type; the web layer maps each variant to an HTTP status in
 //! one place.
+use repeatrx_domain::repeat::Orderability;
 use repeatrx_domain::DomainError;
 use repeatrx_store::StoreError;
 
@@ -68,6 +69,7 @@ impl From<StoreError> for AppError {
             StoreError::PharmacyLeaving => AppError::Conflict(
                 "your pharmacy is leaving RepeatRx and takes no new orders here; please ask it how to order".into(),
             ),
+            StoreError::LinesOnOpenOrder(_) => AppError::NotOrderable(vec![Orderability::OnOpenOrder.reason()]),
             StoreError::Unavailable(m) => {
                 tracing::warn!(cause = %m, "database unavailable");
                 AppError::Unavailable

@@ -9,8 +9,8 @@ use repeatrx_domain::access::{Action, Actor, Role};
 use repeatrx_domain::ids::{OrderId, OrderItemId, PatientId, RepeatItemId};
 use repeatrx_domain::order::{By, Decision, ItemEvent, NewOrder, Order, Transition};
 use repeatrx_domain::patient::{Fulfilment, Patient};
-use repeatrx_domain::repeat::{order_note, RepeatItem};
-use repeatrx_store::{StoredOrder, WhichLines};
+use repeatrx_domain::repeat::{order_note, Orderability, RepeatItem};
+use repeatrx_store::{StoreError, StoredOrder, WhichLines};
 use serde::Deserialize;
 
 /// What a patient (or staff on their behalf) submits.
@@ -71,7 +71,22 @@ impl App {
             items: chosen,
         };
         let (order, transition) = Order::submit(new, self.by(actor))?;
-        self.store.insert_order(&order, &[transition], &[]).await?;
+        self.store.insert_order(&order, &[transition], &[]).await.map_err(|e| match e {
+            // Another request ordered some of these lines since they were read above.
+            StoreError::LinesOnOpenOrder(taken) => {
+                let reason = Orderability::OnOpenOrder.reason();
+                AppError::NotOrderable(
+                    taken
+                        .iter()
+                        .map(|id| match lines.iter().find(|l| l.item.id == *id) {
+                            Some(l) => format!("{}: {reason}", l.item.terms.description()),
+                            None => reason.clone(),
+                        })
+                        .collect(),
+                )
+            }
+            other => other.into(),
+        })?;
         tracing::debug!(order = %order.id, items = order.items.len(), on_behalf = order.on_behalf, "order submitted");
         Ok(order)
     }

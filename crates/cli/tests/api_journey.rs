@@ -231,6 +231,33 @@ async fn a_repeat_order_goes_from_patient_to_pharmacy_to_prescriber_and_back() {
     assert!(rejection.body.contains("Medication review needed"));
 }
 
+/// A double tap, or the app and the website at once: the same line ordered by requests in flight
+/// together is placed once. The others are refused as already on an order, whether their own
+/// reading of the list or the write itself found it taken.
+#[tokio::test]
+async fn a_line_ordered_by_several_requests_at_once_is_ordered_once() {
+    let app = TestApp::spawn().await;
+    let patient = app.sign_in("patient@demo.example").await;
+    let pid = app.my_patient_id(&patient).await;
+    let items = app.repeat_items(&pid, &patient).await;
+    let first = with_status(&items, "orderable")[0].to_string();
+    let description = line(&items, &first)["description"].as_str().unwrap_or_default().to_string();
+    let orders_before = app.orders_of(&pid, &patient).await.len();
+    let chosen = [first.as_str()];
+    let order = || app.place_order(&pid, &patient, &chosen);
+    let (a, b, c, d, e, f) = tokio::join!(order(), order(), order(), order(), order(), order());
+    let replies = [a, b, c, d, e, f];
+    let placed = replies.iter().filter(|r| r.status == StatusCode::CREATED).count();
+    assert_eq!(placed, 1, "{:?}", replies.iter().map(|r| (r.status, &r.body)).collect::<Vec<_>>());
+    for refused in replies.iter().filter(|r| r.status != StatusCode::CREATED) {
+        assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+        let why = reasons(&refused.body);
+        assert!(why.len() == 1 && why[0].contains("Already on an order"), "{why:?}");
+        assert!(why[0].contains(&description), "the reason names the item: {why:?}");
+    }
+    assert_eq!(app.orders_of(&pid, &patient).await.len(), orders_before + 1);
+}
+
 #[tokio::test]
 async fn staff_onboard_organisations_register_patients_and_keep_repeat_lists() {
     let app = TestApp::spawn().await;

@@ -309,9 +309,20 @@ fn submit(pa: &PatientSetup, items: &[RepeatItem], at: Timestamp) -> (Order, Tra
     Order::submit(new, by(&pa.user, at)).unwrap()
 }
 
-/// Submits and stores an order of all the patient's items at `at`.
+/// Submits and stores an order of all the patient's items at `at`; or, while any of them is on
+/// an open order (the store refuses a line on two), of fresh lines with the same terms, added to
+/// the patient's list first.
 async fn place(store: &dyn Store, pa: &PatientSetup, at: Timestamp) -> Order {
-    let (order, t) = submit(pa, &pa.items, at);
+    let (_, lines) = store.patient_with_lines_held(pa.patient.id, WhichLines::All).await.unwrap().unwrap();
+    let free = pa.items.iter().all(|item| lines.iter().any(|(line, held)| line.id == item.id && !held));
+    let mut items = pa.items.clone();
+    if !free {
+        for item in &mut items {
+            *item = RepeatItem::new(pa.patient.id, item.terms.clone());
+            store.insert_repeat_item(item).await.unwrap();
+        }
+    }
+    let (order, t) = submit(pa, &items, at);
     store.insert_order(&order, &[t], &[]).await.unwrap();
     order
 }
@@ -1153,8 +1164,15 @@ pub async fn repeat_items_are_held_until_the_order_finishes(store: &dyn Store) {
     let (first, t) = submit(&w.pa, &w.pa.items[..1], now());
     store.insert_order(&first, &[t], &[]).await.unwrap();
     let mut again = first.clone();
-    let (second, t) = submit(&w.pa, &w.pa.items[..1], now() + secs(1));
-    store.insert_order(&second, &[t], &[]).await.unwrap();
+    // A line is on one open order at a time: a second order naming it is refused in the write,
+    // whatever it read before, and nothing of it is stored.
+    let (second, t) = submit(&w.pa, &w.pa.items, now() + secs(1));
+    let refused = store.insert_order(&second, &[t], &[]).await;
+    assert!(
+        matches!(&refused, Err(StoreError::LinesOnOpenOrder(taken)) if *taken == [w.pa.items[0].id]),
+        "{refused:?}"
+    );
+    assert!(store.order(second.id).await.unwrap().is_none());
     place(store, &other, now()).await;
     let first_held: Vec<(RepeatItemId, bool)> = lines.iter().map(|id| (*id, *id == w.pa.items[0].id)).collect();
     assert_eq!(held(w.pa.patient.id).await, first_held, "each line once, held only by this patient's orders");
@@ -1177,9 +1195,21 @@ pub async fn repeat_items_are_held_until_the_order_finishes(store: &dyn Store) {
     many[1_100] = w.pa.items[1].id;
     assert_eq!(only(&many).await, vec![(w.pa.items[1].id, false)], "more ids than one statement binds");
     cancel(store, &mut again, &w.pa.user).await;
-    let mut second = second;
-    cancel(store, &mut second, &w.pa.user).await;
     assert_eq!(held(w.pa.patient.id).await, none_held, "a finished order holds nothing");
+    // Two orders naming one free line in one group commit: the first is written, the second
+    // refused; a line of a finished order can be ordered again.
+    let (racing, racing_t) = submit(&w.pa, &w.pa.items[..1], now() + secs(2));
+    let (raced, raced_t) = submit(&w.pa, &w.pa.items, now() + secs(2));
+    let writes =
+        [(&racing, &racing_t), (&raced, &raced_t)].map(|(o, t)| store.insert_order(o, std::slice::from_ref(t), &[]));
+    let outcomes = futures::future::join_all(writes).await;
+    let written: Vec<bool> = outcomes.iter().map(Result::is_ok).collect();
+    assert!(written == [true, false] || written == [false, true], "one of the two is written: {outcomes:?}");
+    let (winner, loser) = if written[0] { (&racing, &raced) } else { (&raced, &racing) };
+    assert!(store.order(winner.id).await.unwrap().is_some());
+    assert!(store.order(loser.id).await.unwrap().is_none());
+    let lost = outcomes.iter().find_map(|o| o.as_ref().err());
+    assert!(matches!(lost, Some(StoreError::LinesOnOpenOrder(taken)) if *taken == [w.pa.items[0].id]), "{outcomes:?}");
     assert_eq!(store.patient_with_lines_held(PatientId::new(), WhichLines::All).await.unwrap(), None);
     assert_eq!(store.patient_with_lines_held(PatientId::new(), WhichLines::Only(&[])).await.unwrap(), None);
     let listless = setup_patient(store, &w.ph, &w.pr, 0).await;

@@ -49,6 +49,10 @@ pub enum StoreError {
     /// A new order for a pharmacy that is leaving RepeatRx (or has left), which takes none.
     #[error("the pharmacy is leaving RepeatRx and takes no new orders")]
     PharmacyLeaving,
+    /// A new order names repeat lines that are already on an open order (these ones): two
+    /// requests raced to order the same medicine, and the other one was written first.
+    #[error("repeat lines already on an open order: {0:?}")]
+    LinesOnOpenOrder(Vec<RepeatItemId>),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -241,7 +245,10 @@ pub trait Store: Send + Sync + 'static {
     // --- orders ---
     /// Stores a new order with its first transitions and the emails it causes, atomically.
     /// Refused with [`StoreError::PharmacyLeaving`] when its pharmacy is leaving or has left,
-    /// decided inside the write, so that no order reaches a pharmacy once it is marked.
+    /// decided inside the write, so that no order reaches a pharmacy once it is marked; and with
+    /// [`StoreError::LinesOnOpenOrder`] when any of its lines is already on an open order (one
+    /// written before it, or earlier in the same group commit), decided inside the write too, so
+    /// that two requests racing cannot both order the same medicine.
     async fn insert_order(
         &self,
         order: &Order,

@@ -139,25 +139,44 @@ impl SqlStore {
             Err(e) => return all(e),
         };
         // Read under the write lock that marking a pharmacy as leaving takes too, so no order
-        // reaches a pharmacy once it is marked.
+        // reaches a pharmacy once it is marked; and that every order is written under, so a line
+        // found free here is still free when the order naming it is written.
         let leaving = match leaving_among_on(&mut tx, group.iter().map(|w| w.order.pharmacy_id)).await {
             Ok(leaving) => leaving,
             Err(e) => return all(e),
         };
-        let admitted: Vec<&NewOrderWrite> = group.iter().filter(|w| !leaving.contains(&w.order.pharmacy_id)).collect();
+        let mut on_order = match lines_on_open_orders_on(&mut tx, group.iter().map(|w| &w.order)).await {
+            Ok(on_order) => on_order,
+            Err(e) => return all(e),
+        };
+        // In the group's order, so that of two orders naming one line the first is written.
+        let refusals: Vec<Option<StoreError>> = group
+            .iter()
+            .map(|w| {
+                if leaving.contains(&w.order.pharmacy_id) {
+                    return Some(StoreError::PharmacyLeaving);
+                }
+                let open_lines = || w.order.items.iter().filter(|i| i.state.is_open()).map(|i| i.repeat_item_id);
+                let taken: Vec<RepeatItemId> = open_lines().filter(|line| on_order.contains(line)).collect();
+                if !taken.is_empty() {
+                    return Some(StoreError::LinesOnOpenOrder(taken));
+                }
+                on_order.extend(open_lines());
+                None
+            })
+            .collect();
+        let admitted: Vec<&NewOrderWrite> =
+            group.iter().zip(&refusals).filter(|(_, refused)| refused.is_none()).map(|(w, _)| w).collect();
         let mut written = match self.write_admitted(&mut tx, &admitted).await {
             Ok(outcomes) => outcomes.into_iter(),
             Err(e) => return all(e),
         };
-        let outcomes: Vec<StoreResult<()>> = group
-            .iter()
-            .map(|w| {
-                if leaving.contains(&w.order.pharmacy_id) {
-                    Err(StoreError::PharmacyLeaving)
-                } else {
-                    // One outcome per admitted order, so this is never missing.
-                    written.next().unwrap_or_else(|| Err(StoreError::Database("an order was not written".into())))
-                }
+        let outcomes: Vec<StoreResult<()>> = refusals
+            .into_iter()
+            .map(|refused| match refused {
+                Some(e) => Err(e),
+                // One outcome per admitted order, so this is never missing.
+                None => written.next().unwrap_or_else(|| Err(StoreError::Database("an order was not written".into()))),
             })
             .collect();
         // The open-stage counts change once for the group's written orders, not once per order.
@@ -1566,6 +1585,30 @@ async fn leaving_among_on(
     ids.dedup();
     let select = |list: &str| format!("SELECT pharmacy_id FROM pharmacy_departures WHERE pharmacy_id IN ({list})");
     fetch_in(conn, &[], &ids, select).await?.iter().map(|row| id_col(row, "pharmacy_id")).collect()
+}
+
+/// The states in which an order's item holds its repeat line, to bind in an `IN (...)`.
+fn open_item_states() -> Vec<String> {
+    ItemState::ALL.into_iter().filter(|s| s.is_open()).map(|s| s.as_str().to_string()).collect()
+}
+
+/// Which of these orders' repeat lines are on an open order already stored.
+async fn lines_on_open_orders_on<'a>(
+    conn: &mut AnyConnection,
+    orders: impl IntoIterator<Item = &'a Order>,
+) -> StoreResult<HashSet<RepeatItemId>> {
+    let mut lines: Vec<String> =
+        orders.into_iter().flat_map(|o| o.items.iter().map(|i| i.repeat_item_id.to_string())).collect();
+    lines.sort_unstable();
+    lines.dedup();
+    let open = open_item_states();
+    let select = |list: &str| {
+        format!(
+            "SELECT DISTINCT repeat_item_id FROM order_items WHERE state IN ({}) AND repeat_item_id IN ({list})",
+            placeholders(1, open.len())
+        )
+    };
+    fetch_in(conn, &open, &lines, select).await?.iter().map(|row| id_col(row, "repeat_item_id")).collect()
 }
 
 /// A group's new orders, each with its patient's data key read in one statement for them all.
@@ -3089,9 +3132,7 @@ impl Store for SqlStore {
         which: WhichLines<'_>,
     ) -> StoreResult<Option<(Patient, Vec<(RepeatItem, bool)>)>> {
         // The patient, their id as $1, then the open states a line may be held by.
-        let leading: Vec<String> = std::iter::once(id.to_string())
-            .chain(ItemState::ALL.into_iter().filter(|s| s.is_open()).map(|s| s.as_str().to_string()))
-            .collect();
+        let leading: Vec<String> = std::iter::once(id.to_string()).chain(open_item_states()).collect();
         // One statement for the patient with their whole list, or with up to ID_CHUNK chosen lines
         // (a statement for each ID_CHUNK more): every round trip to PostgreSQL wakes its backend.
         // The line condition sits inside the join, so the patient's row comes back without lines.
