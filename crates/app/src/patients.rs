@@ -281,11 +281,11 @@ impl App {
             AppError::NotFound(_) => AppError::NotFound("repeat item"),
             other => other,
         })?;
-        if !found.active {
+        // Whether it is still active is decided in the write: a stop racing another is refused.
+        if !found.active || !self.store.stop_repeat_item(item).await? {
             return Err(AppError::IllegalTransition("that item is already stopped".into()));
         }
         found.active = false;
-        self.store.update_repeat_item(&found).await?;
         Ok(found)
     }
 }

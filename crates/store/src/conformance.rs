@@ -58,6 +58,7 @@ pub async fn run_all(store: &dyn Store) {
     search_patients_by_dob_nhs_and_combination(store).await;
     search_patients_is_confined_to_the_pharmacy(store).await;
     repeat_items_round_trip(store).await;
+    a_stop_and_an_issue_made_from_one_reading_both_stand(store).await;
     listed_orders_come_with_their_patients_as_they_are_now(store).await;
     repeat_items_are_held_until_the_order_finishes(store).await;
     order_round_trip(store).await;
@@ -828,6 +829,33 @@ pub async fn repeat_items_round_trip(store: &dyn Store) {
     }
     assert_eq!(store.repeat_items(pa.patient.id).await.unwrap(), expected);
     assert!(store.repeat_items(PatientId::new()).await.unwrap().is_empty());
+}
+
+/// A prescriber approves an item (its line read, an issue recorded on it) while the pharmacy
+/// stops the line: neither write undoes the other.
+pub async fn a_stop_and_an_issue_made_from_one_reading_both_stand(store: &dyn Store) {
+    let w = world(store).await;
+    let mut order = place(store, &w.pa, now()).await;
+    let mut issued = store.repeat_item(w.pa.items[0].id).await.unwrap().unwrap();
+    assert!(store.stop_repeat_item(issued.id).await.unwrap());
+    assert!(!store.stop_repeat_item(issued.id).await.unwrap(), "a line is stopped once");
+    assert!(!store.stop_repeat_item(RepeatItemId::new()).await.unwrap());
+    issued.record_issue(date("2026-03-02")).unwrap();
+    let t = order.accept(by(&w.ph.manager, order.created_at + secs(1))).unwrap();
+    store.save_order(&order, 1, &t, std::slice::from_ref(&issued), &[]).await.unwrap();
+    let line = store.repeat_item(issued.id).await.unwrap().unwrap();
+    assert!(!line.active, "the stop stands");
+    assert_eq!((line.issues_remaining, line.next_due), (issued.issues_remaining, issued.next_due), "so does the issue");
+    assert_eq!(line.terms, w.pa.items[0].terms);
+    let other = store.repeat_item(w.pa.items[1].id).await.unwrap().unwrap();
+    assert_eq!(other, w.pa.items[1], "the order's other line is untouched");
+    // A save can only record issues on its own patient's lines.
+    let foreign = setup_patient(store, &w.ph, &w.pr, 1).await;
+    let mut theirs = foreign.items[0].clone();
+    theirs.record_issue(date("2026-03-02")).unwrap();
+    let t = order.send_to_prescriber(by(&w.ph.manager, order.created_at + secs(2))).unwrap();
+    assert!(store.save_order(&order, 2, &t, &[theirs], &[]).await.is_err());
+    assert_eq!(store.repeat_item(foreign.items[0].id).await.unwrap().as_ref(), Some(&foreign.items[0]));
 }
 
 pub async fn order_round_trip(store: &dyn Store) {

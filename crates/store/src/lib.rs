@@ -226,7 +226,11 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> StoreResult<Vec<Patient>>;
     async fn insert_repeat_item(&self, item: &RepeatItem) -> StoreResult<()>;
+    /// Replaces a line whole: its terms and its progress.
     async fn update_repeat_item(&self, item: &RepeatItem) -> StoreResult<()>;
+    /// Stops a line (it stays on the list), changing nothing else of it, so that an issue
+    /// recorded meanwhile stands; `false` if it was stopped already or does not exist.
+    async fn stop_repeat_item(&self, id: RepeatItemId) -> StoreResult<bool>;
     async fn repeat_item(&self, id: RepeatItemId) -> StoreResult<Option<RepeatItem>>;
     /// Every item, active or stopped, in the order they were added.
     async fn repeat_items(&self, patient: PatientId) -> StoreResult<Vec<RepeatItem>>;
@@ -257,13 +261,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     async fn order(&self, id: OrderId) -> StoreResult<Option<StoredOrder>>;
     /// Saves a changed order if nobody changed it since `expected_version` (else `Conflict`),
-    /// together with its transitions, repeat lines it updated and the emails it causes.
+    /// together with its transitions, the issues it recorded on its repeat lines and the emails
+    /// it causes. Of each line in `issued` only what an issue changes is written (the issues left
+    /// and the next due date): the line was read before the write, and a stop made since then
+    /// must stand.
     async fn save_order(
         &self,
         order: &Order,
         expected_version: i64,
         transitions: &[Transition],
-        repeat_items: &[RepeatItem],
+        issued: &[RepeatItem],
         emails: &[OutgoingEmail],
     ) -> StoreResult<()>;
     /// Newest first.

@@ -3101,6 +3101,26 @@ impl Store for SqlStore {
         self.commit(tx).await
     }
 
+    async fn stop_repeat_item(&self, id: RepeatItemId) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let stopped: Option<String> = sqlx::query_scalar(
+            "UPDATE repeat_items SET active = $2 WHERE id = $1 AND active = $3 RETURNING patient_id",
+        )
+        .bind(id.to_string())
+        .bind(flag(false))
+        .bind(flag(true))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let Some(patient) = stopped else {
+            return Ok(false);
+        };
+        // As for any changed line: it may change which of the patient's orders can go.
+        mark_retention_due_on(&mut tx, &[patient.parse().map_err(|e| corrupt("patient_id", e))?]).await?;
+        self.commit(tx).await?;
+        Ok(true)
+    }
+
     async fn repeat_item(&self, id: RepeatItemId) -> StoreResult<Option<RepeatItem>> {
         let row = sqlx::query(&format!("SELECT {REPEAT_COLS} FROM {REPEATS_KEYED} WHERE id = $1"))
             .bind(id.to_string())
@@ -3214,7 +3234,7 @@ impl Store for SqlStore {
         order: &Order,
         expected_version: i64,
         transitions: &[Transition],
-        repeat_items: &[RepeatItem],
+        issued: &[RepeatItem],
         emails: &[OutgoingEmail],
     ) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
@@ -3274,17 +3294,27 @@ impl Store for SqlStore {
         }
         let keyed: Vec<(&DataKey, &Transition)> = transitions.iter().map(|t| (&key, t)).collect();
         insert_transitions_on(&mut tx, &keyed).await?;
-        for item in repeat_items {
+        for item in issued {
             if item.patient_id != order.patient_id {
                 return Err(StoreError::Database(
                     "a repeat item of another patient cannot change with this order".into(),
                 ));
             }
-            if !update_repeat_item_on(&mut tx, &key, item).await? {
+            let done = sqlx::query(
+                "UPDATE repeat_items SET issues_remaining = $3, next_due = $4 WHERE id = $1 AND patient_id = $2",
+            )
+            .bind(item.id.to_string())
+            .bind(item.patient_id.to_string())
+            .bind(i64::from(item.issues_remaining))
+            .bind(item.next_due.map(|d| d.to_string()))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            if done.rows_affected() != 1 {
                 return Err(not_found("a repeat item of the order"));
             }
         }
-        if repeatrx_domain::retention::save_can_make_orders_purgeable(order, !repeat_items.is_empty()) {
+        if repeatrx_domain::retention::save_can_make_orders_purgeable(order, !issued.is_empty()) {
             mark_retention_due_on(&mut tx, &[order.patient_id]).await?;
         }
         insert_emails_on(&mut tx, &self.crypt, emails).await?;
