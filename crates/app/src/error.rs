@@ -69,6 +69,9 @@ impl From<StoreError> for AppError {
             StoreError::PharmacyLeaving => AppError::Conflict(
                 "your pharmacy is leaving RepeatRx and takes no new orders here; please ask it how to order".into(),
             ),
+            StoreError::NhsNumberRegistered => AppError::Conflict(
+                "nhs_number: a patient with this NHS number is already registered at your pharmacy".into(),
+            ),
             StoreError::LinesOnOpenOrder(_) => AppError::NotOrderable(vec![Orderability::OnOpenOrder.reason()]),
             StoreError::Unavailable(m) => {
                 tracing::warn!(cause = %m, "database unavailable");

@@ -171,13 +171,6 @@ impl App {
             phone,
             address,
         };
-        let same_number =
-            PatientQuery { nhs_number: Some(patient.nhs_number.as_str().to_string()), ..Default::default() };
-        if !self.store.search_patients(pharmacy_id, &same_number, 1).await?.is_empty() {
-            return Err(AppError::Conflict(
-                "nhs_number: a patient with this NHS number is already registered at your pharmacy".into(),
-            ));
-        }
         let account = if input.create_account {
             let email = email.ok_or_else(|| {
                 AppError::Invalid("email: an online account needs the patient's email address".into())

@@ -193,10 +193,25 @@ async fn a_patient_is_registered_once_per_pharmacy() {
         .app
         .register_patient(
             &other,
-            &repeatrx_app::patients::RegisterPatientInput { email: String::new(), create_account: false, ..input },
+            &repeatrx_app::patients::RegisterPatientInput {
+                email: String::new(),
+                create_account: false,
+                ..input.clone()
+            },
         )
         .await;
     assert!(elsewhere.is_ok(), "another pharmacy may hold its own record: {elsewhere:?}");
+    // The register button pressed twice: both requests in flight at once make one patient.
+    let twice = repeatrx_app::patients::RegisterPatientInput {
+        nhs_number: "943 476 5927".into(),
+        email: String::new(),
+        create_account: false,
+        ..input.clone()
+    };
+    let (a, b) = tokio::join!(h.app.register_patient(&pharmacist, &twice), h.app.register_patient(&pharmacist, &twice));
+    assert!(a.is_ok() != b.is_ok(), "one registration: {a:?} {b:?}");
+    let refused = if a.is_ok() { b } else { a };
+    assert!(matches!(&refused, Err(AppError::Conflict(m)) if m.starts_with("nhs_number:")), "{refused:?}");
     // Nothing signs in until the patient chooses a password from the emailed invitation.
     let guess = SecretString::from(repeatrx_app::staff::INVITED);
     assert!(h.app.sign_in("jo.bloggs@demo.example", guess, SessionKind::Browser, &client()).await.is_err());

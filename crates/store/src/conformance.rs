@@ -51,6 +51,7 @@ pub async fn run_all(store: &dyn Store) {
     audit_entries_form_one_chain(store).await;
     audit_search_by_organisation_and_criteria(store).await;
     patient_and_account_are_inserted_together(store).await;
+    a_pharmacy_registers_an_nhs_number_once(store).await;
     patient_update(store).await;
     erasure_deletes_the_patient_and_everything_of_theirs(store).await;
     a_leaving_pharmacy_locks_its_staff_and_its_accounts_go_when_it_has_left(store).await;
@@ -508,6 +509,35 @@ pub async fn patient_and_account_are_inserted_together(store: &dyn Store) {
     assert_eq!(store.patient(clash.id).await.unwrap(), None, "the patient must not be half-inserted");
     assert_eq!(store.user(clash_user.id).await.unwrap(), None);
     assert_eq!(store.patient(PatientId::new()).await.unwrap(), None);
+}
+
+/// The check is made in the write: of two registrations of one NHS number sent at once, one is
+/// stored; another pharmacy keeps its own record of the patient.
+pub async fn a_pharmacy_registers_an_nhs_number_once(store: &dyn Store) {
+    let w = world(store).await;
+    let elsewhere = setup_pharmacy(store).await;
+    let again = Patient { id: PatientId::new(), email: None, ..w.pa.patient.clone() };
+    let account = account(Role::Patient, None, None, Some(again.id));
+    let refused = store.insert_patient(&again, Some(&account)).await;
+    assert!(matches!(refused, Err(StoreError::NhsNumberRegistered)), "{refused:?}");
+    assert_eq!(store.patient(again.id).await.unwrap(), None);
+    assert_eq!(store.user(account.id).await.unwrap(), None, "nor its account");
+    let theirs = Patient { id: PatientId::new(), pharmacy_id: elsewhere.pharmacy.id, ..again.clone() };
+    store.insert_patient(&theirs, None).await.unwrap();
+
+    let first = new_patient(&w.ph.pharmacy, &w.pr.practice, "Twice", &format!("Sent{}", tag()), "1980-01-01");
+    let second = Patient { id: PatientId::new(), ..first.clone() };
+    let (a, b) = futures::future::join(store.insert_patient(&first, None), store.insert_patient(&second, None)).await;
+    assert!(a.is_ok() != b.is_ok(), "one of the two is stored: {a:?} {b:?}");
+    let found = store
+        .search_patients(
+            w.ph.pharmacy.id,
+            &PatientQuery { nhs_number: Some(first.nhs_number.as_str().to_string()), ..Default::default() },
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
 }
 
 pub async fn patient_update(store: &dyn Store) {

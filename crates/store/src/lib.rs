@@ -53,6 +53,9 @@ pub enum StoreError {
     /// requests raced to order the same medicine, and the other one was written first.
     #[error("repeat lines already on an open order: {0:?}")]
     LinesOnOpenOrder(Vec<RepeatItemId>),
+    /// A new patient whose NHS number the pharmacy has already registered.
+    #[error("a patient with this NHS number is already registered at the pharmacy")]
+    NhsNumberRegistered,
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -200,7 +203,9 @@ pub trait Store: Send + Sync + 'static {
     async fn security_events_of_user(&self, user: UserId, limit: u32) -> StoreResult<Vec<SecurityEvent>>;
 
     // --- patients and repeat lists ---
-    /// Creates the patient and, when given, their sign-in account, atomically.
+    /// Creates the patient and, when given, their sign-in account, atomically. Refused with
+    /// [`StoreError::NhsNumberRegistered`] when the pharmacy already has a patient with this NHS
+    /// number, decided inside the write, so that a registration sent twice at once makes one.
     async fn insert_patient(&self, patient: &Patient, account: Option<&UserAccount>) -> StoreResult<()>;
     async fn update_patient(&self, patient: &Patient) -> StoreResult<()>;
     /// Deletes the patient for good, in one transaction: their record, repeat lines, orders with

@@ -2929,6 +2929,17 @@ impl Store for SqlStore {
 
     async fn insert_patient(&self, patient: &Patient, account: Option<&UserAccount>) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
+        // Under the write lock every registration takes, so no other can come between.
+        let registered: Option<String> =
+            sqlx::query_scalar("SELECT id FROM patients WHERE pharmacy_id = $1 AND nhs_index = $2 LIMIT 1")
+                .bind(patient.pharmacy_id.to_string())
+                .bind(self.sealer().index(Blind::NhsNumber, patient.nhs_number.as_str()))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        if registered.is_some() {
+            return Err(StoreError::NhsNumberRegistered);
+        }
         insert_patient_on(&mut tx, &self.crypt, patient, account).await?;
         self.commit(tx).await
     }
