@@ -237,7 +237,8 @@ async fn after_a_demo_run_on_postgresql_the_tables_hold_no_patient_data_in_the_c
     );
 }
 
-/// `n` patients like `template` (new ids, numbered names), each with a copy of `line`.
+/// `n` patients like `template` (new ids, numbered names, their own NHS numbers, below the demo's
+/// range), each with a copy of `line`.
 async fn add_patients(store: &DynStore, template: &Patient, line: &RepeatItem, n: usize) -> Vec<Patient> {
     let mut added = Vec::new();
     for i in 0..n {
@@ -245,6 +246,12 @@ async fn add_patients(store: &DynStore, template: &Patient, line: &RepeatItem, n
         patient.id = repeatrx_domain::ids::PatientId::new();
         patient.family_name =
             repeatrx_domain::text::PersonName::parse("family_name", &format!("Rotation{i}")).expect("name");
+        // A pharmacy registers an NHS number once: each call's patients take the next numbers.
+        static ADDED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let prefix = 300_000_000 + 16 * ADDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        patient.nhs_number = (prefix..prefix + 16)
+            .find_map(repeatrx_domain::patient::NhsNumber::from_prefix)
+            .expect("one of 16 prefixes makes a valid NHS number");
         store.insert_patient(&patient, None).await.expect("patient stored");
         let mut item = line.clone();
         item.id = repeatrx_domain::ids::RepeatItemId::new();
