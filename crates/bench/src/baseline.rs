@@ -7,7 +7,7 @@
 //! - argon2id hashes per second with the server's parameters on every core;
 //! - the rate of a trivial axum handler behind the same rustls configuration and HTTPS server,
 //!   under the same load driver (`repeatrx-bench trivial-server`, a process of its own).
-use crate::load::{drive, Job, Measured};
+use crate::load::{drive, Job, Measured, Offered};
 use crate::server::Process;
 use crate::watch::ProcessWatch;
 use anyhow::Context;
@@ -141,7 +141,7 @@ pub async fn trivial_handler(
 ) -> anyhow::Result<(Measured, Option<Duration>)> {
     let jobs = (0..clients).map(|_| Job::Trivial).collect();
     let watch = ProcessWatch::start(server.pid())?;
-    let mut driven = drive(jobs, &server.url, &watch, ca_pem, warmup, window).await?;
+    let mut driven = drive(jobs, &server.url, &watch, ca_pem, (warmup, window), Offered::ClosedLoop).await?;
     let measured = driven.kinds.remove("trivial handler").context("the trivial handler answered nothing")?;
     Ok((measured, driven.server_cpu))
 }

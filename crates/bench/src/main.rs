@@ -87,6 +87,10 @@ enum Command {
         /// set then holds the run's orders; later runs order as patients this one did not use.
         #[arg(long)]
         in_place: bool,
+        /// After each of scenarios 1-3, drive it again at these percentages of the rate it
+        /// reached (comma-separated, 1 to 100), for its latency at a steady load; `none` for none.
+        #[arg(long, default_value = "50", value_parser = parse_paced)]
+        paced: Paced,
     },
     /// Runs one pass of the order-retention job on the data set itself (it deletes what the job
     /// deletes) and prints how many patients it looked at, how many orders it purged and how
@@ -156,6 +160,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             report,
             scenarios,
             in_place,
+            paced,
         } => {
             // The server's configuration names these files, and it reads paths from its own
             // folder: relative ones would point elsewhere.
@@ -171,6 +176,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 sign_in_clients,
                 scenarios,
                 in_place,
+                paced: paced.0,
             };
             let result = run::run(&opts).await?;
             let md = result.markdown();
@@ -200,6 +206,24 @@ async fn execute(command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// `--paced`: shares of a scenario's closed-loop rate (0.5 for 50%).
+#[derive(Clone, Debug)]
+struct Paced(Vec<f64>);
+
+fn parse_paced(given: &str) -> Result<Paced, String> {
+    if given.trim() == "none" {
+        return Ok(Paced(Vec::new()));
+    }
+    given
+        .split(',')
+        .map(|p| match p.trim().parse::<u8>() {
+            Ok(percent @ 1..=100) => Ok(f64::from(percent) / 100.0),
+            _ => Err(format!("{p:?} is not a percentage from 1 to 100 (e.g. --paced 25,50,75, or --paced none)")),
+        })
+        .collect::<Result<_, _>>()
+        .map(Paced)
+}
+
 /// Opens the database a data set is generated into, creating it if needed.
 async fn open_new(url: &str, keys: Arc<dyn KeySource>) -> anyhow::Result<SqlStore> {
     if let Some(path) = url.strip_prefix("sqlite://") {
@@ -217,5 +241,21 @@ fn redact(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
         (Some(scheme), Some(at)) if at > scheme => format!("{}://…{}", &url[..scheme], &url[at..]),
         _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_paced;
+
+    #[test]
+    fn paced_takes_percentages_or_none() {
+        assert_eq!(parse_paced("50").unwrap().0, [0.5]);
+        assert_eq!(parse_paced("25, 50,100").unwrap().0, [0.25, 0.5, 1.0]);
+        assert!(parse_paced("none").unwrap().0.is_empty());
+        for bad in ["0", "101", "half", "50,", ""] {
+            let said = parse_paced(bad).unwrap_err();
+            assert!(said.contains("is not a percentage from 1 to 100"), "{bad}: {said}");
+        }
     }
 }

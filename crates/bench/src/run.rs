@@ -2,7 +2,7 @@
 //! the copy, the four scenarios one after another, and the report.
 use crate::baseline;
 use crate::dataset::{patient_email, Shape, BENCH_PASSWORD, DATASET_KEY};
-use crate::load::{drive, Job, Measured, PlannedOrder};
+use crate::load::{drive, Job, Measured, Offered, PlannedOrder};
 use crate::report::Report;
 use crate::server::{self, Certificate, Process};
 use crate::watch::ProcessWatch;
@@ -34,6 +34,9 @@ pub struct RunOptions {
     /// machine's disk): it then holds the orders and sessions of the run, and later runs on it
     /// order as patients who have not ordered yet.
     pub in_place: bool,
+    /// Shares of each scenario's closed-loop rate (0.5: half) at which it is driven again,
+    /// paced, for its latency at a steady load; none for none.
+    pub paced: Vec<f64>,
 }
 
 /// The meta key runs in place leave on their data set: how many patients from the start of each
@@ -100,7 +103,9 @@ pub async fn run(opts: &RunOptions) -> anyhow::Result<Report> {
 
     eprintln!("==> planning: patients, their orderable lines and sessions");
     let raw_rate = report.raw_commits.as_ref().map(Measured::per_second).unwrap_or(1000.0);
-    let want_orders = ((raw_rate * (opts.warmup + opts.window).as_secs_f64()) * 1.2) as usize + opts.clients;
+    // The second half's patients order in the paced runs of scenario 1 and then in scenario 4.
+    let windows = 1.0 + opts.paced.iter().sum::<f64>();
+    let want_orders = ((raw_rate * (opts.warmup + opts.window).as_secs_f64()) * 1.2 * windows) as usize + opts.clients;
     let plan = Plan::make(&store, shape, want_orders, ordered_before).await?;
     if opts.in_place {
         store.set_meta(RUN_IN_PLACE_KEY, &plan.ordered_upto.to_string()).await?;
@@ -133,24 +138,30 @@ pub async fn run(opts: &RunOptions) -> anyhow::Result<Report> {
     let url = process.url.as_str();
 
     let ca = cert.cert_pem.clone();
+    let load = Load { opts, base: url, server: &watch, ca: &ca };
     let wanted = |s: Scenario| opts.scenarios.contains(&s);
+    // Scenario 4's orders: the second half's patients, after any paced orders of scenario 1.
+    let mut later_orders = sessions.order_jobs(&plan.orders_with_sign_ins, opts.clients);
     if wanted(Scenario::Orders) {
         eprintln!("==> scenario 1: order submission");
         let order_jobs = sessions.order_jobs(&plan.orders_alone, opts.clients);
-        report.add_scenario("order submission", drive(order_jobs, url, &watch, &ca, opts.warmup, opts.window).await?);
+        let closed = load.closed(&mut report, "order submission", order_jobs).await?;
+        later_orders = load.paced(&mut report, "order submission", closed, later_orders).await?;
     }
     if wanted(Scenario::List) {
         eprintln!("==> scenario 2: repeat list (page and API)");
-        let list_jobs = sessions.repeat_list_jobs(opts.clients);
-        report.add_scenario("repeat list", drive(list_jobs, url, &watch, &ca, opts.warmup, opts.window).await?);
+        let closed = load.closed(&mut report, "repeat list", sessions.repeat_list_jobs(opts.clients)).await?;
+        load.paced(&mut report, "repeat list", closed, sessions.repeat_list_jobs(opts.clients)).await?;
     }
     if wanted(Scenario::Queue) {
         eprintln!("==> scenario 3: pharmacy queue page");
-        let queue_jobs = (0..opts.clients).map(|_| Job::Queue { cookie: sessions.pharmacist_cookie.clone() }).collect();
-        report.add_scenario("queue page", drive(queue_jobs, url, &watch, &ca, opts.warmup, opts.window).await?);
+        let queue_jobs =
+            || (0..opts.clients).map(|_| Job::Queue { cookie: sessions.pharmacist_cookie.clone() }).collect();
+        let closed = load.closed(&mut report, "queue page", queue_jobs()).await?;
+        load.paced(&mut report, "queue page", closed, queue_jobs()).await?;
     }
     if wanted(Scenario::SignIn) {
-        sign_ins_with_orders(opts, &mut report, &sessions, &plan, url, &watch, &ca).await?;
+        sign_ins_with_orders(&load, &mut report, later_orders, &plan.sign_in_emails).await?;
     }
 
     let (rss_max, hwm) = watch.memory_kib();
@@ -162,24 +173,66 @@ pub async fn run(opts: &RunOptions) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// Scenario 4: sign-ins while orders are submitted.
+/// Where and how the scenarios' load goes.
+struct Load<'a> {
+    opts: &'a RunOptions,
+    base: &'a str,
+    server: &'a ProcessWatch,
+    ca: &'a [u8],
+}
+
+impl Load<'_> {
+    async fn drive(&self, jobs: Vec<Job>, offered: Offered) -> anyhow::Result<crate::load::Driven> {
+        drive(jobs, self.base, self.server, self.ca, (self.opts.warmup, self.opts.window), offered).await
+    }
+
+    /// Drives a scenario closed loop (the measure) and returns the rate it reached.
+    async fn closed(&self, report: &mut Report, scenario: &'static str, jobs: Vec<Job>) -> anyhow::Result<f64> {
+        let driven = self.drive(jobs, Offered::ClosedLoop).await?;
+        let rate = driven.rate();
+        report.add_scenario(scenario, driven);
+        Ok(rate)
+    }
+
+    /// Drives a scenario again at each `--paced` share of its closed-loop `rate`, with `jobs`
+    /// going on from one pace to the next, and returns them as far as they got.
+    async fn paced(
+        &self,
+        report: &mut Report,
+        scenario: &'static str,
+        rate: f64,
+        mut jobs: Vec<Job>,
+    ) -> anyhow::Result<Vec<Job>> {
+        for &share in &self.opts.paced {
+            let offered = share * rate;
+            if offered <= 0.0 {
+                eprintln!("==> {scenario}: nothing answered closed loop, so nothing to pace");
+                break;
+            }
+            eprintln!("==> {scenario}, paced at {:.0}% of its rate: {offered:.0} requests/s", share * 100.0);
+            let mut driven = self.drive(jobs, Offered::Paced(offered)).await?;
+            jobs = std::mem::take(&mut driven.jobs);
+            report.add_paced(scenario, share, offered, driven);
+        }
+        Ok(jobs)
+    }
+}
+
+/// Scenario 4: sign-ins while orders are submitted (`orders`: the ordering clients' jobs).
 async fn sign_ins_with_orders(
-    opts: &RunOptions,
+    load: &Load<'_>,
     report: &mut Report,
-    sessions: &Sessions,
-    plan: &Plan,
-    base: &str,
-    server: &ProcessWatch,
-    ca: &[u8],
+    mut orders: Vec<Job>,
+    emails: &[String],
 ) -> anyhow::Result<()> {
     eprintln!("==> scenario 4: sign-ins while orders are submitted");
-    let mut jobs = sessions.order_jobs(&plan.orders_with_sign_ins, opts.clients);
-    let emails: Vec<String> = plan.sign_in_emails.clone();
-    for c in 0..opts.sign_in_clients {
-        let mine: Vec<String> = emails.iter().skip(c).step_by(opts.sign_in_clients.max(1)).cloned().collect();
-        jobs.push(Job::SignIn { emails: mine, password: BENCH_PASSWORD.to_string(), next: 0 });
+    let signing_in = load.opts.sign_in_clients;
+    for c in 0..signing_in {
+        let mine: Vec<String> = emails.iter().skip(c).step_by(signing_in.max(1)).cloned().collect();
+        orders.push(Job::SignIn { emails: mine, password: BENCH_PASSWORD.to_string(), next: 0 });
     }
-    report.add_scenario("sign-in with orders", drive(jobs, base, server, ca, opts.warmup, opts.window).await?);
+    let driven = load.drive(orders, Offered::ClosedLoop).await?;
+    report.add_scenario("sign-in with orders", driven);
     Ok(())
 }
 

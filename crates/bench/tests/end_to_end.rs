@@ -96,6 +96,19 @@ fn generate_and_run(url: &str, dir: &Path, engine: &str) {
     }
     assert!(!json["verdicts"].as_array().unwrap().is_empty(), "the report judges the targets: {json:#}");
 
+    // Scenarios 1-3 again at half the rate each reached (the default `--paced 50`).
+    let paced: Vec<&str> = json["paced"].as_array().unwrap().iter().map(|s| s["scenario"].as_str().unwrap()).collect();
+    assert_eq!(paced, ["order submission", "repeat list", "queue page"], "{json:#}");
+    for run in json["paced"].as_array().unwrap() {
+        assert_eq!(run["share"], 0.5, "{run:#}");
+        assert!(positive(&run["offered_per_second"]), "{run:#}");
+        for (kind, m) in run["kinds"].as_object().unwrap() {
+            assert!(m["ok"].as_u64().unwrap() > 0, "paced {} / {kind}: no request succeeded: {run:#}", run["scenario"]);
+            assert_eq!(m["failed"], 0, "paced {} / {kind}: requests failed: {run:#}", run["scenario"]);
+        }
+    }
+    assert!(markdown.contains("| queue page: queue page at 50% |"), "the Markdown report:\n{markdown}");
+
     // The retention job's pass on the set: the first looks at every patient with finished
     // orders, the next at nobody (nothing was written, no cycle ended in between).
     let retention = || {
@@ -126,7 +139,18 @@ fn the_benchmark_generates_and_runs_on_postgres() {
     // are refused once too few are left (the tiny set is used up by the first run's rate).
     let in_place = |extra: &[&str]| {
         let mut args = vec!["run", "--database-url", &url, "--key-file", "bench.keys", "--work-dir", "run"];
-        args.extend(["--clients", "4", "--warmup-seconds", "1", "--seconds", "1", "--scenarios", "orders"]);
+        args.extend([
+            "--clients",
+            "4",
+            "--warmup-seconds",
+            "1",
+            "--seconds",
+            "1",
+            "--scenarios",
+            "orders",
+            "--paced",
+            "none",
+        ]);
         args.extend(extra);
         bench_output(dir.path(), &args)
     };
@@ -135,6 +159,7 @@ fn the_benchmark_generates_and_runs_on_postgres() {
     let json: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("in-place.json")).unwrap()).unwrap();
     assert_eq!(json["in_place"], true, "{json:#}");
+    assert_eq!(json["paced"].as_array().unwrap().len(), 0, "--paced none: {json:#}");
     let orders = &json["scenarios"][0]["kinds"]["order submission"];
     assert!(orders["ok"].as_u64().unwrap() > 0 && orders["failed"] == 0, "{json:#}");
     let again = in_place(&[]);
