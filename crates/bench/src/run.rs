@@ -145,20 +145,20 @@ pub async fn run(opts: &RunOptions) -> anyhow::Result<Report> {
     if wanted(Scenario::Orders) {
         eprintln!("==> scenario 1: order submission");
         let order_jobs = sessions.order_jobs(&plan.orders_alone, opts.clients);
-        let closed = load.closed(&mut report, "order submission", order_jobs).await?;
-        later_orders = load.paced(&mut report, "order submission", closed, later_orders).await?;
+        let (rate, left) = load.closed(&mut report, "order submission", order_jobs).await?;
+        // The paced runs order first what the closed loop left of the first half.
+        later_orders = load.paced(&mut report, "order submission", rate, orders_left_then(left, later_orders)).await?;
     }
     if wanted(Scenario::List) {
         eprintln!("==> scenario 2: repeat list (page and API)");
-        let closed = load.closed(&mut report, "repeat list", sessions.repeat_list_jobs(opts.clients)).await?;
-        load.paced(&mut report, "repeat list", closed, sessions.repeat_list_jobs(opts.clients)).await?;
+        let (rate, jobs) = load.closed(&mut report, "repeat list", sessions.repeat_list_jobs(opts.clients)).await?;
+        load.paced(&mut report, "repeat list", rate, jobs).await?;
     }
     if wanted(Scenario::Queue) {
         eprintln!("==> scenario 3: pharmacy queue page");
-        let queue_jobs =
-            || (0..opts.clients).map(|_| Job::Queue { cookie: sessions.pharmacist_cookie.clone() }).collect();
-        let closed = load.closed(&mut report, "queue page", queue_jobs()).await?;
-        load.paced(&mut report, "queue page", closed, queue_jobs()).await?;
+        let queue_jobs = (0..opts.clients).map(|_| Job::Queue { cookie: sessions.pharmacist_cookie.clone() }).collect();
+        let (rate, jobs) = load.closed(&mut report, "queue page", queue_jobs).await?;
+        load.paced(&mut report, "queue page", rate, jobs).await?;
     }
     if wanted(Scenario::SignIn) {
         sign_ins_with_orders(&load, &mut report, later_orders, &plan.sign_in_emails).await?;
@@ -186,12 +186,18 @@ impl Load<'_> {
         drive(jobs, self.base, self.server, self.ca, (self.opts.warmup, self.opts.window), offered).await
     }
 
-    /// Drives a scenario closed loop (the measure) and returns the rate it reached.
-    async fn closed(&self, report: &mut Report, scenario: &'static str, jobs: Vec<Job>) -> anyhow::Result<f64> {
-        let driven = self.drive(jobs, Offered::ClosedLoop).await?;
-        let rate = driven.rate();
+    /// Drives a scenario closed loop (the measure); returns the rate it reached and the
+    /// jobs as far as they got.
+    async fn closed(
+        &self,
+        report: &mut Report,
+        scenario: &'static str,
+        jobs: Vec<Job>,
+    ) -> anyhow::Result<(f64, Vec<Job>)> {
+        let mut driven = self.drive(jobs, Offered::ClosedLoop).await?;
+        let (rate, jobs) = (driven.rate(), std::mem::take(&mut driven.jobs));
         report.add_scenario(scenario, driven);
-        Ok(rate)
+        Ok((rate, jobs))
     }
 
     /// Drives a scenario again at each `--paced` share of its closed-loop `rate`, with `jobs`
@@ -216,6 +222,22 @@ impl Load<'_> {
         }
         Ok(jobs)
     }
+}
+
+/// Each client's orders left in `earlier`, then its orders in `later`.
+fn orders_left_then(earlier: Vec<Job>, later: Vec<Job>) -> Vec<Job> {
+    let mut earlier = earlier.into_iter();
+    later
+        .into_iter()
+        .map(|later| match (earlier.next(), later) {
+            (Some(Job::Order { orders: mut left, next }), Job::Order { orders, .. }) => {
+                left.drain(..next.min(left.len()));
+                left.extend(orders);
+                Job::Order { orders: left, next: 0 }
+            }
+            (_, later) => later,
+        })
+        .collect()
 }
 
 /// Scenario 4: sign-ins while orders are submitted (`orders`: the ordering clients' jobs).
@@ -479,7 +501,32 @@ impl Sessions {
 
 #[cfg(test)]
 mod tests {
-    use super::ordering_window;
+    use super::{ordering_window, orders_left_then};
+    use crate::load::{Job, PlannedOrder};
+
+    fn orders(of: &str, n: usize) -> Vec<PlannedOrder> {
+        (0..n)
+            .map(|i| PlannedOrder { patient: format!("{of}{i}"), authorization: String::new(), items: Vec::new() })
+            .collect()
+    }
+
+    fn patients(job: &Job) -> Vec<String> {
+        match job {
+            Job::Order { orders, next } => orders[*next..].iter().map(|o| o.patient.clone()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn paced_orders_take_what_the_closed_loop_left_first() {
+        let earlier =
+            vec![Job::Order { orders: orders("a", 3), next: 2 }, Job::Order { orders: orders("b", 2), next: 2 }];
+        let later =
+            vec![Job::Order { orders: orders("c", 1), next: 0 }, Job::Order { orders: orders("d", 1), next: 0 }];
+        let joined = orders_left_then(earlier, later);
+        assert_eq!(patients(&joined[0]), ["a2", "c0"]);
+        assert_eq!(patients(&joined[1]), ["d0"], "a client that used up its first half goes on to its second");
+    }
 
     #[test]
     fn runs_in_place_order_as_patients_no_earlier_run_used() {
