@@ -310,7 +310,7 @@ impl Report {
             );
             let _ = writeln!(
                 md,
-                "| paced | offered/s | answered/s | p50 ms | p99 ms | max ms | failed | p99 target | server CPU ms a request |"
+                "| paced | offered/s (all its kinds) | answered/s | p50 ms | p99 ms | max ms | failed | p99 target | server CPU ms a request |"
             );
             let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
             for run in &self.paced {

@@ -103,7 +103,7 @@ pub async fn run(opts: &RunOptions) -> anyhow::Result<Report> {
 
     eprintln!("==> planning: patients, their orderable lines and sessions");
     let raw_rate = report.raw_commits.as_ref().map(Measured::per_second).unwrap_or(1000.0);
-    // The second half's patients order in the paced runs of scenario 1 and then in scenario 4.
+    // The paced runs of scenario 1 order as what scenario 1 and scenario 4 left of their halves.
     let windows = 1.0 + opts.paced.iter().sum::<f64>();
     let want_orders = ((raw_rate * (opts.warmup + opts.window).as_secs_f64()) * 1.2 * windows) as usize + opts.clients;
     let plan = Plan::make(&store, shape, want_orders, ordered_before).await?;
@@ -140,28 +140,37 @@ pub async fn run(opts: &RunOptions) -> anyhow::Result<Report> {
     let ca = cert.cert_pem.clone();
     let load = Load { opts, base: url, server: &watch, ca: &ca };
     let wanted = |s: Scenario| opts.scenarios.contains(&s);
-    // Scenario 4's orders: the second half's patients, after any paced orders of scenario 1.
-    let mut later_orders = sessions.order_jobs(&plan.orders_with_sign_ins, opts.clients);
+    // The closed-loop scenarios first, as the issue defines them, then the paced runs, so that
+    // the closed-loop figures are measured as they were before there were paced runs.
+    let mut paced_orders = None;
+    let mut to_pace: Vec<(&'static str, f64, Vec<Job>)> = Vec::new();
     if wanted(Scenario::Orders) {
         eprintln!("==> scenario 1: order submission");
         let order_jobs = sessions.order_jobs(&plan.orders_alone, opts.clients);
-        let (rate, left) = load.closed(&mut report, "order submission", order_jobs).await?;
-        // The paced runs order first what the closed loop left of the first half.
-        later_orders = load.paced(&mut report, "order submission", rate, orders_left_then(left, later_orders)).await?;
+        paced_orders = Some(load.closed(&mut report, "order submission", order_jobs).await?);
     }
     if wanted(Scenario::List) {
         eprintln!("==> scenario 2: repeat list (page and API)");
         let (rate, jobs) = load.closed(&mut report, "repeat list", sessions.repeat_list_jobs(opts.clients)).await?;
-        load.paced(&mut report, "repeat list", rate, jobs).await?;
+        to_pace.push(("repeat list", rate, jobs));
     }
     if wanted(Scenario::Queue) {
         eprintln!("==> scenario 3: pharmacy queue page");
         let queue_jobs = (0..opts.clients).map(|_| Job::Queue { cookie: sessions.pharmacist_cookie.clone() }).collect();
         let (rate, jobs) = load.closed(&mut report, "queue page", queue_jobs).await?;
-        load.paced(&mut report, "queue page", rate, jobs).await?;
+        to_pace.push(("queue page", rate, jobs));
     }
+    // Scenario 4 orders as the second half's patients.
+    let mut second_half = sessions.order_jobs(&plan.orders_with_sign_ins, opts.clients);
     if wanted(Scenario::SignIn) {
-        sign_ins_with_orders(&load, &mut report, later_orders, &plan.sign_in_emails).await?;
+        second_half = sign_ins_with_orders(&load, &mut report, second_half, &plan.sign_in_emails).await?;
+    }
+    if let Some((rate, first_half_left)) = paced_orders {
+        // What scenario 1 left of the first half, then what scenario 4 left of the second.
+        load.paced(&mut report, "order submission", rate, orders_left_then(first_half_left, second_half)).await?;
+    }
+    for (scenario, rate, jobs) in to_pace {
+        load.paced(&mut report, scenario, rate, jobs).await?;
     }
 
     let (rss_max, hwm) = watch.memory_kib();
@@ -201,14 +210,14 @@ impl Load<'_> {
     }
 
     /// Drives a scenario again at each `--paced` share of its closed-loop `rate`, with `jobs`
-    /// going on from one pace to the next, and returns them as far as they got.
+    /// going on from one pace to the next.
     async fn paced(
         &self,
         report: &mut Report,
         scenario: &'static str,
         rate: f64,
         mut jobs: Vec<Job>,
-    ) -> anyhow::Result<Vec<Job>> {
+    ) -> anyhow::Result<()> {
         for &share in &self.opts.paced {
             let offered = share * rate;
             if offered <= 0.0 {
@@ -220,7 +229,7 @@ impl Load<'_> {
             jobs = std::mem::take(&mut driven.jobs);
             report.add_paced(scenario, share, offered, driven);
         }
-        Ok(jobs)
+        Ok(())
     }
 }
 
@@ -241,21 +250,23 @@ fn orders_left_then(earlier: Vec<Job>, later: Vec<Job>) -> Vec<Job> {
 }
 
 /// Scenario 4: sign-ins while orders are submitted (`orders`: the ordering clients' jobs).
+/// Returns the ordering jobs as far as they got.
 async fn sign_ins_with_orders(
     load: &Load<'_>,
     report: &mut Report,
     mut orders: Vec<Job>,
     emails: &[String],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<Job>> {
     eprintln!("==> scenario 4: sign-ins while orders are submitted");
     let signing_in = load.opts.sign_in_clients;
     for c in 0..signing_in {
         let mine: Vec<String> = emails.iter().skip(c).step_by(signing_in.max(1)).cloned().collect();
         orders.push(Job::SignIn { emails: mine, password: BENCH_PASSWORD.to_string(), next: 0 });
     }
-    let driven = load.drive(orders, Offered::ClosedLoop).await?;
+    let mut driven = load.drive(orders, Offered::ClosedLoop).await?;
+    let jobs = std::mem::take(&mut driven.jobs);
     report.add_scenario("sign-in with orders", driven);
-    Ok(())
+    Ok(jobs.into_iter().filter(|j| matches!(j, Job::Order { .. })).collect())
 }
 
 /// Opens an existing data set.
