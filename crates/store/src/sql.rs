@@ -242,6 +242,14 @@ struct Crypt {
     outbox: DataKey,
 }
 
+/// The WAL is folded into the database file by the commit that takes it past this many pages
+/// (40 MB). SQLite's default, 1,000 pages, meant a checkpoint about every 75 ms under steady
+/// orders, each flushing the database file inside a commit that waiting orders queue behind; ten
+/// times fewer, each writing a page changed many times over once, gave more orders a second and a
+/// lower paced p99, and the queue page read after them no slower (BENCHMARKS.md, 2026-12-07,
+/// twelfth session).
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
+
 /// A number PostgreSQL's advisory lock knows the store's write lock by ("RxWr").
 const PG_WRITE_LOCK: i64 = 0x5278_5772;
 
@@ -332,6 +340,9 @@ impl SqlStore {
                         // Foreign keys and the busy timeout are the driver's defaults; these are not.
                         sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
                         sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await?;
+                        sqlx::query(&format!("PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}"))
+                            .execute(&mut *conn)
+                            .await?;
                         sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
                         sqlx::query(&format!("PRAGMA busy_timeout = {}", BUSY_TIMEOUT.as_millis()))
                             .execute(&mut *conn)

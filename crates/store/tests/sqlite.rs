@@ -79,6 +79,8 @@ async fn durability_settings_are_applied() {
     assert_eq!(fk, 1);
     let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout").fetch_one(store.pool()).await.unwrap();
     assert_eq!(busy, 5000);
+    let checkpoint_at: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(checkpoint_at, 10_000, "the WAL is folded in every 10,000 pages, not SQLite's 1,000");
 }
 
 /// The bundled SQLite is built by the flags in `.cargo/config.toml`: without memory statistics
