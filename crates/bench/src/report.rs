@@ -73,6 +73,7 @@ fn ms_cell(ms: Option<f64>) -> String {
     ms.map_or_else(|| "–".to_string(), |ms| format!("{ms:.3}"))
 }
 
+/// One target: what it asks, the figure, and whether it is met.
 pub struct Verdict {
     pub target: String,
     pub measured: String,

@@ -239,9 +239,9 @@ fn orders_left_then(earlier: Vec<Job>, later: Vec<Job>) -> Vec<Job> {
     later
         .into_iter()
         .map(|later| match (earlier.next(), later) {
-            (Some(Job::Order { orders: mut left, next }), Job::Order { orders, .. }) => {
+            (Some(Job::Order { orders: mut left, next }), Job::Order { orders, next: later_next }) => {
                 left.drain(..next.min(left.len()));
-                left.extend(orders);
+                left.extend(orders.into_iter().skip(later_next));
                 Job::Order { orders: left, next: 0 }
             }
             (_, later) => later,
@@ -532,11 +532,12 @@ mod tests {
     fn paced_orders_take_what_the_closed_loop_left_first() {
         let earlier =
             vec![Job::Order { orders: orders("a", 3), next: 2 }, Job::Order { orders: orders("b", 2), next: 2 }];
+        // Scenario 4 has placed c0 and d0 already.
         let later =
-            vec![Job::Order { orders: orders("c", 1), next: 0 }, Job::Order { orders: orders("d", 1), next: 0 }];
+            vec![Job::Order { orders: orders("c", 3), next: 1 }, Job::Order { orders: orders("d", 2), next: 1 }];
         let joined = orders_left_then(earlier, later);
-        assert_eq!(patients(&joined[0]), ["a2", "c0"]);
-        assert_eq!(patients(&joined[1]), ["d0"], "a client that used up its first half goes on to its second");
+        assert_eq!(patients(&joined[0]), ["a2", "c1", "c2"]);
+        assert_eq!(patients(&joined[1]), ["d1"], "a client that used up its first half goes on to its second");
     }
 
     #[test]
