@@ -211,6 +211,7 @@ pub async fn drive(
     let end = measure_from + window;
     let tls = crate::connection::tls_config(ca_pem)?;
     let slots = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let paced = matches!(offered, Offered::Paced(_));
     let mut tasks = tokio::task::JoinSet::new();
     for mut job in jobs {
         let mut http = Connection::new(base, tls.clone())?;
@@ -227,7 +228,7 @@ pub async fn drive(
                     }
                 };
                 let Some(due) = due.filter(|due| *due < end) else { break };
-                if matches!(offered, Offered::Paced(_)) {
+                if paced {
                     tokio::time::sleep_until(due.into()).await;
                 }
                 let opened = http.opened();
@@ -236,7 +237,7 @@ pub async fn drive(
                     break;
                 };
                 let done = Instant::now();
-                let answered_in_time = matches!(offered, Offered::Paced(_)) || done <= end;
+                let answered_in_time = paced || done <= end;
                 if due < measure_from || !answered_in_time {
                     continue;
                 }

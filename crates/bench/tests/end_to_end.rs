@@ -58,7 +58,9 @@ fn generate_and_run(url: &str, dir: &Path, engine: &str) {
 
     let markdown = std::fs::read_to_string(&report).expect("the Markdown report");
     assert!(
-        markdown.contains("1200 patients") && markdown.contains("| queue page"),
+        markdown.contains("1200 patients")
+            && markdown.contains("| queue page")
+            && markdown.contains("signing in during scenario 4"),
         "the Markdown report:\n{markdown}"
     );
     let json: Value = serde_json::from_str(&std::fs::read_to_string(report.with_extension("json")).unwrap()).unwrap();
@@ -160,6 +162,8 @@ fn the_benchmark_generates_and_runs_on_postgres() {
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("in-place.json")).unwrap()).unwrap();
     assert_eq!(json["in_place"], true, "{json:#}");
     assert_eq!(json["paced"].as_array().unwrap().len(), 0, "--paced none: {json:#}");
+    let markdown = std::fs::read_to_string(dir.path().join("in-place.md")).unwrap();
+    assert!(!markdown.contains("signing in"), "no sign-in scenario was run:\n{markdown}");
     let orders = &json["scenarios"][0]["kinds"]["order submission"];
     assert!(orders["ok"].as_u64().unwrap() > 0 && orders["failed"] == 0, "{json:#}");
     let again = in_place(&[]);
