@@ -397,8 +397,10 @@ impl SqlStore {
     }
 
     /// This process's turn to write on SQLite (see [`SqlStore::write_turn`]), waited for no
-    /// longer than SQLite's own busy timeout; `None` on PostgreSQL.
-    async fn turn_to_write(&self) -> StoreResult<Option<tokio::sync::OwnedMutexGuard<()>>> {
+    /// longer than SQLite's own busy timeout; `None` on PostgreSQL. Every write takes it, those
+    /// outside a [`write_tx`](Self::write_tx) too ([`write_alone`](Self::write_alone), the backup's
+    /// bookkeeping).
+    pub(crate) async fn turn_to_write(&self) -> StoreResult<Option<tokio::sync::OwnedMutexGuard<()>>> {
         if self.engine != Engine::Sqlite {
             return Ok(None);
         }
@@ -406,6 +408,17 @@ impl SqlStore {
             Ok(turn) => Ok(Some(turn)),
             Err(_) => Err(StoreError::Unavailable("the database is busy with other writes; try again".into())),
         }
+    }
+
+    /// One statement that writes, outside a transaction, in this process's turn to write (see
+    /// [`SqlStore::write_turn`]). Without the turn, such a write found SQLite's lock held by the
+    /// writers queued for it and polled from the busy handler, up to every 100 ms; under steady
+    /// orders the lock is free only for moments between group commits, so it waited for seconds
+    /// (holding a pooled connection), and when it did get in, the next group commit slept in the
+    /// busy handler in turn.
+    async fn write_alone(&self, query: AnyQuery<'_>) -> StoreResult<sqlx::any::AnyQueryResult> {
+        let _turn = self.turn_to_write().await?;
+        query.execute(&self.pool).await.map_err(map_err)
     }
 
     /// A write transaction that holds the store's write lock from its start: SQLite's own
@@ -2195,14 +2208,14 @@ impl Store for SqlStore {
     }
 
     async fn set_meta(&self, key: &str, value: &str) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        self.write_alone(
+            sqlx::query(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(key)
+            .bind(value),
         )
-        .bind(key)
-        .bind(value)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 
@@ -2280,6 +2293,7 @@ impl Store for SqlStore {
     // --- accounts and sessions ---
 
     async fn insert_user(&self, user: &UserAccount) -> StoreResult<()> {
+        let _turn = self.turn_to_write().await?;
         let mut conn = self.conn().await?;
         insert_user_on(&mut conn, &self.crypt, user).await
     }
@@ -2312,12 +2326,11 @@ impl Store for SqlStore {
     }
 
     async fn set_password_hash(&self, user: UserId, hash: &str) -> StoreResult<()> {
-        let done = sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
-            .bind(user.to_string())
-            .bind(hash)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let done = self
+            .write_alone(
+                sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1").bind(user.to_string()).bind(hash),
+            )
+            .await?;
         if done.rows_affected() == 0 {
             return Err(not_found("the account"));
         }
@@ -2347,22 +2360,17 @@ impl Store for SqlStore {
     }
 
     async fn touch_session(&self, token_hash: &str, last_seen_at: Timestamp) -> StoreResult<()> {
-        let _turn = self.turn_to_write().await?;
-        sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE token_hash = $1")
-            .bind(token_hash)
-            .bind(us(last_seen_at))
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        self.write_alone(
+            sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE token_hash = $1")
+                .bind(token_hash)
+                .bind(us(last_seen_at)),
+        )
+        .await?;
         Ok(())
     }
 
     async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-            .bind(token_hash)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        self.write_alone(sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash)).await?;
         Ok(())
     }
 
@@ -2581,25 +2589,23 @@ impl Store for SqlStore {
     }
 
     async fn end_grant(&self, id: GrantId, custodian: UserId, now: Timestamp) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE custody_grants SET ended_at = $3 WHERE id = $1 AND custodian_id = $2 AND ended_at IS NULL \
+        let done = self
+            .write_alone(
+                sqlx::query(
+                    "UPDATE custody_grants SET ended_at = $3 WHERE id = $1 AND custodian_id = $2 AND ended_at IS NULL \
              AND expires_at > $3",
-        )
-        .bind(id.to_string())
-        .bind(custodian.to_string())
-        .bind(us(now))
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+                )
+                .bind(id.to_string())
+                .bind(custodian.to_string())
+                .bind(us(now)),
+            )
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn delete_sessions_of_user(&self, user: UserId) -> StoreResult<u64> {
-        let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
-            .bind(user.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let done =
+            self.write_alone(sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user.to_string())).await?;
         Ok(done.rows_affected())
     }
 
@@ -2617,12 +2623,13 @@ impl Store for SqlStore {
     }
 
     async fn delete_other_sessions(&self, user: UserId, keep: &str) -> StoreResult<u64> {
-        let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
-            .bind(user.to_string())
-            .bind(keep)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let done = self
+            .write_alone(
+                sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
+                    .bind(user.to_string())
+                    .bind(keep),
+            )
+            .await?;
         Ok(done.rows_affected())
     }
 
@@ -2786,15 +2793,16 @@ impl Store for SqlStore {
     }
 
     async fn use_recovery_code(&self, user: UserId, code_hash: &str, now: Timestamp) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE recovery_codes SET used_at = $3 WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL",
-        )
-        .bind(user.to_string())
-        .bind(code_hash)
-        .bind(us(now))
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let done = self
+            .write_alone(
+                sqlx::query(
+                    "UPDATE recovery_codes SET used_at = $3 WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL",
+                )
+                .bind(user.to_string())
+                .bind(code_hash)
+                .bind(us(now)),
+            )
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -2815,14 +2823,11 @@ impl Store for SqlStore {
     }
 
     async fn use_account_token(&self, token_hash: &str, now: Timestamp) -> StoreResult<bool> {
-        let done = sqlx::query(
+        let done = self.write_alone(sqlx::query(
             "UPDATE account_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
         )
         .bind(token_hash)
-        .bind(us(now))
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .bind(us(now))).await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -2848,15 +2853,16 @@ impl Store for SqlStore {
     }
 
     async fn void_account_tokens(&self, user: UserId, purpose: TokenPurpose, now: Timestamp) -> StoreResult<u64> {
-        let done = sqlx::query(
-            "UPDATE account_tokens SET used_at = $3 WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL",
-        )
-        .bind(user.to_string())
-        .bind(purpose.as_str())
-        .bind(us(now))
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let done = self
+            .write_alone(
+                sqlx::query(
+                    "UPDATE account_tokens SET used_at = $3 WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL",
+                )
+                .bind(user.to_string())
+                .bind(purpose.as_str())
+                .bind(us(now)),
+            )
+            .await?;
         Ok(done.rows_affected())
     }
 
@@ -3576,6 +3582,7 @@ impl Store for SqlStore {
         lease_until: Timestamp,
         limit: u32,
     ) -> StoreResult<Vec<OutgoingEmail>> {
+        let _turn = self.turn_to_write().await?;
         // One statement, so SQLite's write lock makes the claim atomic: two servers can never
         // lease the same email.
         let rows = sqlx::query(&format!(
@@ -3597,12 +3604,12 @@ impl Store for SqlStore {
     }
 
     async fn mark_email_sent(&self, id: EmailId, at: Timestamp) -> StoreResult<()> {
-        sqlx::query("UPDATE outbox_emails SET status = 'sent', sent_at = $2, lease_until = NULL WHERE id = $1")
-            .bind(id.to_string())
-            .bind(us(at))
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        self.write_alone(
+            sqlx::query("UPDATE outbox_emails SET status = 'sent', sent_at = $2, lease_until = NULL WHERE id = $1")
+                .bind(id.to_string())
+                .bind(us(at)),
+        )
+        .await?;
         Ok(())
     }
 
@@ -3622,16 +3629,17 @@ impl Store for SqlStore {
             .bind(id.to_string())
             .bind(error),
         };
-        q.execute(&self.pool).await.map_err(map_err)?;
+        self.write_alone(q).await?;
         Ok(())
     }
 
     async fn purge_finished_emails(&self, before: Timestamp) -> StoreResult<u64> {
-        let done = sqlx::query("DELETE FROM outbox_emails WHERE status IN ('sent', 'failed') AND created_at < $1")
-            .bind(us(before))
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let done = self
+            .write_alone(
+                sqlx::query("DELETE FROM outbox_emails WHERE status IN ('sent', 'failed') AND created_at < $1")
+                    .bind(us(before)),
+            )
+            .await?;
         Ok(done.rows_affected())
     }
 
@@ -3692,6 +3700,7 @@ impl Store for SqlStore {
     // --- background jobs ---
 
     async fn claim_job(&self, job: &str, owner: &str, now: Timestamp, lease_until: Timestamp) -> StoreResult<bool> {
+        let _turn = self.turn_to_write().await?;
         let row = sqlx::query(
             "INSERT INTO jobs (name, owner, lease_until) VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until \
@@ -3920,6 +3929,42 @@ mod tests {
         for read in reads().await {
             assert!(read.is_ok(), "{read:?}");
         }
+    }
+
+    /// SQLite: a write outside a transaction waits its turn behind the write transactions queued
+    /// before it. Polling for SQLite's lock from the busy handler instead, it found the lock free
+    /// only in the moments between one transaction's commit and the next one's `BEGIN`, so it
+    /// waited until a stream of them ended.
+    #[tokio::test]
+    async fn a_write_outside_a_transaction_gets_its_turn_between_back_to_back_transactions() {
+        use repeatrx_crypto::{FixedKeys, Keys};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        const TRANSACTIONS: usize = 40;
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            SqlStore::open(&dir.path().join("turns.db"), Arc::new(FixedKeys::new(Keys::generate()))).await.unwrap();
+        let committed = Arc::new(AtomicUsize::new(0));
+        let (began, first_began) = tokio::sync::oneshot::channel();
+        let stream = tokio::spawn({
+            let (store, committed) = (store.clone(), committed.clone());
+            async move {
+                let mut began = Some(began);
+                for _ in 0..TRANSACTIONS {
+                    let tx = store.write_tx().await.unwrap();
+                    if let Some(began) = began.take() {
+                        let _ = began.send(());
+                    }
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                    store.commit(tx).await.unwrap();
+                    committed.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+        first_began.await.unwrap();
+        store.set_meta("turns", "taken").await.unwrap();
+        let before_it = committed.load(Ordering::SeqCst);
+        stream.await.unwrap();
+        assert!(before_it <= 2, "the write waited for {before_it} of {TRANSACTIONS} transactions");
     }
 
     #[test]
