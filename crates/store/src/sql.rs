@@ -243,12 +243,46 @@ struct Crypt {
 }
 
 /// The WAL is folded into the database file by the commit that takes it past this many pages
-/// (40 MB). SQLite's default, 1,000 pages, meant a checkpoint about every 75 ms under steady
+/// (40 MB), should [`checkpoint_beside_the_writers`] not have done it first. SQLite's default, 1,000 pages, meant a checkpoint about every 75 ms under steady
 /// orders, each flushing the database file inside a commit that waiting orders queue behind; ten
 /// times fewer, each writing a page changed many times over once, gave more orders a second and a
 /// lower paced p99, and the queue page read after them no slower (BENCHMARKS.md, 2026-12-07,
 /// twelfth session).
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
+
+/// How often a task of its own folds the WAL into the database file (see
+/// [`checkpoint_beside_the_writers`]).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Folds the WAL into the database file every [`CHECKPOINT_EVERY`], beside the writers: a
+/// passive checkpoint takes no write lock and waits for nobody. Left to the commits, the one that
+/// takes the WAL past [`WAL_AUTOCHECKPOINT_PAGES`] copies it all into the database file and flushes
+/// that before it returns, and the group commits queued behind it wait as long (50 to 60 ms, seen
+/// as gaps between commits in a trace of a paced order load). The commits' own checkpoint stays as
+/// the bound should this task fall behind. It ends with the store (`store_gone`) or its pool.
+async fn checkpoint_beside_the_writers(pool: AnyPool, mut store_gone: tokio::sync::oneshot::Receiver<()>) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = &mut store_gone => return,
+            _ = tick.tick() => {}
+        }
+        if pool.is_closed() {
+            return;
+        }
+        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            Ok(_) => failing = false,
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "the WAL could not be checkpointed beside the writers; commits fold it in");
+                }
+                failing = true;
+            }
+        }
+    }
+}
 
 /// A number PostgreSQL's advisory lock knows the store's write lock by ("RxWr").
 const PG_WRITE_LOCK: i64 = 0x5278_5772;
@@ -375,8 +409,19 @@ impl SqlStore {
             write_turn: Arc::new(tokio::sync::Mutex::new(())),
         };
         let (new_orders, queue) = tokio::sync::mpsc::channel(ORDER_GROUP * 8);
-        // It ends when the last copy of the store (and so of the sender) is dropped.
-        tokio::spawn(commit_orders_in_groups(writer.clone(), queue));
+        // It ends when the last copy of the store (and so of the sender) is dropped, and the
+        // checkpoints with it.
+        let (group_commits_ended, store_gone) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn({
+            let writer = writer.clone();
+            async move {
+                commit_orders_in_groups(writer, queue).await;
+                drop(group_commits_ended);
+            }
+        });
+        if engine == Engine::Sqlite {
+            tokio::spawn(checkpoint_beside_the_writers(writer.pool.clone(), store_gone));
+        }
         Ok(Self { new_orders: Some(new_orders), ..writer })
     }
 

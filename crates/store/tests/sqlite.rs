@@ -83,6 +83,26 @@ async fn durability_settings_are_applied() {
     assert_eq!(checkpoint_at, 10_000, "the WAL is folded in every 10,000 pages, not SQLite's 1,000");
 }
 
+/// The WAL is folded into the database file beside the writers, not only by the commit that takes
+/// it past 10,000 pages: a few megabytes written, and no commit after them, reach the file.
+#[tokio::test]
+async fn the_wal_is_checkpointed_beside_the_writers() {
+    let (_dir, path) = temp_db();
+    let store = open(&path).await.unwrap();
+    let before = std::fs::metadata(&path).unwrap().len();
+    let filler = "x".repeat(1 << 20);
+    for n in 0..4 {
+        store.set_meta(&format!("filler {n}"), &filler).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut after = before;
+    while after < before + (4 << 20) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        after = std::fs::metadata(&path).unwrap().len();
+    }
+    assert!(after >= before + (4 << 20), "the database file grew from {before} to {after} bytes in 10 s");
+}
+
 /// The bundled SQLite is built by the flags in `.cargo/config.toml`: without memory statistics
 /// and without one page-cache pool for all connections, each of which takes a process-wide lock
 /// that the server's connection threads queued for under load.
