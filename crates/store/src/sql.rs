@@ -2868,11 +2868,9 @@ impl Store for SqlStore {
     }
 
     async fn use_account_token(&self, token_hash: &str, now: Timestamp) -> StoreResult<bool> {
-        let done = self.write_alone(sqlx::query(
-            "UPDATE account_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
-        )
-        .bind(token_hash)
-        .bind(us(now))).await?;
+        let used = "UPDATE account_tokens SET used_at = $2 \
+                    WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2";
+        let done = self.write_alone(sqlx::query(used).bind(token_hash).bind(us(now))).await?;
         Ok(done.rows_affected() == 1)
     }
 
