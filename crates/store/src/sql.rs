@@ -3974,40 +3974,59 @@ mod tests {
         }
     }
 
-    /// SQLite: a write outside a transaction waits its turn behind the write transactions queued
-    /// before it. Polling for SQLite's lock from the busy handler instead, it found the lock free
-    /// only in the moments between one transaction's commit and the next one's `BEGIN`, so it
-    /// waited until a stream of them ended.
-    #[tokio::test]
-    async fn a_write_outside_a_transaction_gets_its_turn_between_back_to_back_transactions() {
-        use repeatrx_crypto::{FixedKeys, Keys};
+    /// How many of 40 back-to-back write transactions of 25 ms each, the first already begun,
+    /// commit before `write` is done.
+    async fn transactions_committed_before(store: &SqlStore, write: impl std::future::Future<Output = ()>) -> usize {
         use std::sync::atomic::{AtomicUsize, Ordering};
-        const TRANSACTIONS: usize = 40;
-        let dir = tempfile::tempdir().unwrap();
-        let store =
-            SqlStore::open(&dir.path().join("turns.db"), Arc::new(FixedKeys::new(Keys::generate()))).await.unwrap();
         let committed = Arc::new(AtomicUsize::new(0));
-        let (began, first_began) = tokio::sync::oneshot::channel();
+        let (first, first_committed) = tokio::sync::oneshot::channel();
         let stream = tokio::spawn({
             let (store, committed) = (store.clone(), committed.clone());
             async move {
-                let mut began = Some(began);
-                for _ in 0..TRANSACTIONS {
+                let mut first = Some(first);
+                for _ in 0..40 {
                     let tx = store.write_tx().await.unwrap();
-                    if let Some(began) = began.take() {
-                        let _ = began.send(());
-                    }
                     tokio::time::sleep(Duration::from_millis(25)).await;
                     store.commit(tx).await.unwrap();
                     committed.fetch_add(1, Ordering::SeqCst);
+                    if let Some(first) = first.take() {
+                        let _ = first.send(());
+                    }
                 }
             }
         });
-        first_began.await.unwrap();
-        store.set_meta("turns", "taken").await.unwrap();
-        let before_it = committed.load(Ordering::SeqCst);
+        first_committed.await.unwrap();
+        write.await;
+        let before = committed.load(Ordering::SeqCst);
         stream.await.unwrap();
-        assert!(before_it <= 2, "the write waited for {before_it} of {TRANSACTIONS} transactions");
+        before
+    }
+
+    /// SQLite: a write outside a transaction, and the backup shipping what those transactions
+    /// journaled, wait their turn behind the write transactions queued before them. Polling for
+    /// SQLite's lock from the busy handler instead, they found it free only in the moments between
+    /// one transaction's commit and the next one's `BEGIN`, so they waited until a stream of them
+    /// ended.
+    #[tokio::test]
+    async fn writes_outside_a_transaction_get_their_turn_between_back_to_back_transactions() {
+        use crate::backup::{BackupPolicy, Shipper, Target};
+        use repeatrx_crypto::{FixedKeys, Keys};
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            SqlStore::open(&dir.path().join("turns.db"), Arc::new(FixedKeys::new(Keys::generate()))).await.unwrap();
+        let single = transactions_committed_before(&store, async {
+            store.set_meta("turns", "taken").await.unwrap();
+        })
+        .await;
+        assert!(single <= 3, "a single statement waited for {single} of 40 transactions");
+
+        let folder = [Target::Folder(dir.path().join("backup"))];
+        let shipper = Shipper::start(&store, dir.path(), &folder, BackupPolicy::default()).await.unwrap();
+        let shipping = transactions_committed_before(&store, async {
+            assert!(shipper.ship_once().await.unwrap() > 0, "the first transaction's journal was shipped");
+        })
+        .await;
+        assert!(shipping <= 3, "shipping waited for {shipping} of 40 transactions");
     }
 
     #[test]
