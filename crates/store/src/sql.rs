@@ -76,7 +76,11 @@ pub struct SqlStore {
     /// again, so under load writers slept long after the lock was free and overtook each other.
     /// This process's writers take turns here instead, first come first served, each woken as
     /// soon as the one before has committed; SQLite's lock still orders them against other
-    /// processes. Unused on PostgreSQL (its advisory lock queues waiters itself).
+    /// processes. Every write takes its turn, through one of three doors:
+    /// [`write_tx`](Self::write_tx), [`bookkeeping_tx`](Self::bookkeeping_tx) and
+    /// [`write_conn`](Self::write_conn); a statement that writes on the pool itself would poll for
+    /// SQLite's lock from the busy handler again. Unused on PostgreSQL (its advisory lock queues
+    /// waiters itself).
     write_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -99,6 +103,35 @@ impl std::ops::Deref for WriteTx {
 impl std::ops::DerefMut for WriteTx {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         &mut self.tx
+    }
+}
+
+impl WriteTx {
+    /// Commits a [`SqlStore::bookkeeping_tx`] (a [`SqlStore::write_tx`] ends with
+    /// [`SqlStore::commit`], which marks the commit in the journal).
+    pub(crate) async fn commit_bookkeeping(self) -> StoreResult<()> {
+        self.tx.commit().await.map_err(map_err)
+    }
+}
+
+/// A pooled connection with this process's turn to write while it lasts (see
+/// [`SqlStore::write_turn`]), for statements that write outside a transaction.
+pub(crate) struct WriteConn {
+    conn: sqlx::pool::PoolConnection<Any>,
+    // Dropped after `conn`, which goes back to the pool first.
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl std::ops::Deref for WriteConn {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for WriteConn {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.conn
     }
 }
 
@@ -442,10 +475,10 @@ impl SqlStore {
     }
 
     /// This process's turn to write on SQLite (see [`SqlStore::write_turn`]), waited for no
-    /// longer than SQLite's own busy timeout; `None` on PostgreSQL. Every write takes it, those
-    /// outside a [`write_tx`](Self::write_tx) too ([`write_alone`](Self::write_alone), the backup's
-    /// bookkeeping).
-    pub(crate) async fn turn_to_write(&self) -> StoreResult<Option<tokio::sync::OwnedMutexGuard<()>>> {
+    /// longer than SQLite's own busy timeout; `None` on PostgreSQL. Only the three doors every
+    /// write goes through take it: [`write_tx`](Self::write_tx),
+    /// [`bookkeeping_tx`](Self::bookkeeping_tx) and [`write_conn`](Self::write_conn).
+    async fn turn_to_write(&self) -> StoreResult<Option<tokio::sync::OwnedMutexGuard<()>>> {
         if self.engine != Engine::Sqlite {
             return Ok(None);
         }
@@ -455,28 +488,33 @@ impl SqlStore {
         }
     }
 
-    /// One statement that writes, outside a transaction, in this process's turn to write (see
-    /// [`SqlStore::write_turn`]). Without the turn, such a write found SQLite's lock held by the
-    /// writers queued for it and polled from the busy handler, up to every 100 ms; under steady
-    /// orders the lock is free only for moments between group commits, so it waited for seconds
-    /// (holding a pooled connection), and when it did get in, the next group commit slept in the
-    /// busy handler in turn.
+    /// A pooled connection in this process's turn to write (see [`SqlStore::write_turn`]), for a
+    /// statement that writes outside a transaction. Without the turn, such a write found SQLite's
+    /// lock held by the writers queued for it and polled from the busy handler, up to every
+    /// 100 ms; under steady orders the lock is free only for moments between group commits, so
+    /// it waited for seconds (holding a pooled connection), and when it did get in, the next group
+    /// commit slept in the busy handler in turn.
+    pub(crate) async fn write_conn(&self) -> StoreResult<WriteConn> {
+        let turn = self.turn_to_write().await?;
+        Ok(WriteConn { conn: self.conn().await?, _turn: turn })
+    }
+
+    /// One statement that writes, outside a transaction, on a [`write_conn`](Self::write_conn).
     async fn write_alone(&self, query: AnyQuery<'_>) -> StoreResult<sqlx::any::AnyQueryResult> {
-        let _turn = self.turn_to_write().await?;
-        query.execute(&self.pool).await.map_err(map_err)
+        query.execute(&mut *self.write_conn().await?).await.map_err(map_err)
     }
 
     /// A write transaction that holds the store's write lock from its start: SQLite's own
     /// (`BEGIN IMMEDIATE`, after this process's turn), or on PostgreSQL an advisory lock held to
     /// the end of the transaction, so that writers from several servers queue instead of
-    /// interleaving.
+    /// interleaving. Its changes are journaled for the continuous backup; it ends with
+    /// [`commit`](Self::commit).
     async fn write_tx(&self) -> StoreResult<WriteTx> {
         match self.engine {
             Engine::Sqlite => {
-                let turn = self.turn_to_write().await?;
-                let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+                let mut tx = self.bookkeeping_tx().await?;
                 sqlx::query(crate::backup::journal::BEGIN_TXN).execute(&mut *tx).await.map_err(map_err)?;
-                Ok(WriteTx { tx, _turn: turn })
+                Ok(tx)
             }
             Engine::Postgres => {
                 let mut tx = self.pool.begin().await.map_err(map_err)?;
@@ -488,6 +526,15 @@ impl SqlStore {
                 Ok(WriteTx { tx, _turn: None })
             }
         }
+    }
+
+    /// A SQLite write transaction (`BEGIN IMMEDIATE`, in this process's turn) for the continuous
+    /// backup's own bookkeeping, which is not journaled: it ends with
+    /// [`WriteTx::commit_bookkeeping`].
+    pub(crate) async fn bookkeeping_tx(&self) -> StoreResult<WriteTx> {
+        let turn = self.turn_to_write().await?;
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        Ok(WriteTx { tx, _turn: turn })
     }
 
     /// Commits a [`write_tx`](Self::write_tx); on SQLite first marks the commit, with its time,
@@ -2338,8 +2385,7 @@ impl Store for SqlStore {
     // --- accounts and sessions ---
 
     async fn insert_user(&self, user: &UserAccount) -> StoreResult<()> {
-        let _turn = self.turn_to_write().await?;
-        let mut conn = self.conn().await?;
+        let mut conn = self.write_conn().await?;
         insert_user_on(&mut conn, &self.crypt, user).await
     }
 
@@ -2383,8 +2429,7 @@ impl Store for SqlStore {
     }
 
     async fn insert_session(&self, session: &SessionRecord) -> StoreResult<()> {
-        let _turn = self.turn_to_write().await?;
-        let mut conn = self.conn().await?;
+        let mut conn = self.write_conn().await?;
         insert_session_on(&mut conn, session).await
     }
 
@@ -3625,7 +3670,6 @@ impl Store for SqlStore {
         lease_until: Timestamp,
         limit: u32,
     ) -> StoreResult<Vec<OutgoingEmail>> {
-        let _turn = self.turn_to_write().await?;
         // One statement, so SQLite's write lock makes the claim atomic: two servers can never
         // lease the same email.
         let rows = sqlx::query(&format!(
@@ -3638,7 +3682,7 @@ impl Store for SqlStore {
         .bind(us(now))
         .bind(us(lease_until))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.write_conn().await?)
         .await
         .map_err(map_err)?;
         let mut emails = rows.iter().map(|r| email_from(&self.crypt, r)).collect::<StoreResult<Vec<_>>>()?;
@@ -3743,7 +3787,6 @@ impl Store for SqlStore {
     // --- background jobs ---
 
     async fn claim_job(&self, job: &str, owner: &str, now: Timestamp, lease_until: Timestamp) -> StoreResult<bool> {
-        let _turn = self.turn_to_write().await?;
         let row = sqlx::query(
             "INSERT INTO jobs (name, owner, lease_until) VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until \
@@ -3754,7 +3797,7 @@ impl Store for SqlStore {
         .bind(owner)
         .bind(us(lease_until))
         .bind(us(now))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.write_conn().await?)
         .await
         .map_err(map_err)?;
         match row {

@@ -103,6 +103,35 @@ async fn the_wal_is_checkpointed_beside_the_writers() {
     assert!(after >= before + (4 << 20), "the database file grew from {before} to {after} bytes in 10 s");
 }
 
+/// The store's background tasks (group commits, checkpoints) end with the last copy of the store,
+/// and with them the pool: nothing of this process holds the database file open after it.
+#[tokio::test]
+async fn a_dropped_store_lets_go_of_its_database_file() {
+    let (_dir, path) = temp_db();
+    let store = open(&path).await.unwrap();
+    store.set_meta("written", "before the store is dropped").await.unwrap();
+    assert!(!handles_on(&path).is_empty(), "the open store holds the file (or the check sees nothing)");
+    drop(store);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut open_on = handles_on(&path);
+    while !open_on.is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        open_on = handles_on(&path);
+    }
+    assert!(open_on.is_empty(), "10 s after the store was dropped, still open: {open_on:?}");
+}
+
+/// This process's open file descriptors on the database file, its WAL or its shared memory.
+fn handles_on(db: &Path) -> Vec<PathBuf> {
+    let wal = PathBuf::from(format!("{}-wal", db.display()));
+    let shm = PathBuf::from(format!("{}-shm", db.display()));
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| *target == db || *target == wal || *target == shm)
+        .collect()
+}
+
 /// The bundled SQLite is built by the flags in `.cargo/config.toml`: without memory statistics
 /// and without one page-cache pool for all connections, each of which takes a process-wide lock
 /// that the server's connection threads queued for under load.

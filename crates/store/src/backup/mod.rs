@@ -400,8 +400,7 @@ pub async fn disable(store: &SqlStore) -> StoreResult<()> {
     if store.engine() != Engine::Sqlite {
         return Ok(());
     }
-    let _turn = store.turn_to_write().await?;
-    let mut tx = store.pool().begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+    let mut tx = store.bookkeeping_tx().await?;
     let enabled: i64 = sqlx::query_scalar("SELECT enabled FROM backup_state WHERE id = 1")
         .fetch_one(&mut *tx)
         .await
@@ -414,7 +413,7 @@ pub async fn disable(store: &SqlStore) -> StoreResult<()> {
             .map_err(map_err)?;
         sqlx::query("DELETE FROM backup_journal").execute(&mut *tx).await.map_err(map_err)?;
     }
-    tx.commit().await.map_err(map_err)
+    tx.commit_bookkeeping().await
 }
 
 impl Shipper {
@@ -462,8 +461,7 @@ impl Shipper {
             while shipper.ship_once().await? > 0 {}
             tracing::info!(from = journaled_schema, to = schema, "continuous backup: the schema changed");
         }
-        let _turn = store.turn_to_write().await?;
-        let mut tx = store.pool().begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let mut tx = store.bookkeeping_tx().await?;
         let generation = format!("{:020}-{}", now_us(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
         sqlx::query("DELETE FROM backup_journal").execute(&mut *tx).await.map_err(map_err)?;
         sqlx::query(
@@ -476,7 +474,7 @@ impl Shipper {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit_bookkeeping().await?;
         tracing::info!(generation, "continuous backup: a new history starts");
         shipper.generation = generation;
         Ok(shipper)
@@ -502,11 +500,12 @@ impl Shipper {
             return Ok(());
         }
         let message = problems.join("; ");
-        let _turn = self.store.turn_to_write().await;
-        let _ = sqlx::query("UPDATE backup_state SET last_error = $1 WHERE id = 1")
-            .bind(&message)
-            .execute(self.store.pool())
-            .await;
+        if let Ok(mut conn) = self.store.write_conn().await {
+            let _ = sqlx::query("UPDATE backup_state SET last_error = $1 WHERE id = 1")
+                .bind(&message)
+                .execute(&mut *conn)
+                .await;
+        }
         Err(StoreError::Unavailable(message))
     }
 
@@ -600,8 +599,7 @@ impl Shipper {
         self.put_everywhere(&name, seal_object(self.store.sealer(), &name, &body)).await?;
         // In the store's turn, like every write: polling for SQLite's lock from the busy handler,
         // this lost to the group commits for seconds at a time under steady orders.
-        let _turn = self.store.turn_to_write().await?;
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let mut tx = self.store.bookkeeping_tx().await?;
         sqlx::query("DELETE FROM backup_journal WHERE seq <= $1")
             .bind(last.seq)
             .execute(&mut *tx)
@@ -616,7 +614,7 @@ impl Shipper {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit_bookkeeping().await?;
         Ok(rows.len())
     }
 
@@ -627,13 +625,11 @@ impl Shipper {
         let result = self.snapshot_via(&tmp).await;
         let _ = std::fs::remove_file(&tmp);
         let snapshot = result?;
-        let turn = self.store.turn_to_write().await?;
         sqlx::query("UPDATE backup_state SET snapshot_at = $1 WHERE id = 1")
             .bind(snapshot.taken.as_microsecond())
-            .execute(self.store.pool())
+            .execute(&mut *self.store.write_conn().await?)
             .await
             .map_err(map_err)?;
-        drop(turn);
         self.prune(Timestamp::now()).await?;
         Ok(snapshot)
     }
