@@ -112,6 +112,12 @@ impl WriteTx {
     pub(crate) async fn commit_bookkeeping(self) -> StoreResult<()> {
         self.tx.commit().await.map_err(map_err)
     }
+
+    /// Undoes the transaction before its turn to write is given up, so that the next writer
+    /// finds SQLite's lock free.
+    async fn rollback(self) -> StoreResult<()> {
+        self.tx.rollback().await.map_err(map_err)
+    }
 }
 
 /// A pooled connection with this process's turn to write while it lasts (see
@@ -133,6 +139,15 @@ impl std::ops::DerefMut for WriteConn {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         &mut self.conn
     }
+}
+
+/// How [`SqlStore::write_order_group`] writes a group's admitted orders.
+#[derive(Clone, Copy, Debug)]
+enum GroupWrite {
+    /// All in a few statements, as one: one that fails undoes the whole transaction.
+    Together,
+    /// Each order under a savepoint of its own, so that one that fails is refused alone.
+    EachAlone,
 }
 
 /// An order waiting for the next group commit, and where its outcome goes.
@@ -165,23 +180,36 @@ async fn commit_orders_in_groups(store: SqlStore, mut queue: tokio::sync::mpsc::
 
 impl SqlStore {
     /// Writes a group of new orders in one transaction; one outcome per order, in order.
+    ///
+    /// First all of them together, in a few statements and without a savepoint: a savepoint
+    /// keeps a copy of every page the group changes (SQLite's sub-journal, spilled to a temporary
+    /// file past 64 KiB; a subtransaction on PostgreSQL), which only a failing order needs.
+    /// Should one fail, the whole transaction is undone and the group written again, each order
+    /// under a savepoint of its own, so that one that cannot be stored is refused alone.
     async fn commit_order_group(&self, group: &[NewOrderWrite]) -> Vec<StoreResult<()>> {
-        let all = |e: StoreError| group.iter().map(|_| Err(e.clone())).collect();
-        let mut tx = match self.write_tx().await {
-            Ok(tx) => tx,
-            Err(e) => return all(e),
+        let outcomes = match self.write_order_group(group, GroupWrite::Together).await {
+            Ok(Some(outcomes)) => Ok(outcomes),
+            Ok(None) => self.write_order_group(group, GroupWrite::EachAlone).await.and_then(|outcomes| {
+                outcomes.ok_or_else(|| StoreError::Database("a group of orders was not written".into()))
+            }),
+            Err(e) => Err(e),
         };
+        outcomes.unwrap_or_else(|e| group.iter().map(|_| Err(e.clone())).collect())
+    }
+
+    /// One try at [`commit_order_group`](Self::commit_order_group). The outer error loses the
+    /// whole group; `None` is a group written [`GroupWrite::Together`] that failed, undone.
+    async fn write_order_group(
+        &self,
+        group: &[NewOrderWrite],
+        how: GroupWrite,
+    ) -> StoreResult<Option<Vec<StoreResult<()>>>> {
+        let mut tx = self.write_tx().await?;
         // Read under the write lock that marking a pharmacy as leaving takes too, so no order
         // reaches a pharmacy once it is marked; and that every order is written under, so a line
         // found free here is still free when the order naming it is written.
-        let leaving = match leaving_among_on(&mut tx, group.iter().map(|w| w.order.pharmacy_id)).await {
-            Ok(leaving) => leaving,
-            Err(e) => return all(e),
-        };
-        let mut on_order = match lines_on_open_orders_on(&mut tx, group.iter().map(|w| &w.order)).await {
-            Ok(on_order) => on_order,
-            Err(e) => return all(e),
-        };
+        let leaving = leaving_among_on(&mut tx, group.iter().map(|w| w.order.pharmacy_id)).await?;
+        let mut on_order = lines_on_open_orders_on(&mut tx, group.iter().map(|w| &w.order)).await?;
         // In the group's order, so that of two orders naming one line the first is written.
         let refusals: Vec<Option<StoreError>> = group
             .iter()
@@ -200,9 +228,28 @@ impl SqlStore {
             .collect();
         let admitted: Vec<&NewOrderWrite> =
             group.iter().zip(&refusals).filter(|(_, refused)| refused.is_none()).map(|(w, _)| w).collect();
-        let mut written = match self.write_admitted(&mut tx, &admitted).await {
-            Ok(outcomes) => outcomes.into_iter(),
-            Err(e) => return all(e),
+        let mut written = match how {
+            GroupWrite::Together if admitted.is_empty() => Vec::new().into_iter(),
+            GroupWrite::Together => match insert_order_group_on(&mut tx, &self.crypt, &admitted).await {
+                Ok(()) => admitted.iter().map(|_| Ok(())).collect::<Vec<_>>().into_iter(),
+                Err(_) => {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+            },
+            GroupWrite::EachAlone => {
+                let mut outcomes = Vec::with_capacity(admitted.len());
+                for write in &admitted {
+                    let (order, transitions, emails) = (&write.order, &write.transitions, &write.emails);
+                    outcomes.push(
+                        self.write_in_savepoint(&mut tx, async |conn, c| {
+                            insert_order_on(conn, c, order, transitions, emails).await
+                        })
+                        .await?,
+                    );
+                }
+                outcomes.into_iter()
+            }
         };
         let outcomes: Vec<StoreResult<()>> = refusals
             .into_iter()
@@ -215,41 +262,9 @@ impl SqlStore {
         // The open-stage counts change once for the group's written orders, not once per order.
         let written = group.iter().zip(&outcomes).filter(|(_, outcome)| outcome.is_ok());
         let counted = written.map(|(write, _)| (write.order.pharmacy_id.to_string(), write.order.stage, 1));
-        if let Err(e) = adjust_open_counts_on(&mut tx, counted).await {
-            return all(e);
-        }
-        if let Err(e) = self.commit(tx).await {
-            return all(e);
-        }
-        outcomes
-    }
-
-    /// Writes the admitted orders of a group; one outcome per order, in order. The outer error
-    /// loses the whole transaction.
-    async fn write_admitted(&self, tx: &mut WriteTx, admitted: &[&NewOrderWrite]) -> StoreResult<Vec<StoreResult<()>>> {
-        if admitted.is_empty() {
-            return Ok(Vec::new());
-        }
-        // All of them together first (a few statements for the group instead of six per order).
-        // Should that fail, it is undone and each is written alone, so that an order that cannot
-        // be stored is refused without taking the others with it.
-        match self.write_in_savepoint(tx, async |conn, c| insert_order_group_on(conn, c, admitted).await).await? {
-            Ok(()) => Ok(admitted.iter().map(|_| Ok(())).collect()),
-            Err(e) if admitted.len() == 1 => Ok(vec![Err(e)]),
-            Err(_) => {
-                let mut outcomes = Vec::with_capacity(admitted.len());
-                for write in admitted {
-                    let (order, transitions, emails) = (&write.order, &write.transitions, &write.emails);
-                    outcomes.push(
-                        self.write_in_savepoint(tx, async |conn, c| {
-                            insert_order_on(conn, c, order, transitions, emails).await
-                        })
-                        .await?,
-                    );
-                }
-                Ok(outcomes)
-            }
-        }
+        adjust_open_counts_on(&mut tx, counted).await?;
+        self.commit(tx).await?;
+        Ok(Some(outcomes))
     }
 
     /// Runs `write` inside a savepoint of `tx`: kept if it succeeds, undone if it fails. The
