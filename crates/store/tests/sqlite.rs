@@ -145,6 +145,17 @@ async fn sqlite_is_built_without_process_wide_locks() {
     assert!(options.iter().any(|o| o == "THREADSAFE=1"), "{options:?}");
 }
 
+/// Also by `.cargo/config.toml`: a write's sub-journal (the pages its savepoints and statements
+/// may have to undo) stays in memory up to 8 MiB instead of spilling to a temporary file past
+/// 64 KiB, which every group commit of orders did.
+#[tokio::test]
+async fn sqlite_keeps_sub_journals_in_memory() {
+    let (_dir, path) = temp_db();
+    let store = open(&path).await.unwrap();
+    let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options").fetch_all(store.pool()).await.unwrap();
+    assert!(options.iter().any(|o| o == "STMTJRNL_SPILL=8388608"), "{options:?}");
+}
+
 /// A server's writers take turns before SQLite's lock: one that cannot have its turn within the
 /// busy timeout is told the database is busy (it does not wait for ever), and once the writer
 /// holding the turn commits, the next one goes ahead.
