@@ -102,8 +102,12 @@ impl Destination {
             Target::Folder(path) => {
                 std::fs::create_dir_all(path)
                     .map_err(|e| StoreError::Unavailable(format!("backup {label}: cannot create it: {e}")))?;
-                let store =
-                    object_store::local::LocalFileSystem::new_with_prefix(path).map_err(|e| object_err(&label, e))?;
+                // Flushed to disk, file and folder, before a write returns (object_store's
+                // default is not to): the shipper deletes the journal rows a segment holds once it
+                // is written, so a segment lost in a power cut after that would be lost for good.
+                let store = object_store::local::LocalFileSystem::new_with_prefix(path)
+                    .map_err(|e| object_err(&label, e))?
+                    .with_fsync(true);
                 Ok(Destination { label, store: Arc::new(store), prefix: None })
             }
             Target::S3(s) => {
