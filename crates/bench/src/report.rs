@@ -144,16 +144,17 @@ impl Report {
         per_request_ms(self.trivial_cpu?, self.trivial.as_ref()?.ok)
     }
 
+    /// What the run measured of `scenario`, by kind of request; `None` when it did not run it.
+    fn scenario(&self, scenario: &str) -> Option<&BTreeMap<&'static str, Measured>> {
+        self.scenarios.iter().find(|(s, _, _)| *s == scenario).map(|(_, m, _)| m)
+    }
+
     fn kind(&self, scenario: &str, kind: &str) -> Option<&Measured> {
-        self.scenarios.iter().find(|(s, _, _)| *s == scenario).and_then(|(_, m, _)| m.get(kind))
+        self.scenario(scenario)?.get(kind)
     }
 
     fn scenario_rate(&self, scenario: &str) -> f64 {
-        self.scenarios
-            .iter()
-            .find(|(s, _, _)| *s == scenario)
-            .map(|(_, m, _)| m.values().map(Measured::per_second).sum())
-            .unwrap_or(0.0)
+        self.scenario(scenario).map(|m| m.values().map(Measured::per_second).sum()).unwrap_or(0.0)
     }
 
     pub fn engine_name(&self) -> &'static str {
@@ -177,7 +178,7 @@ impl Report {
             });
             out.push(p99_verdict("order submission", orders));
         }
-        if self.scenarios.iter().any(|(s, _, _)| *s == "repeat list") {
+        if self.scenario("repeat list").is_some() {
             let list_rate = self.scenario_rate("repeat list");
             out.push(Verdict {
                 target: "repeat list >= 25% of the trivial handler".into(),
@@ -241,7 +242,7 @@ impl Report {
 
     pub fn markdown(&self) -> String {
         let mut md = String::new();
-        let signing_in = if self.scenarios.iter().any(|(s, _, _)| *s == "sign-in with orders") {
+        let signing_in = if self.scenario("sign-in with orders").is_some() {
             format!(" ({} signing in during scenario 4)", self.sign_in_clients)
         } else {
             String::new()
