@@ -232,8 +232,10 @@ impl SqlStore {
             GroupWrite::Together if admitted.is_empty() => Vec::new().into_iter(),
             GroupWrite::Together => match insert_order_group_on(&mut tx, &self.crypt, &admitted).await {
                 Ok(()) => admitted.iter().map(|_| Ok(())).collect::<Vec<_>>().into_iter(),
-                Err(_) => {
-                    tx.rollback().await?;
+                Err(e) => {
+                    // Should the undo fail too (SQLite ends the transaction itself on some
+                    // errors, a full disk among them), the write's own error says more.
+                    tx.rollback().await.map_err(|_| e)?;
                     return Ok(None);
                 }
             },
