@@ -137,9 +137,7 @@ fn handles_on(db: &Path) -> Vec<PathBuf> {
 /// that the server's connection threads queued for under load.
 #[tokio::test]
 async fn sqlite_is_built_without_process_wide_locks() {
-    let (_dir, path) = temp_db();
-    let store = open(&path).await.unwrap();
-    let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options").fetch_all(store.pool()).await.unwrap();
+    let options = compile_options().await;
     assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "{options:?}");
     assert!(!options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"), "{options:?}");
     assert!(options.iter().any(|o| o == "THREADSAFE=1"), "{options:?}");
@@ -150,10 +148,15 @@ async fn sqlite_is_built_without_process_wide_locks() {
 /// 64 KiB, which every group commit of orders did.
 #[tokio::test]
 async fn sqlite_keeps_sub_journals_in_memory() {
+    let options = compile_options().await;
+    assert!(options.iter().any(|o| o == "STMTJRNL_SPILL=8388608"), "{options:?}");
+}
+
+/// The options the bundled SQLite was compiled with, as a store's connection reports them.
+async fn compile_options() -> Vec<String> {
     let (_dir, path) = temp_db();
     let store = open(&path).await.unwrap();
-    let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options").fetch_all(store.pool()).await.unwrap();
-    assert!(options.iter().any(|o| o == "STMTJRNL_SPILL=8388608"), "{options:?}");
+    sqlx::query_scalar("PRAGMA compile_options").fetch_all(store.pool()).await.unwrap()
 }
 
 /// A server's writers take turns before SQLite's lock: one that cannot have its turn within the
