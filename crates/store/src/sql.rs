@@ -84,25 +84,39 @@ pub struct SqlStore {
     write_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
-/// A write transaction, with this process's turn to write while it lasts (see
-/// [`SqlStore::write_turn`]). It derefs to its connection, as a `sqlx::Transaction` does.
-pub(crate) struct WriteTx {
-    tx: sqlx::Transaction<'static, Any>,
-    // Dropped after `tx`, so a transaction given up has its rollback queued on its connection
-    // first; a next writer that still finds SQLite's lock held waits in the busy handler.
+/// A connection with this process's turn to write while it lasts (see
+/// [`SqlStore::write_turn`]). It derefs to the connection, as a `sqlx::Transaction` does.
+pub(crate) struct InTurn<C> {
+    conn: C,
+    // Dropped after `conn`: a transaction given up has its rollback queued on its connection
+    // first, and a pooled connection goes back to the pool first, so a next writer that still
+    // finds SQLite's lock held waits in the busy handler.
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
-impl std::ops::Deref for WriteTx {
+/// A write transaction in this process's turn to write.
+pub(crate) type WriteTx = InTurn<sqlx::Transaction<'static, Any>>;
+
+/// A pooled connection in this process's turn to write, for statements that write outside a
+/// transaction.
+pub(crate) type WriteConn = InTurn<sqlx::pool::PoolConnection<Any>>;
+
+impl<C> std::ops::Deref for InTurn<C>
+where
+    C: std::ops::Deref<Target = AnyConnection>,
+{
     type Target = AnyConnection;
     fn deref(&self) -> &AnyConnection {
-        &self.tx
+        &self.conn
     }
 }
 
-impl std::ops::DerefMut for WriteTx {
+impl<C> std::ops::DerefMut for InTurn<C>
+where
+    C: std::ops::DerefMut<Target = AnyConnection>,
+{
     fn deref_mut(&mut self) -> &mut AnyConnection {
-        &mut self.tx
+        &mut self.conn
     }
 }
 
@@ -110,34 +124,13 @@ impl WriteTx {
     /// Commits a [`SqlStore::bookkeeping_tx`] (a [`SqlStore::write_tx`] ends with
     /// [`SqlStore::commit`], which marks the commit in the journal).
     pub(crate) async fn commit_bookkeeping(self) -> StoreResult<()> {
-        self.tx.commit().await.map_err(map_err)
+        self.conn.commit().await.map_err(map_err)
     }
 
     /// Undoes the transaction before its turn to write is given up, so that the next writer
     /// finds SQLite's lock free.
     async fn rollback(self) -> StoreResult<()> {
-        self.tx.rollback().await.map_err(map_err)
-    }
-}
-
-/// A pooled connection with this process's turn to write while it lasts (see
-/// [`SqlStore::write_turn`]), for statements that write outside a transaction.
-pub(crate) struct WriteConn {
-    conn: sqlx::pool::PoolConnection<Any>,
-    // Dropped after `conn`, which goes back to the pool first.
-    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
-}
-
-impl std::ops::Deref for WriteConn {
-    type Target = AnyConnection;
-    fn deref(&self) -> &AnyConnection {
-        &self.conn
-    }
-}
-
-impl std::ops::DerefMut for WriteConn {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
-        &mut self.conn
+        self.conn.rollback().await.map_err(map_err)
     }
 }
 
@@ -513,7 +506,7 @@ impl SqlStore {
     /// commit slept in the busy handler in turn.
     pub(crate) async fn write_conn(&self) -> StoreResult<WriteConn> {
         let turn = self.turn_to_write().await?;
-        Ok(WriteConn { conn: self.conn().await?, _turn: turn })
+        Ok(InTurn { conn: self.conn().await?, _turn: turn })
     }
 
     /// One statement that writes, outside a transaction, on a [`write_conn`](Self::write_conn).
@@ -540,7 +533,7 @@ impl SqlStore {
                     .execute(&mut *tx)
                     .await
                     .map_err(map_err)?;
-                Ok(WriteTx { tx, _turn: None })
+                Ok(InTurn { conn: tx, _turn: None })
             }
         }
     }
@@ -551,7 +544,7 @@ impl SqlStore {
     pub(crate) async fn bookkeeping_tx(&self) -> StoreResult<WriteTx> {
         let turn = self.turn_to_write().await?;
         let tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-        Ok(WriteTx { tx, _turn: turn })
+        Ok(InTurn { conn: tx, _turn: turn })
     }
 
     /// Commits a [`write_tx`](Self::write_tx); on SQLite first marks the commit, with its time,
@@ -564,7 +557,7 @@ impl SqlStore {
                 .await
                 .map_err(map_err)?;
         }
-        tx.tx.commit().await.map_err(map_err)
+        tx.conn.commit().await.map_err(map_err)
     }
 }
 
@@ -2263,7 +2256,7 @@ impl BulkLoad {
                     }
                     tx
                 }
-                Engine::Postgres => WriteTx { tx: self.store.pool.begin().await.map_err(map_err)?, _turn: None },
+                Engine::Postgres => InTurn { conn: self.store.pool.begin().await.map_err(map_err)?, _turn: None },
             };
             self.tx = Some(tx);
         }
