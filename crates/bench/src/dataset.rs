@@ -21,8 +21,10 @@
 //! The data is what a service in its steady state holds: each line's last order is the one
 //! finished order it has (older ones the retention job has purged), and the reminder for each
 //! line's due date has been sent; so neither job has a backlog to work through while the load
-//! runs. (With more history than lines, the extra orders are a cycle older each, and the
-//! retention job will purge them.)
+//! runs. Writing the orders marks their patients due for the retention job, as the service's
+//! writes do, so the generator ends with one pass of that job ([`crate::retention::pass`]), which
+//! looks at every patient once and settles when each is next due. (With more history than lines,
+//! the extra orders are a cycle older each, and that pass purges them.)
 //!
 //! Patient number `n` (from 0) belongs to pharmacy `n % pharmacies`; the patients of pharmacy 0
 //! carry the open orders, the others are who the scenarios order and sign in as.
@@ -32,6 +34,7 @@ use jiff::{SignedDuration, Timestamp, ToSpan};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use repeatrx_app::demo::{terms, COMMON, FAMILY, GIVEN, STREETS};
+use repeatrx_app::jobs::RetentionPass;
 use repeatrx_domain::access::Role;
 use repeatrx_domain::ids::{OrderId, OrderItemId, PatientId, PharmacyId, PracticeId, RepeatItemId, UserId};
 use repeatrx_domain::order::{Decision, ItemEvent, NewOrder, Order, Transition};
@@ -50,9 +53,11 @@ pub const BENCH_PASSWORD: &str = "bench-password-2026";
 pub const BENCH_DOMAIN: &str = "bench.example";
 /// The meta key that records what was generated: `pharmacies,patients,history,layout`.
 pub const DATASET_KEY: &str = "bench_dataset";
-/// The version of the generator's layout (which patient has which lines); a set of another
-/// layout is refused, not measured as if it were this one.
-const LAYOUT: usize = 3;
+/// The version of the generator's layout (which patient has which lines, and what the
+/// background jobs are left to do); a set of another layout is refused, not measured as if it
+/// were this one. (Sets of layout 3 left every patient due for the retention job, whose first
+/// pass then ran beside the first scenario.)
+const LAYOUT: usize = 4;
 /// Due lines (issued 25 days ago on a 28-day cycle) of each queue patient; every patient also
 /// has one line issued 10 days ago.
 pub const QUEUE_DUE_LINES: usize = 9;
@@ -97,7 +102,7 @@ impl Shape {
         match n[..] {
             [pharmacies, patients, history, LAYOUT] => Ok(Shape { pharmacies, patients, history }),
             [_, _, _] | [_, _, _, _] => {
-                bail!("this data set was made by an earlier repeatrx-bench with other repeat lines; generate it again")
+                bail!("this data set was made by an earlier repeatrx-bench, to another layout; generate it again")
             }
             _ => bail!("the dataset record {meta:?} is not pharmacies,patients,history,layout"),
         }
@@ -168,7 +173,13 @@ pub struct Loading {
     pub batch: usize,
 }
 
-pub async fn generate(store: &SqlStore, shape: Shape, loading: Loading) -> anyhow::Result<()> {
+/// Generates the set, then runs the retention job's first pass on it (see the module's doc); the
+/// pass is returned with how long it took.
+pub async fn generate(
+    store: &SqlStore,
+    shape: Shape,
+    loading: Loading,
+) -> anyhow::Result<(RetentionPass, std::time::Duration)> {
     shape.validate()?;
     if store.get_meta(DATASET_KEY).await?.is_some() {
         bail!("this database already holds a generated data set; generate into a new one");
@@ -214,8 +225,10 @@ pub async fn generate(store: &SqlStore, shape: Shape, loading: Loading) -> anyho
     store.set_meta(repeatrx_app::environment::ENVIRONMENT_KEY, "production").await?;
     bar.set_message("refreshing the planner's statistics");
     store.refresh_statistics().await?;
+    bar.set_message("the retention job's first pass");
+    let first_pass = crate::retention::pass(store.clone()).await?;
     bar.finish_with_message("generated");
-    Ok(())
+    Ok(first_pass)
 }
 
 async fn organisations(store: &SqlStore, shape: Shape, hash: &str) -> anyhow::Result<Organisations> {

@@ -34,7 +34,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Builds a data set in a new database (its key file is created if missing).
+    /// Builds a data set in a new database (its key file is created if missing), and leaves it as
+    /// a service in its steady state would: with the retention job's first pass run.
     Generate {
         /// sqlite:///path/file.db or postgres://user@host/database (created if missing).
         #[arg(long)]
@@ -139,7 +140,8 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 Arc::new(KeyFile::open_or_create(&key_file).context("the key file (created if missing)")?);
             let store = open_new(&database_url, keys).await?;
             let started = std::time::Instant::now();
-            dataset::generate(&store, shape, dataset::Loading { parallel, page_cache_mib, batch }).await?;
+            let (first_pass, took) =
+                dataset::generate(&store, shape, dataset::Loading { parallel, page_cache_mib, batch }).await?;
             println!(
                 "generated {} patients and {} finished orders in {:.0} s into {}",
                 shape.patients,
@@ -147,6 +149,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 started.elapsed().as_secs_f64(),
                 redact(&database_url)
             );
+            println!("{}", retention::summary(&first_pass, took));
             Ok(())
         }
         Command::Run {
@@ -191,12 +194,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             let keys: Arc<dyn KeySource> = Arc::new(KeyFile::load(&key_file).context("the data set's key file")?);
             let store = run::open(&database_url, keys).await?;
             let (pass, took) = retention::pass(store).await?;
-            println!(
-                "retention pass: looked at {} patients, purged {} orders in {:.1} s",
-                pass.patients,
-                pass.purged,
-                took.as_secs_f64()
-            );
+            println!("{}", retention::summary(&pass, took));
             Ok(())
         }
         Command::TrivialServer { listen, cert, key } => {

@@ -14,3 +14,13 @@ pub async fn pass(store: SqlStore) -> anyhow::Result<(RetentionPass, Duration)> 
     let pass = app.purge_order_history().await?;
     Ok((pass, started.elapsed()))
 }
+
+/// What a pass did, as `generate` and `retention` print it.
+pub fn summary(pass: &RetentionPass, took: Duration) -> String {
+    format!(
+        "retention pass: looked at {} patients, purged {} orders in {:.1} s",
+        pass.patients,
+        pass.purged,
+        took.as_secs_f64()
+    )
+}

@@ -158,8 +158,8 @@ const ORDER_GROUP: usize = 128;
 /// Group commit for new orders, the write patients make most. Every order is still durable
 /// before it is acknowledged, but the orders that arrived while the previous commit was being
 /// made share one transaction and one flush to disk, instead of queueing one by one for the
-/// write lock. Each order is written under its own savepoint, so one that fails (its patient
-/// erased meanwhile, say) is refused alone and the others still commit.
+/// write lock. One order that fails (its patient erased meanwhile, say) is refused alone and the
+/// others still commit (see [`SqlStore::commit_order_group`]).
 async fn commit_orders_in_groups(store: SqlStore, mut queue: tokio::sync::mpsc::Receiver<NewOrderWrite>) {
     let mut group = Vec::with_capacity(ORDER_GROUP);
     while queue.recv_many(&mut group, ORDER_GROUP).await > 0 {
