@@ -301,8 +301,12 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// passive checkpoint takes no write lock and waits for nobody. Left to the commits, the one that
 /// takes the WAL past [`WAL_AUTOCHECKPOINT_PAGES`] copies it all into the database file and flushes
 /// that before it returns, and the group commits queued behind it wait as long (50 to 60 ms, seen
-/// as gaps between commits in a trace of a paced order load). The commits' own checkpoint stays as
-/// the bound should this task fall behind. It ends with the store (`store_gone`) or its pool.
+/// as gaps between commits in a trace of a paced order load). This task leaves that commit less to
+/// copy, but under steady writes it does not replace it: the log starts again from its beginning
+/// only when a write begins with all of it folded in, and a commit always comes between this
+/// task's checkpoint and the next write. So the commit that passes the bound still folds in the
+/// rest and flushes the database file (15–60 ms) while the next group waits: SQLite's paced order
+/// tail (BENCHMARKS.md, fifteenth session). It ends with the store (`store_gone`) or its pool.
 async fn checkpoint_beside_the_writers(pool: AnyPool, mut store_gone: tokio::sync::oneshot::Receiver<()>) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
