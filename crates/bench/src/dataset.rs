@@ -221,12 +221,13 @@ pub async fn generate(
     while let Some(joined) = workers.join_next().await {
         joined.context("a generator worker")??;
     }
-    store.set_meta(DATASET_KEY, &shape.to_meta()).await?;
-    store.set_meta(repeatrx_app::environment::ENVIRONMENT_KEY, "production").await?;
     bar.set_message("refreshing the planner's statistics");
     store.refresh_statistics().await?;
     bar.set_message("the retention job's first pass");
     let first_pass = crate::retention::pass(store.clone()).await?;
+    // Recorded last, so that a set whose generation stopped part way is refused by `run`.
+    store.set_meta(DATASET_KEY, &shape.to_meta()).await?;
+    store.set_meta(repeatrx_app::environment::ENVIRONMENT_KEY, "production").await?;
     bar.finish_with_message("generated");
     Ok(first_pass)
 }
