@@ -508,13 +508,13 @@ impl SqlStore {
     /// 100 ms; under steady orders the lock is free only for moments between group commits, so
     /// it waited for seconds (holding a pooled connection), and when it did get in, the next group
     /// commit slept in the busy handler in turn.
-    pub(crate) async fn write_conn(&self) -> StoreResult<WriteConn> {
+    async fn write_conn(&self) -> StoreResult<WriteConn> {
         let turn = self.turn_to_write().await?;
         Ok(InTurn { conn: self.conn().await?, _turn: turn })
     }
 
     /// One statement that writes, outside a transaction, on a [`write_conn`](Self::write_conn).
-    async fn write_alone(&self, query: AnyQuery<'_>) -> StoreResult<sqlx::any::AnyQueryResult> {
+    pub(crate) async fn write_alone(&self, query: AnyQuery<'_>) -> StoreResult<sqlx::any::AnyQueryResult> {
         query.execute(&mut *self.write_conn().await?).await.map_err(map_err)
     }
 
@@ -569,7 +569,7 @@ impl SqlStore {
 // Data keys
 // ---------------------------------------------------------------------------------------------
 
-type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>;
+pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>;
 
 /// Binds a patient's sealed columns and blind indexes, in the order of `insert_patient` and
 /// `update_patient`: given, family, date of birth, NHS number, email, phone, address, then the

@@ -504,12 +504,8 @@ impl Shipper {
             return Ok(());
         }
         let message = problems.join("; ");
-        if let Ok(mut conn) = self.store.write_conn().await {
-            let _ = sqlx::query("UPDATE backup_state SET last_error = $1 WHERE id = 1")
-                .bind(&message)
-                .execute(&mut *conn)
-                .await;
-        }
+        let record = sqlx::query("UPDATE backup_state SET last_error = $1 WHERE id = 1").bind(&message);
+        let _ = self.store.write_alone(record).await;
         Err(StoreError::Unavailable(message))
     }
 
@@ -629,11 +625,9 @@ impl Shipper {
         let result = self.snapshot_via(&tmp).await;
         let _ = std::fs::remove_file(&tmp);
         let snapshot = result?;
-        sqlx::query("UPDATE backup_state SET snapshot_at = $1 WHERE id = 1")
-            .bind(snapshot.taken.as_microsecond())
-            .execute(&mut *self.store.write_conn().await?)
-            .await
-            .map_err(map_err)?;
+        let mark =
+            sqlx::query("UPDATE backup_state SET snapshot_at = $1 WHERE id = 1").bind(snapshot.taken.as_microsecond());
+        self.store.write_alone(mark).await?;
         self.prune(Timestamp::now()).await?;
         Ok(snapshot)
     }
